@@ -1,0 +1,18 @@
+//! sweep: a dataflow pipeline for ASX Centre Point order analytics.
+//!
+//! The folders follow the data: `readers` turn files into typed record batches, `filters` keep
+//! rows, `aggregators` fold rows into mergeable states, `sinks` write outputs, and `monitor`
+//! watches it all. `config` is the pure parse-and-validate phase, `runtime` the build phase that
+//! opens files and wires actors over bounded edges.
+
+pub mod aggregators;
+pub mod batch;
+pub mod config;
+pub mod filters;
+pub mod generate;
+pub mod monitor;
+pub mod readers;
+pub mod runtime;
+pub mod schema;
+pub mod sinks;
+pub mod time;

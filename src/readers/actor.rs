@@ -1,0 +1,383 @@
+//! The reader stage as actors: a [`ReaderActor`] on its own arbiter reads each file (one job)
+//! into blocks, and a pool of [`ParseWorker`]s (a SyncArbiter, one thread per worker) parses
+//! blocks into batches in parallel. Parquet files are decoded on the blocking pool and skip the
+//! parse pool. Every send goes through a bounded [`Outlet`], so reading runs at most a few
+//! blocks ahead of the slowest consumer.
+
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use actix::prelude::*;
+use tokio::sync::watch;
+
+use super::csv::{ParsePlan, RowError, parse_block};
+use super::source::{self, Block, BlockReader};
+use super::{ReaderError, parquet};
+use crate::batch::{Batch, JobId};
+use crate::config::{InputFormat, OnError, ReaderSpec};
+use crate::runtime::StageCtx;
+use crate::runtime::edge::{Envelope, Outlet};
+use crate::runtime::stats::JobStats;
+use crate::sinks::atomic::{AtomicWriter, OutputError};
+
+/// A block on its way to a parse worker.
+#[derive(Clone)]
+pub struct RawBlock {
+    pub job: JobId,
+    pub seq: u64,
+    pub plan: Arc<ParsePlan>,
+    pub block: Arc<Block>,
+}
+
+/// The rejects file of a reader with `on_error = "reject"`.
+pub struct Rejects {
+    path: PathBuf,
+    out: Mutex<Option<csv::Writer<AtomicWriter>>>,
+}
+
+impl Rejects {
+    pub fn create(path: &Path) -> Result<Self, OutputError> {
+        let file = AtomicWriter::create(path)?;
+        let mut w = csv::Writer::from_writer(file);
+        w.write_record(["file", "line", "column", "reason", "row"])
+            .map_err(|e| OutputError::new(path, e.into()))?;
+        Ok(Rejects {
+            path: path.to_path_buf(),
+            out: Mutex::new(Some(w)),
+        })
+    }
+
+    fn write(&self, file: &str, errors: &[RowError]) -> Result<(), ReaderError> {
+        let mut guard = self.out.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(w) = guard.as_mut() else {
+            return Ok(());
+        };
+        for e in errors {
+            let column = e
+                .column
+                .as_ref()
+                .map(|(n, name)| format!("{n}:{name}"))
+                .unwrap_or_default();
+            w.write_record([file, &e.line.to_string(), &column, &e.reason, &e.raw])
+                .map_err(|err| ReaderError::Rejects {
+                    path: self.path.clone(),
+                    source: err.into(),
+                })?;
+        }
+        Ok(())
+    }
+
+    /// Makes the rejects file visible. Called whatever the run's outcome: the rows it lists were
+    /// rejected either way.
+    pub fn commit(&self) -> Result<(), OutputError> {
+        let taken = self.out.lock().unwrap_or_else(|e| e.into_inner()).take();
+        let Some(w) = taken else { return Ok(()) };
+        let file = w
+            .into_inner()
+            .map_err(|e| OutputError::new(&self.path, std::io::Error::other(e.to_string())))?;
+        file.commit()
+    }
+}
+
+/// What the reader stage shares between its actor and its parse workers.
+pub struct ReaderShared {
+    pub spec: ReaderSpec,
+    pub rejects: Option<Rejects>,
+    pub ctx: StageCtx,
+    pub block_bytes: usize,
+}
+
+impl ReaderShared {
+    /// Applies the bad-row policy. `Err` carries the message that fails the job.
+    fn row_errors(&self, job: &JobStats, errors: &[RowError]) -> Result<(), String> {
+        if errors.is_empty() {
+            return Ok(());
+        }
+        let file = job.path.display().to_string();
+        match (&self.spec.on_error, &self.rejects) {
+            (OnError::Reject, Some(r)) => {
+                job.rejected
+                    .fetch_add(errors.len() as u64, Ordering::Relaxed);
+                r.write(&file, errors).map_err(|e| e.to_string())
+            }
+            _ => Err(errors[0].locate(&file)),
+        }
+    }
+
+    fn fail(&self, job: &JobStats, msg: String) {
+        job.fail(msg.clone());
+        self.ctx.control.fail(msg);
+    }
+}
+
+/// Parses blocks; runs on a SyncArbiter thread.
+pub struct ParseWorker {
+    pub shared: Arc<ReaderShared>,
+    pub out: Outlet<Batch>,
+}
+
+impl Actor for ParseWorker {
+    type Context = SyncContext<Self>;
+}
+
+impl Handler<Envelope<RawBlock>> for ParseWorker {
+    type Result = ();
+
+    fn handle(&mut self, msg: Envelope<RawBlock>, _: &mut Self::Context) {
+        let t0 = Instant::now();
+        let RawBlock {
+            job,
+            seq,
+            plan,
+            block,
+        } = msg.item;
+        let sh = &self.shared;
+        let Some(stats) = sh.ctx.run.job(job) else {
+            return;
+        };
+        if sh.ctx.control.aborted() {
+            return;
+        }
+        let stop_first = sh.spec.on_error == OnError::Fail;
+        let parsed = match parse_block(&plan, &block.bytes, block.first_line, stop_first) {
+            Ok(p) => p,
+            Err(e) => return sh.fail(&stats, e.to_string()),
+        };
+        drop(block);
+        stats
+            .rows_read
+            .fetch_add(parsed.rows_read, Ordering::Relaxed);
+        if let Err(msg) = sh.row_errors(&stats, &parsed.errors) {
+            return sh.fail(&stats, msg);
+        }
+        let rows = parsed.batch.num_rows() as u64;
+        sh.ctx.stats.batch(parsed.rows_read, rows, t0.elapsed());
+        // Free the edge slot before waiting on the next one, so a full downstream edge cannot
+        // hold this block's credit too.
+        drop(msg.credit);
+        if self
+            .out
+            .send_blocking(Batch {
+                job,
+                seq,
+                rows: parsed.batch,
+            })
+            .is_err()
+        {
+            return;
+        }
+        stats.blocks_parsed.fetch_add(1, Ordering::AcqRel);
+        stats.maybe_finish();
+    }
+}
+
+/// Ordered sinks downstream publish the next sequence number they need; the reader stays at
+/// most `window` batches ahead of the slowest, so their reorder buffers stay bounded.
+#[derive(Clone)]
+pub struct OrderGates {
+    pub gates: Vec<watch::Receiver<u64>>,
+    pub window: u64,
+}
+
+impl OrderGates {
+    async fn wait(&mut self, seq: u64) {
+        let window = self.window;
+        for g in &mut self.gates {
+            // An error means the sink has gone: nothing left to wait for.
+            let _ = g.wait_for(|next| seq < next.saturating_add(window)).await;
+        }
+    }
+}
+
+/// Reads the jobs of one reader stage, one file after another.
+pub struct ReaderActor {
+    task: Option<Pin<Box<dyn Future<Output = ()>>>>,
+}
+
+impl ReaderActor {
+    pub fn new(
+        shared: Arc<ReaderShared>,
+        jobs: Vec<Arc<JobStats>>,
+        parse: Outlet<RawBlock>,
+        out: Outlet<Batch>,
+        gates: OrderGates,
+        done: tokio::sync::oneshot::Sender<()>,
+    ) -> Self {
+        let task = async move {
+            read_all(shared, jobs, parse, out, gates).await;
+            let _ = done.send(());
+        };
+        ReaderActor {
+            task: Some(Box::pin(task)),
+        }
+    }
+}
+
+impl Actor for ReaderActor {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        if let Some(task) = self.task.take() {
+            ctx.wait(actix::fut::wrap_future(task).map(|_, _, ctx: &mut Context<Self>| ctx.stop()));
+        }
+    }
+}
+
+fn is_parquet(spec: &ReaderSpec, path: &Path) -> bool {
+    match spec.format {
+        InputFormat::Parquet => true,
+        InputFormat::Csv => false,
+        InputFormat::Auto => parquet::looks_like_parquet(path),
+    }
+}
+
+async fn read_all(
+    shared: Arc<ReaderShared>,
+    jobs: Vec<Arc<JobStats>>,
+    parse: Outlet<RawBlock>,
+    out: Outlet<Batch>,
+    mut gates: OrderGates,
+) {
+    let mut seq = 0u64;
+    for job in jobs {
+        if shared.ctx.control.aborted() {
+            break;
+        }
+        job.start();
+        tracing::debug!(file = %job.path.display(), "reading");
+        let result = if is_parquet(&shared.spec, &job.path) {
+            read_parquet(&shared, &job, &out, &mut gates, &mut seq).await
+        } else {
+            read_csv(&shared, &job, &parse, &out, &mut gates, &mut seq).await
+        };
+        match result {
+            Ok(()) => {
+                job.reading_done.store(true, Ordering::Release);
+                job.maybe_finish();
+            }
+            Err(e) => {
+                shared.fail(&job, e.to_string());
+                break;
+            }
+        }
+    }
+}
+
+async fn read_csv(
+    sh: &ReaderShared,
+    job: &JobStats,
+    parse: &Outlet<RawBlock>,
+    out: &Outlet<Batch>,
+    gates: &mut OrderGates,
+    seq: &mut u64,
+) -> Result<(), ReaderError> {
+    let file: Arc<str> = job.path.display().to_string().into();
+    if job.file_bytes == 0 {
+        // An empty file has no header and no rows; compressed or not, there is nothing to read.
+        return Ok(());
+    }
+    let src = source::open(&job.path, sh.spec.compression).await?;
+    let mut blocks = BlockReader::new(src, sh.block_bytes);
+    let io = |line: u64| {
+        let file = file.to_string();
+        move |e: std::io::Error| ReaderError::Io {
+            file,
+            line,
+            source: e,
+        }
+    };
+    let Some(header) = blocks.header().await.map_err(io(1))? else {
+        return Ok(());
+    };
+    let plan = Arc::new(ParsePlan::new(
+        file.clone(),
+        &header,
+        sh.spec.delimiter,
+        &sh.spec.columns,
+        &sh.spec.need,
+    )?);
+    let mut sent = 0u64;
+    while !sh.ctx.control.aborted() {
+        let line = blocks.line();
+        let Some(block) = blocks.next_block().await.map_err(io(line))? else {
+            break;
+        };
+        job.bytes_read.store(blocks.bytes_read, Ordering::Relaxed);
+        gates.wait(*seq).await;
+        job.blocks_sent.fetch_add(1, Ordering::AcqRel);
+        let raw = RawBlock {
+            job: job.id,
+            seq: *seq,
+            plan: plan.clone(),
+            block: Arc::new(block),
+        };
+        *seq += 1;
+        sent += 1;
+        if parse.send(raw).await.is_err() {
+            break;
+        }
+    }
+    if sent == 0 {
+        // A header-only file still tells sinks its columns.
+        gates.wait(*seq).await;
+        let empty = arrow_array::RecordBatch::new_empty(plan.schema.clone());
+        let _ = out
+            .send(Batch {
+                job: job.id,
+                seq: *seq,
+                rows: empty,
+            })
+            .await;
+        *seq += 1;
+    }
+    Ok(())
+}
+
+async fn read_parquet(
+    sh: &ReaderShared,
+    job: &JobStats,
+    out: &Outlet<Batch>,
+    gates: &mut OrderGates,
+    seq: &mut u64,
+) -> Result<(), ReaderError> {
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<parquet::ParquetBatch>(1);
+    let path = job.path.clone();
+    let mapping = sh.spec.columns.clone();
+    let need = sh.spec.need.clone();
+    let rows_per_batch = (sh.block_bytes / 128).max(1024);
+    let decode = tokio::task::spawn_blocking(move || {
+        parquet::read(&path, &mapping, &need, rows_per_batch, |b| {
+            tx.blocking_send(b).is_ok()
+        })
+    });
+    while let Some(pb) = rx.recv().await {
+        let t0 = Instant::now();
+        job.rows_read.fetch_add(pb.rows_read, Ordering::Relaxed);
+        job.bytes_read.fetch_add(pb.bytes, Ordering::Relaxed);
+        if let Err(msg) = sh.row_errors(job, &pb.errors) {
+            return Err(ReaderError::Row(msg));
+        }
+        sh.ctx
+            .stats
+            .batch(pb.rows_read, pb.batch.num_rows() as u64, t0.elapsed());
+        gates.wait(*seq).await;
+        let batch = Batch {
+            job: job.id,
+            seq: *seq,
+            rows: pb.batch,
+        };
+        *seq += 1;
+        if out.send(batch).await.is_err() || sh.ctx.control.aborted() {
+            break;
+        }
+    }
+    drop(rx);
+    decode.await.map_err(|e| ReaderError::Parquet {
+        file: job.path.display().to_string(),
+        reason: e.to_string(),
+    })?
+}

@@ -1,0 +1,456 @@
+//! CSV blocks into typed record batches.
+//!
+//! A [`ParsePlan`] is made once per file from its header: which fields to keep, under which
+//! canonical names, parsed into which types. [`parse_block`] then turns one block of whole
+//! records into a `RecordBatch`, parsing only the planned fields and trimming only those (a
+//! whole-record trim costs 2.4x, see the throughput probe). A field that does not parse makes
+//! the row an error with its line and column; the reader's policy decides whether it is
+//! rejected or fails the job.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use arrow_array::{ArrayRef, Int64Array, RecordBatch, StringArray, UInt32Array, UInt64Array};
+use arrow_buffer::{Buffer, OffsetBuffer, ScalarBuffer};
+use arrow_schema::SchemaRef;
+use atoi::{FromRadix10Checked, FromRadix10SignedChecked};
+use csv_async::{AsyncReaderBuilder, ByteRecord};
+
+use super::ReaderError;
+use crate::config::ColumnNeed;
+use crate::schema::{self, ColumnType};
+
+/// One field to materialise.
+#[derive(Debug, Clone)]
+pub struct PlannedColumn {
+    /// Canonical name, as stages see it.
+    pub name: String,
+    /// 0-based field index in the file.
+    pub index: usize,
+    pub ty: ColumnType,
+}
+
+/// How to parse the records of one file.
+#[derive(Debug)]
+pub struct ParsePlan {
+    pub file: Arc<str>,
+    pub delimiter: u8,
+    /// Fields per record, from the header.
+    pub fields: usize,
+    pub columns: Vec<PlannedColumn>,
+    pub schema: SchemaRef,
+}
+
+/// A row that could not be parsed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RowError {
+    pub line: u64,
+    /// 1-based field number and canonical column name, when one field is at fault.
+    pub column: Option<(usize, String)>,
+    pub reason: String,
+    /// The row's fields joined by the delimiter, for the rejects file.
+    pub raw: String,
+}
+
+impl RowError {
+    /// `file:line[:column]: reason`, the form every error message uses.
+    pub fn locate(&self, file: &str) -> String {
+        match &self.column {
+            Some((n, name)) => {
+                format!("{file}:{}:{n}: column `{name}`: {}", self.line, self.reason)
+            }
+            None => format!("{file}:{}: {}", self.line, self.reason),
+        }
+    }
+}
+
+fn record_reader(bytes: &[u8], delimiter: u8) -> csv_async::AsyncReader<&[u8]> {
+    AsyncReaderBuilder::new()
+        .has_headers(false)
+        // Field counts are checked here, per row, so a short row is one rejected row rather
+        // than a reader error.
+        .flexible(true)
+        .delimiter(delimiter)
+        .buffer_capacity(64 << 10)
+        .create_reader(bytes)
+}
+
+impl ParsePlan {
+    /// Plans a file from its header record. `mapping` is canonical → header name.
+    pub fn new(
+        file: Arc<str>,
+        header: &[u8],
+        delimiter: u8,
+        mapping: &BTreeMap<String, String>,
+        need: &ColumnNeed,
+    ) -> Result<Self, ReaderError> {
+        let mut rec = ByteRecord::new();
+        let mut rdr = record_reader(header, delimiter);
+        futures::executor::block_on(rdr.read_byte_record(&mut rec)).map_err(|e| {
+            ReaderError::Header {
+                file: file.to_string(),
+                reason: e.to_string(),
+            }
+        })?;
+        let to_canonical: BTreeMap<&str, &str> = mapping
+            .iter()
+            .map(|(c, r)| (r.as_str(), c.as_str()))
+            .collect();
+        let names: Vec<String> = rec
+            .iter()
+            .enumerate()
+            .map(|(i, f)| {
+                let raw = String::from_utf8_lossy(f.trim_ascii()).into_owned();
+                match to_canonical.get(raw.as_str()) {
+                    Some(c) => c.to_string(),
+                    None if raw.is_empty() => format!("column{}", i + 1),
+                    None => raw,
+                }
+            })
+            .collect();
+        let find = |want: &str| -> Result<usize, ReaderError> {
+            let at: Vec<usize> = names
+                .iter()
+                .enumerate()
+                .filter(|(_, n)| *n == want)
+                .map(|(i, _)| i)
+                .collect();
+            match at.as_slice() {
+                [i] => Ok(*i),
+                [] => Err(ReaderError::MissingColumn {
+                    file: file.to_string(),
+                    column: want.to_string(),
+                    header_name: mapping
+                        .get(want)
+                        .cloned()
+                        .unwrap_or_else(|| want.to_string()),
+                    found: names.join(","),
+                }),
+                many => Err(ReaderError::DuplicateColumn {
+                    file: file.to_string(),
+                    column: want.to_string(),
+                    positions: many.iter().map(|i| i + 1).collect(),
+                }),
+            }
+        };
+        let wanted: Vec<String> = match need {
+            ColumnNeed::All => names.clone(),
+            ColumnNeed::Some(cols) => cols.clone(),
+        };
+        let mut columns = Vec::with_capacity(wanted.len());
+        for name in &wanted {
+            columns.push(PlannedColumn {
+                name: name.clone(),
+                index: find(name)?,
+                ty: schema::column_type(name),
+            });
+        }
+        let schema = schema::arrow_schema(&wanted);
+        Ok(ParsePlan {
+            file,
+            delimiter,
+            fields: names.len(),
+            columns,
+            schema,
+        })
+    }
+}
+
+/// Column buffers that can be cut back to the last whole row when a row turns out bad.
+enum ColBuf {
+    U64(Vec<u64>),
+    I64(Vec<i64>),
+    U32(Vec<u32>),
+    Utf8 { offsets: Vec<i32>, data: Vec<u8> },
+}
+
+impl ColBuf {
+    fn new(ty: ColumnType, rows: usize) -> Self {
+        match ty {
+            ColumnType::U64 => ColBuf::U64(Vec::with_capacity(rows)),
+            ColumnType::I64 => ColBuf::I64(Vec::with_capacity(rows)),
+            ColumnType::U32 => ColBuf::U32(Vec::with_capacity(rows)),
+            ColumnType::Utf8 => {
+                let mut offsets = Vec::with_capacity(rows + 1);
+                offsets.push(0);
+                ColBuf::Utf8 {
+                    offsets,
+                    data: Vec::new(),
+                }
+            }
+        }
+    }
+
+    fn truncate(&mut self, rows: usize) {
+        match self {
+            ColBuf::U64(v) => v.truncate(rows),
+            ColBuf::I64(v) => v.truncate(rows),
+            ColBuf::U32(v) => v.truncate(rows),
+            ColBuf::Utf8 { offsets, data } => {
+                offsets.truncate(rows + 1);
+                data.truncate(offsets.last().copied().unwrap_or(0) as usize);
+            }
+        }
+    }
+
+    /// Parses one trimmed field onto the end of the column.
+    #[inline]
+    fn push(&mut self, f: &[u8]) -> Result<(), String> {
+        match self {
+            ColBuf::U64(v) => v.push(unsigned::<u64>(f, "u64")?),
+            ColBuf::U32(v) => v.push(unsigned::<u32>(f, "u32")?),
+            ColBuf::I64(v) => v.push(signed(f)?),
+            ColBuf::Utf8 { offsets, data } => {
+                std::str::from_utf8(f).map_err(|e| {
+                    format!(
+                        "not valid UTF-8 (byte {} of the field)",
+                        e.valid_up_to() + 1
+                    )
+                })?;
+                data.extend_from_slice(f);
+                let end = i32::try_from(data.len())
+                    .map_err(|_| "text column exceeds 2 GiB in one batch".to_string())?;
+                offsets.push(end);
+            }
+        }
+        Ok(())
+    }
+
+    fn finish(self) -> ArrayRef {
+        match self {
+            ColBuf::U64(v) => Arc::new(UInt64Array::new(ScalarBuffer::from(v), None)),
+            ColBuf::I64(v) => Arc::new(Int64Array::new(ScalarBuffer::from(v), None)),
+            ColBuf::U32(v) => Arc::new(UInt32Array::new(ScalarBuffer::from(v), None)),
+            ColBuf::Utf8 { offsets, data } => {
+                // Offsets are monotonic by construction and every field was checked as UTF-8.
+                let offsets = OffsetBuffer::new(ScalarBuffer::from(offsets));
+                Arc::new(StringArray::new(offsets, Buffer::from(data), None))
+            }
+        }
+    }
+}
+
+fn describe(f: &[u8]) -> String {
+    let s = String::from_utf8_lossy(f);
+    if s.chars().count() > 40 {
+        format!("\"{}…\"", s.chars().take(40).collect::<String>())
+    } else {
+        format!("\"{s}\"")
+    }
+}
+
+#[inline]
+fn unsigned<T: FromRadix10Checked>(f: &[u8], ty: &str) -> Result<T, String> {
+    match T::from_radix_10_checked(f) {
+        (Some(v), n) if n == f.len() && n > 0 => Ok(v),
+        (None, _) => Err(format!("{} is out of range for {ty}", describe(f))),
+        _ if f.is_empty() => Err("empty value".to_string()),
+        _ if f[0] == b'-' => Err(format!(
+            "{} is negative, but the column is unsigned",
+            describe(f)
+        )),
+        _ => Err(format!("{} is not a whole number", describe(f))),
+    }
+}
+
+#[inline]
+fn signed(f: &[u8]) -> Result<i64, String> {
+    match i64::from_radix_10_signed_checked(f) {
+        (Some(v), n) if n == f.len() && n > 0 && f != b"-" && f != b"+" => Ok(v),
+        (None, _) => Err(format!("{} is out of range for i64", describe(f))),
+        _ if f.is_empty() => Err("empty value".to_string()),
+        _ => Err(format!("{} is not a whole number", describe(f))),
+    }
+}
+
+/// What one block yielded.
+#[derive(Debug)]
+pub struct Parsed {
+    pub batch: RecordBatch,
+    /// Records seen, good and bad.
+    pub rows_read: u64,
+    pub errors: Vec<RowError>,
+}
+
+/// Parses a block of whole records. With `stop_at_first_error`, parsing ends at the first bad
+/// row (the job is failing anyway); otherwise every bad row is reported and skipped.
+pub fn parse_block(
+    plan: &ParsePlan,
+    bytes: &[u8],
+    first_line: u64,
+    stop_at_first_error: bool,
+) -> Result<Parsed, ReaderError> {
+    let estimate = bytes.len() / 128 + 16;
+    let mut cols: Vec<ColBuf> = plan
+        .columns
+        .iter()
+        .map(|c| ColBuf::new(c.ty, estimate))
+        .collect();
+    let mut rdr = record_reader(bytes, plan.delimiter);
+    let mut rec = ByteRecord::with_capacity(256, plan.fields);
+    let mut rows = 0usize;
+    let mut rows_read = 0u64;
+    let mut errors = Vec::new();
+    let failed = |e: csv_async::Error| ReaderError::Csv {
+        file: plan.file.to_string(),
+        line: first_line,
+        reason: e.to_string(),
+    };
+    // The reader is over an in-memory slice, so no read ever waits: block_on only drives it.
+    futures::executor::block_on(async {
+        while rdr.read_byte_record(&mut rec).await.map_err(failed)? {
+            rows_read += 1;
+            let line = first_line + rec.position().map_or(1, |p| p.line()) - 1;
+            let bad = if rec.len() != plan.fields {
+                Some(RowError {
+                    line,
+                    column: None,
+                    reason: format!("expected {} fields, found {}", plan.fields, rec.len()),
+                    raw: raw_row(&rec, plan.delimiter),
+                })
+            } else {
+                plan.columns
+                    .iter()
+                    .zip(cols.iter_mut())
+                    .find_map(|(c, buf)| {
+                        let f = rec.get(c.index).unwrap_or_default().trim_ascii();
+                        buf.push(f).err().map(|reason| RowError {
+                            line,
+                            column: Some((c.index + 1, c.name.clone())),
+                            reason,
+                            raw: raw_row(&rec, plan.delimiter),
+                        })
+                    })
+            };
+            match bad {
+                None => rows += 1,
+                Some(e) => {
+                    for c in cols.iter_mut() {
+                        c.truncate(rows);
+                    }
+                    errors.push(e);
+                    if stop_at_first_error {
+                        break;
+                    }
+                }
+            }
+        }
+        Ok::<(), ReaderError>(())
+    })?;
+    let arrays: Vec<ArrayRef> = cols.into_iter().map(ColBuf::finish).collect();
+    let batch = RecordBatch::try_new_with_options(
+        plan.schema.clone(),
+        arrays,
+        &arrow_array::RecordBatchOptions::new().with_row_count(Some(rows)),
+    )
+    .map_err(|e| ReaderError::Csv {
+        file: plan.file.to_string(),
+        line: first_line,
+        reason: e.to_string(),
+    })?;
+    Ok(Parsed {
+        batch,
+        rows_read,
+        errors,
+    })
+}
+
+fn raw_row(rec: &ByteRecord, delimiter: u8) -> String {
+    let mut out = Vec::with_capacity(rec.as_slice().len() + rec.len());
+    for (i, f) in rec.iter().enumerate() {
+        if i > 0 {
+            out.push(delimiter);
+        }
+        out.extend_from_slice(f);
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow_array::cast::AsArray;
+    use arrow_array::types::{Int64Type, UInt64Type};
+
+    fn plan(header: &str, need: &[&str]) -> ParsePlan {
+        ParsePlan::new(
+            "t.csv".into(),
+            header.as_bytes(),
+            b',',
+            &BTreeMap::new(),
+            &ColumnNeed::Some(need.iter().map(|s| s.to_string()).collect()),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn parses_only_planned_columns_with_types() {
+        let p = plan(" order_id , quantity ,price,note", &["order_id", "price"]);
+        let got = parse_block(
+            &p,
+            b"18446744073709551615, 5 ,-20,x\n9223372036854775808,1,30,\"a,b\"\n",
+            2,
+            false,
+        )
+        .unwrap();
+        assert_eq!(got.rows_read, 2);
+        assert!(got.errors.is_empty());
+        let ids = got.batch.column(0).as_primitive::<UInt64Type>();
+        assert_eq!(ids.values().as_ref(), &[u64::MAX, 1 << 63]);
+        let prices = got.batch.column(1).as_primitive::<Int64Type>();
+        assert_eq!(prices.values().as_ref(), &[-20, 30]);
+    }
+
+    #[test]
+    fn bad_fields_name_line_and_column() {
+        let p = plan("order_id,quantity,price", &["quantity", "price"]);
+        let data =
+            b"1,10,5\n2,ten,5\n3,-4,5\n4,99999999999999999999,5\n5,1\n6,1,2,3\n7,,5\n8,3,1.5\n";
+        let got = parse_block(&p, data, 10, false).unwrap();
+        assert_eq!(got.rows_read, 8);
+        assert_eq!(got.batch.num_rows(), 1);
+        let lines: Vec<String> = got.errors.iter().map(|e| e.locate("t.csv")).collect();
+        assert_eq!(
+            lines,
+            [
+                "t.csv:11:2: column `quantity`: \"ten\" is not a whole number",
+                "t.csv:12:2: column `quantity`: \"-4\" is negative, but the column is unsigned",
+                "t.csv:13:2: column `quantity`: \"99999999999999999999\" is out of range for u64",
+                "t.csv:14: expected 3 fields, found 2",
+                "t.csv:15: expected 3 fields, found 4",
+                "t.csv:16:2: column `quantity`: empty value",
+                "t.csv:17:3: column `price`: \"1.5\" is not a whole number",
+            ]
+        );
+        let stop = parse_block(&p, data, 10, true).unwrap();
+        assert_eq!(stop.errors.len(), 1);
+    }
+
+    #[test]
+    fn header_problems_are_named() {
+        let mut m = BTreeMap::new();
+        m.insert("order_id".to_string(), "orderid".to_string());
+        let need = ColumnNeed::Some(vec!["order_id".into(), "price".into()]);
+        let ok = ParsePlan::new("t.csv".into(), b"orderid,price", b',', &m, &need).unwrap();
+        assert_eq!(ok.columns[0].name, "order_id");
+        let missing = ParsePlan::new("t.csv".into(), b"orderid,qty", b',', &m, &need).unwrap_err();
+        assert!(
+            missing
+                .to_string()
+                .contains("missing required column `price`"),
+            "{missing}"
+        );
+        let dup =
+            ParsePlan::new("t.csv".into(), b"orderid,price,price", b',', &m, &need).unwrap_err();
+        assert!(dup.to_string().contains("columns 2, 3"), "{dup}");
+    }
+
+    #[test]
+    fn non_utf8_text_is_a_row_error() {
+        let p = plan("a,timevaliditydecoded", &["timevaliditydecoded"]);
+        let got = parse_block(&p, b"1,ok\n2,\xff\xfe\n", 2, false).unwrap();
+        assert_eq!(got.batch.num_rows(), 1);
+        assert_eq!(got.errors[0].line, 3);
+        assert!(got.errors[0].reason.contains("UTF-8"));
+    }
+}

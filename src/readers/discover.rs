@@ -1,0 +1,125 @@
+//! Turns a reader's `path` entries (files, folders, globs) into the ordered list of input files.
+//! Each file becomes one job. Problems are collected so one run reports every missing input.
+
+use std::path::{Path, PathBuf};
+
+use super::ReaderError;
+
+/// File names a folder scan picks up; anything else in the folder (notes, `.done` markers,
+/// temp files) is left alone.
+fn is_data_file(p: &Path) -> bool {
+    let name = p
+        .file_name()
+        .map(|n| n.to_string_lossy().to_ascii_lowercase())
+        .unwrap_or_default();
+    !name.starts_with('.')
+        && [".csv", ".csv.gz", ".csv.zst", ".gz", ".zst", ".parquet"]
+            .iter()
+            .any(|ext| name.ends_with(ext))
+}
+
+fn has_glob_chars(s: &str) -> bool {
+    s.contains(['*', '?', '['])
+}
+
+/// Expands the entries in order; within a folder or glob, files are sorted by path. A file
+/// named twice is read once.
+pub fn discover(entries: &[String]) -> Result<Vec<PathBuf>, Vec<ReaderError>> {
+    let mut files: Vec<PathBuf> = Vec::new();
+    let mut errors = Vec::new();
+    for entry in entries {
+        let mut found = Vec::new();
+        if has_glob_chars(entry) {
+            // As a shell does: `*` does not match a leading dot, so temp and hidden files stay out.
+            let opts = glob::MatchOptions {
+                require_literal_leading_dot: true,
+                ..Default::default()
+            };
+            match glob::glob_with(entry, opts) {
+                Err(e) => errors.push(ReaderError::BadGlob {
+                    pattern: entry.clone(),
+                    reason: e.msg.to_string(),
+                }),
+                Ok(paths) => {
+                    for p in paths {
+                        match p {
+                            Ok(p) if p.is_file() => found.push(p),
+                            Ok(_) => {}
+                            Err(e) => errors.push(ReaderError::Open {
+                                path: e.path().to_path_buf(),
+                                source: std::io::Error::new(
+                                    e.error().kind(),
+                                    e.error().to_string(),
+                                ),
+                            }),
+                        }
+                    }
+                    if found.is_empty() {
+                        errors.push(ReaderError::GlobEmpty(entry.clone()));
+                    }
+                }
+            }
+        } else {
+            let p = PathBuf::from(entry);
+            match std::fs::metadata(&p) {
+                Err(e) => errors.push(ReaderError::Open { path: p, source: e }),
+                Ok(m) if m.is_dir() => match std::fs::read_dir(&p) {
+                    Err(e) => errors.push(ReaderError::Open { path: p, source: e }),
+                    Ok(rd) => {
+                        found.extend(
+                            rd.filter_map(Result::ok)
+                                .map(|e| e.path())
+                                .filter(|p| p.is_file() && is_data_file(p)),
+                        );
+                        if found.is_empty() {
+                            errors.push(ReaderError::FolderEmpty(p));
+                        }
+                    }
+                },
+                Ok(_) => found.push(p),
+            }
+        }
+        found.sort();
+        for f in found {
+            if !files.contains(&f) {
+                files.push(f);
+            }
+        }
+    }
+    if errors.is_empty() {
+        Ok(files)
+    } else {
+        Err(errors)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn folders_globs_and_files_expand_in_order() {
+        let d = tempfile::tempdir().unwrap();
+        for n in ["b.csv", "a.csv.gz", "notes.txt", ".hidden.csv", "c.parquet"] {
+            std::fs::write(d.path().join(n), "x").unwrap();
+        }
+        let folder = d.path().to_string_lossy().to_string();
+        let files = discover(std::slice::from_ref(&folder)).unwrap();
+        let names: Vec<_> = files
+            .iter()
+            .map(|p| p.file_name().unwrap().to_string_lossy().to_string())
+            .collect();
+        assert_eq!(names, ["a.csv.gz", "b.csv", "c.parquet"]);
+        let glob = format!("{folder}/*.csv");
+        let one = format!("{folder}/b.csv");
+        assert_eq!(discover(&[glob, one]).unwrap().len(), 1);
+    }
+
+    #[test]
+    fn missing_inputs_are_all_reported() {
+        let errs = discover(&["/no/such/file.csv".into(), "/no/such/*.csv".into()]).unwrap_err();
+        assert_eq!(errs.len(), 2);
+        assert!(errs[0].to_string().contains("/no/such/file.csv"));
+        assert!(errs[1].to_string().contains("matched no files"));
+    }
+}

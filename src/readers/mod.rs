@@ -1,0 +1,72 @@
+//! Readers: input files into typed record batches.
+//!
+//! `discover` expands paths into jobs (one per file); `source` opens a file through its
+//! decompressor and cuts it into blocks of whole records; `csv` parses blocks into batches;
+//! `parquet` decodes Parquet files into the same batches; `actor` runs it all as the reader
+//! stage, with parsing spread over a pool of workers.
+
+pub mod actor;
+pub mod csv;
+pub mod discover;
+pub mod parquet;
+pub mod source;
+
+use std::path::PathBuf;
+
+/// Everything that can go wrong between a path and a batch.
+#[derive(Debug, thiserror::Error)]
+pub enum ReaderError {
+    #[error("{path}: {source}")]
+    Open {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("bad glob `{pattern}`: {reason}")]
+    BadGlob { pattern: String, reason: String },
+    #[error("glob `{0}` matched no files")]
+    GlobEmpty(String),
+    #[error("{0}: folder holds no data files (.csv, .csv.gz, .csv.zst, .gz, .zst, .parquet)")]
+    FolderEmpty(PathBuf),
+    #[error("{file}:1: cannot read the header: {reason}")]
+    Header { file: String, reason: String },
+    #[error(
+        "{file}:1: missing required column `{column}` (looked for a header named `{header_name}`; the header has: {found})"
+    )]
+    MissingColumn {
+        file: String,
+        column: String,
+        header_name: String,
+        found: String,
+    },
+    #[error("{file}:1: column `{column}` appears more than once in the header (columns {})", positions.iter().map(|p| p.to_string()).collect::<Vec<_>>().join(", "))]
+    DuplicateColumn {
+        file: String,
+        column: String,
+        positions: Vec<usize>,
+    },
+    #[error("{file}:{line}: {reason}")]
+    Csv {
+        file: String,
+        line: u64,
+        reason: String,
+    },
+    #[error("{file}: read failed at or after line {line}: {source}")]
+    Io {
+        file: String,
+        line: u64,
+        #[source]
+        source: std::io::Error,
+    },
+    /// A malformed row under `on_error = "fail"`; the message is already `file:line:col: …`.
+    #[error("{0}")]
+    Row(String),
+    #[error("{file}: {reason}")]
+    Parquet { file: String, reason: String },
+    #[error("{path}: cannot write rejects: {source}")]
+    Rejects {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}

@@ -1,0 +1,174 @@
+//! Parquet input: the same canonical, typed batches as CSV, through the parquet crate's Arrow
+//! reader. Only the columns downstream stages use are decoded (a projection), and values are
+//! cast to the catalogue's types. A value that is null or does not fit its type (a negative
+//! quantity, say) is a row error like a bad CSV field; "line" is then the 1-based row number.
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::path::Path;
+
+use arrow_array::{Array, ArrayRef, BooleanArray, RecordBatch};
+use arrow_cast::{CastOptions, cast_with_options};
+use parquet::arrow::ProjectionMask;
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+
+use super::ReaderError;
+use super::csv::RowError;
+use crate::config::ColumnNeed;
+use crate::schema;
+
+/// One decoded batch with the row errors found in it.
+pub struct ParquetBatch {
+    pub batch: RecordBatch,
+    pub rows_read: u64,
+    pub errors: Vec<RowError>,
+    pub bytes: u64,
+}
+
+/// Reads `path`, calling `each` per batch until it returns false.
+pub fn read(
+    path: &Path,
+    mapping: &BTreeMap<String, String>,
+    need: &ColumnNeed,
+    batch_rows: usize,
+    mut each: impl FnMut(ParquetBatch) -> bool,
+) -> Result<(), ReaderError> {
+    let file_name = path.display().to_string();
+    let perr = |e: &dyn std::fmt::Display| ReaderError::Parquet {
+        file: file_name.clone(),
+        reason: e.to_string(),
+    };
+    let file = File::open(path).map_err(|e| ReaderError::Open {
+        path: path.to_path_buf(),
+        source: e,
+    })?;
+    let builder = ParquetRecordBatchReaderBuilder::try_new(file).map_err(|e| perr(&e))?;
+    let arrow_schema = builder.schema().clone();
+    let to_canonical: BTreeMap<&str, &str> = mapping
+        .iter()
+        .map(|(c, r)| (r.as_str(), c.as_str()))
+        .collect();
+    let names: Vec<String> = arrow_schema
+        .fields()
+        .iter()
+        .map(|f| {
+            let raw = f.name().trim();
+            to_canonical
+                .get(raw)
+                .map_or_else(|| raw.to_string(), |c| c.to_string())
+        })
+        .collect();
+    let wanted: Vec<String> = match need {
+        ColumnNeed::All => names.clone(),
+        ColumnNeed::Some(c) => c.clone(),
+    };
+    let mut roots = Vec::with_capacity(wanted.len());
+    for w in &wanted {
+        let at: Vec<usize> = names
+            .iter()
+            .enumerate()
+            .filter(|(_, n)| *n == w)
+            .map(|(i, _)| i)
+            .collect();
+        match at.as_slice() {
+            [i] => roots.push(*i),
+            [] => {
+                return Err(ReaderError::MissingColumn {
+                    file: file_name,
+                    column: w.clone(),
+                    header_name: mapping.get(w).cloned().unwrap_or_else(|| w.clone()),
+                    found: names.join(","),
+                });
+            }
+            many => {
+                return Err(ReaderError::DuplicateColumn {
+                    file: file_name,
+                    column: w.clone(),
+                    positions: many.iter().map(|i| i + 1).collect(),
+                });
+            }
+        }
+    }
+    let mask = ProjectionMask::roots(builder.parquet_schema(), roots.iter().copied());
+    let reader = builder
+        .with_projection(mask)
+        .with_batch_size(batch_rows)
+        .build()
+        .map_err(|e| perr(&e))?;
+    // The projected batch keeps file order of columns; map each wanted column to its position.
+    let mut sorted = roots.clone();
+    sorted.sort_unstable();
+    let position: Vec<usize> = roots
+        .iter()
+        .map(|r| sorted.iter().position(|s| s == r).unwrap_or(0))
+        .collect();
+    let target = schema::arrow_schema(&wanted);
+    let cast_opts = CastOptions {
+        safe: true,
+        ..Default::default()
+    };
+    let mut row_base = 0u64;
+    for batch in reader {
+        let batch = batch.map_err(|e| perr(&e))?;
+        let n = batch.num_rows();
+        let mut cols: Vec<ArrayRef> = Vec::with_capacity(wanted.len());
+        let mut bad: Vec<Option<RowError>> = vec![None; n];
+        for (k, w) in wanted.iter().enumerate() {
+            let src = batch.column(position[k]);
+            let ty = target.field(k).data_type();
+            let cast = cast_with_options(src, ty, &cast_opts)
+                .map_err(|e| perr(&format!("column `{w}`: {e}")))?;
+            if cast.null_count() > 0 {
+                for (i, slot) in bad.iter_mut().enumerate() {
+                    if slot.is_none() && cast.is_null(i) {
+                        let why = if src.is_null(i) {
+                            "null value".to_string()
+                        } else {
+                            format!("value does not fit {}", schema::column_type(w).name())
+                        };
+                        *slot = Some(RowError {
+                            line: row_base + i as u64 + 1,
+                            column: Some((roots[k] + 1, w.clone())),
+                            reason: why,
+                            raw: String::new(),
+                        });
+                    }
+                }
+            }
+            cols.push(cast);
+        }
+        let errors: Vec<RowError> = bad.iter().flatten().cloned().collect();
+        let mut out = RecordBatch::try_new(target.clone(), cols.clone()).or_else(|_| {
+            // Columns are non-nullable in the target schema; build it without the bad rows.
+            let keep = BooleanArray::from(bad.iter().map(|b| b.is_none()).collect::<Vec<_>>());
+            let kept: Result<Vec<ArrayRef>, _> = cols
+                .iter()
+                .map(|c| arrow_select::filter::filter(c, &keep))
+                .collect();
+            RecordBatch::try_new(target.clone(), kept.map_err(|e| perr(&e))?).map_err(|e| perr(&e))
+        })?;
+        if !errors.is_empty() && out.num_rows() == n {
+            let keep = BooleanArray::from(bad.iter().map(|b| b.is_none()).collect::<Vec<_>>());
+            out = arrow_select::filter::filter_record_batch(&out, &keep).map_err(|e| perr(&e))?;
+        }
+        let bytes = batch.get_array_memory_size() as u64;
+        row_base += n as u64;
+        if !each(ParquetBatch {
+            batch: out,
+            rows_read: n as u64,
+            errors,
+            bytes,
+        }) {
+            break;
+        }
+    }
+    Ok(())
+}
+
+/// A parquet file's footer starts with `PAR1`; used when the format is `auto` and the name
+/// does not say.
+pub fn looks_like_parquet(path: &Path) -> bool {
+    path.to_string_lossy()
+        .to_ascii_lowercase()
+        .ends_with(".parquet")
+}

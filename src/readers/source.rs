@@ -1,0 +1,292 @@
+//! Byte sources: a file opened through the right decompressor, cut into blocks that end on a
+//! record boundary so that blocks can be parsed independently, on any worker, in any order.
+//!
+//! A boundary is a line end outside quotes. Quote parity is tracked from the start of the file:
+//! RFC 4180 escapes a quote by doubling it, so an even count of `"` before a newline means the
+//! newline ends a record. Blocks without any quote (the usual case) are cut with one `memrchr`.
+
+use std::path::Path;
+use std::pin::Pin;
+
+use async_compression::tokio::bufread::{GzipDecoder, ZstdDecoder};
+use tokio::io::{AsyncRead, AsyncReadExt, BufReader};
+
+use super::ReaderError;
+use crate::config::Compression;
+
+/// Longest single record accepted; past this the file is assumed broken (e.g. an unbalanced
+/// quote), rather than buffering it whole.
+pub const MAX_RECORD_BYTES: usize = 64 << 20;
+
+pub type Source = Pin<Box<dyn AsyncRead + Send>>;
+
+/// The compression a path implies.
+pub fn compression_of(path: &Path, configured: Compression) -> Compression {
+    if configured != Compression::Auto {
+        return configured;
+    }
+    let name = path.to_string_lossy().to_ascii_lowercase();
+    if name.ends_with(".gz") || name.ends_with(".gzip") {
+        Compression::Gzip
+    } else if name.ends_with(".zst") || name.ends_with(".zstd") {
+        Compression::Zstd
+    } else {
+        Compression::None
+    }
+}
+
+/// Opens `path` for reading through its decompressor. Concatenated gzip or zstd members are
+/// read as one stream, as `zcat` does.
+pub async fn open(path: &Path, compression: Compression) -> Result<Source, ReaderError> {
+    let file = tokio::fs::File::open(path)
+        .await
+        .map_err(|e| ReaderError::Open {
+            path: path.to_path_buf(),
+            source: e,
+        })?;
+    // Large reads: each refill of a tokio file is a round trip to the blocking pool.
+    let buffered = BufReader::with_capacity(1 << 20, file);
+    Ok(match compression_of(path, compression) {
+        Compression::Gzip => {
+            let mut d = GzipDecoder::new(buffered);
+            d.multiple_members(true);
+            Box::pin(d)
+        }
+        Compression::Zstd => {
+            let mut d = ZstdDecoder::new(buffered);
+            d.multiple_members(true);
+            Box::pin(d)
+        }
+        Compression::None | Compression::Auto => Box::pin(buffered),
+    })
+}
+
+/// A block of whole records and the physical line its first record starts on (1-based).
+#[derive(Debug)]
+pub struct Block {
+    pub bytes: Vec<u8>,
+    pub first_line: u64,
+}
+
+/// Reads a source in blocks of about `block_bytes`, each ending on a record boundary.
+pub struct BlockReader {
+    src: Source,
+    /// Bytes read but not yet handed out: the start of the next block.
+    carry: Vec<u8>,
+    block_bytes: usize,
+    eof: bool,
+    /// Line number of the first byte of `carry`.
+    line: u64,
+    /// Decompressed bytes read so far.
+    pub bytes_read: u64,
+}
+
+impl BlockReader {
+    pub fn new(src: Source, block_bytes: usize) -> Self {
+        BlockReader {
+            src,
+            carry: Vec::new(),
+            block_bytes,
+            eof: false,
+            line: 1,
+            bytes_read: 0,
+        }
+    }
+
+    /// The line the next block will start on.
+    pub fn line(&self) -> u64 {
+        self.line
+    }
+
+    /// Reads until `buf` holds at least `want` bytes or the source ends.
+    async fn fill(&mut self, buf: &mut Vec<u8>, want: usize) -> std::io::Result<()> {
+        while buf.len() < want && !self.eof {
+            buf.reserve(want - buf.len());
+            // read_buf fills spare capacity without zeroing it first.
+            let n = self.src.read_buf(buf).await?;
+            if n == 0 {
+                self.eof = true;
+            }
+            self.bytes_read += n as u64;
+        }
+        Ok(())
+    }
+
+    /// The header record's bytes (terminator excluded, BOM removed), or `None` for an input
+    /// with no bytes at all.
+    pub async fn header(&mut self) -> std::io::Result<Option<Vec<u8>>> {
+        let mut buf = std::mem::take(&mut self.carry);
+        let mut want = 64 << 10;
+        loop {
+            self.fill(&mut buf, want).await?;
+            if let Some(end) = first_record_end(&buf) {
+                let mut header = buf[..end].to_vec();
+                self.carry = buf.split_off(end);
+                self.line += bytecount::count(&header, b'\n') as u64;
+                strip_terminator(&mut header);
+                return Ok(Some(strip_bom(header)));
+            }
+            if self.eof {
+                if buf.is_empty() {
+                    return Ok(None);
+                }
+                // A header with no line end: the whole input is the header.
+                self.line += bytecount::count(&buf, b'\n') as u64;
+                strip_terminator(&mut buf);
+                return Ok(Some(strip_bom(buf)));
+            }
+            if want > MAX_RECORD_BYTES {
+                return Err(too_long(self.line));
+            }
+            want *= 2;
+        }
+    }
+
+    /// The next block of whole records, or `None` at the end of the source.
+    pub async fn next_block(&mut self) -> std::io::Result<Option<Block>> {
+        let mut buf = Vec::with_capacity(self.block_bytes + self.carry.len().max(4096));
+        buf.extend_from_slice(&self.carry);
+        self.carry.clear();
+        let mut want = self.block_bytes;
+        let cut = loop {
+            self.fill(&mut buf, want).await?;
+            if self.eof && buf.len() <= want {
+                break buf.len();
+            }
+            // Cut within the first `want` bytes even when more is buffered (after the header
+            // read, the carry can hold several blocks).
+            if let Some(cut) = last_record_end(&buf[..want.min(buf.len())]) {
+                break cut;
+            }
+            // Not one whole record yet: this record is longer than a block.
+            if want > MAX_RECORD_BYTES {
+                return Err(too_long(self.line));
+            }
+            want *= 2;
+        };
+        if cut == 0 {
+            return Ok(None);
+        }
+        self.carry.extend_from_slice(&buf[cut..]);
+        buf.truncate(cut);
+        let first_line = self.line;
+        self.line += bytecount::count(&buf, b'\n') as u64;
+        Ok(Some(Block {
+            bytes: buf,
+            first_line,
+        }))
+    }
+}
+
+fn too_long(line: u64) -> std::io::Error {
+    std::io::Error::new(
+        std::io::ErrorKind::InvalidData,
+        format!(
+            "the record starting at line {line} is longer than {} MiB; is a quote left open?",
+            MAX_RECORD_BYTES >> 20
+        ),
+    )
+}
+
+fn strip_bom(mut v: Vec<u8>) -> Vec<u8> {
+    if v.starts_with(&[0xEF, 0xBB, 0xBF]) {
+        v.drain(..3);
+    }
+    v
+}
+
+fn strip_terminator(v: &mut Vec<u8>) {
+    while matches!(v.last(), Some(b'\n' | b'\r')) {
+        v.pop();
+    }
+}
+
+/// Offset just past the first newline outside quotes, if any.
+fn first_record_end(buf: &[u8]) -> Option<usize> {
+    let mut in_quotes = false;
+    for i in memchr::memchr2_iter(b'"', b'\n', buf) {
+        match buf[i] {
+            b'"' => in_quotes = !in_quotes,
+            _ if !in_quotes => return Some(i + 1),
+            _ => {}
+        }
+    }
+    None
+}
+
+/// Offset just past the last newline outside quotes, if any. `buf` starts on a record boundary.
+fn last_record_end(buf: &[u8]) -> Option<usize> {
+    if memchr::memchr(b'"', buf).is_none() {
+        return memchr::memrchr(b'\n', buf).map(|i| i + 1);
+    }
+    let mut in_quotes = false;
+    let mut last = None;
+    for i in memchr::memchr2_iter(b'"', b'\n', buf) {
+        match buf[i] {
+            b'"' => in_quotes = !in_quotes,
+            _ if !in_quotes => last = Some(i + 1),
+            _ => {}
+        }
+    }
+    last
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn reader(data: &'static [u8], block: usize) -> BlockReader {
+        BlockReader::new(Box::pin(data), block)
+    }
+
+    async fn blocks(mut r: BlockReader) -> Vec<(u64, String)> {
+        let mut out = Vec::new();
+        while let Some(b) = r.next_block().await.unwrap() {
+            out.push((b.first_line, String::from_utf8(b.bytes).unwrap()));
+        }
+        out
+    }
+
+    #[tokio::test]
+    async fn blocks_end_on_records_and_count_lines() {
+        let mut r = reader(b"\xEF\xBB\xBFa,b\r\n1,2\r\n3,4\r\n5,6", 4096);
+        assert_eq!(r.header().await.unwrap().unwrap(), b"a,b");
+        assert_eq!(r.line(), 2);
+        assert_eq!(blocks(r).await, [(2, "1,2\r\n3,4\r\n5,6".to_string())]);
+
+        let mut r = reader(b"h\n1\n22\n333\n", 4096);
+        r.header().await.unwrap();
+        r.block_bytes = 3;
+        assert_eq!(
+            blocks(r).await,
+            [(2, "1\n".into()), (3, "22\n".into()), (4, "333\n".into())]
+        );
+    }
+
+    #[tokio::test]
+    async fn quoted_newlines_never_split_a_record() {
+        let data: &[u8] = b"h\n\"x\ny\",1\n\"\"\"q\"\"\n\",2\n3\n";
+        let mut r = reader(data, 4096);
+        r.header().await.unwrap();
+        r.block_bytes = 4;
+        let got = blocks(r).await;
+        assert_eq!(
+            got,
+            [
+                (2, "\"x\ny\",1\n".to_string()),
+                // The record with an escaped quote and a newline stays whole; the window that had
+                // to grow to hold it also takes in the rest of the input.
+                (4, "\"\"\"q\"\"\n\",2\n3\n".to_string()),
+            ]
+        );
+    }
+
+    #[tokio::test]
+    async fn empty_and_header_only_inputs() {
+        let mut r = reader(b"", 4096);
+        assert!(r.header().await.unwrap().is_none());
+        let mut r = reader(b"a,b", 4096);
+        assert_eq!(r.header().await.unwrap().unwrap(), b"a,b");
+        assert!(r.next_block().await.unwrap().is_none());
+    }
+}

@@ -1,0 +1,235 @@
+//! Counters shared by the stages of a run, read by the monitor: per job (one input file), per
+//! stage and per edge. Stages update them once per batch, never per row.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+use hdrhistogram::Histogram;
+
+use super::edge::Edge;
+use crate::batch::JobId;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum JobState {
+    Pending,
+    Running,
+    Done,
+    Failed,
+}
+
+/// Rows a filter let through and dropped, for one job.
+#[derive(Debug, Default)]
+pub struct FilterCounts {
+    pub kept: AtomicU64,
+    pub dropped: AtomicU64,
+}
+
+/// One input file.
+#[derive(Debug)]
+pub struct JobStats {
+    pub id: JobId,
+    /// Index of the reader stage that owns the job.
+    pub reader: usize,
+    pub path: PathBuf,
+    /// Size on disk.
+    pub file_bytes: u64,
+    /// Bytes after decompression.
+    pub bytes_read: AtomicU64,
+    pub rows_read: AtomicU64,
+    pub rejected: AtomicU64,
+    pub blocks_sent: AtomicU64,
+    pub blocks_parsed: AtomicU64,
+    /// Set when the reader has sent the job's last block.
+    pub reading_done: AtomicBool,
+    /// One entry per filter stage, by filter ordinal.
+    pub filters: Vec<FilterCounts>,
+    pub state: Mutex<JobState>,
+    pub started: Mutex<Option<Instant>>,
+    pub finished: Mutex<Option<Instant>>,
+    pub error: Mutex<Option<String>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // A panicking stage thread must not take the counters down with it.
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl JobStats {
+    pub fn state(&self) -> JobState {
+        *lock(&self.state)
+    }
+
+    pub fn start(&self) {
+        *lock(&self.state) = JobState::Running;
+        *lock(&self.started) = Some(Instant::now());
+    }
+
+    /// Marks the job done once its reading has ended and its last block is parsed.
+    pub fn maybe_finish(&self) {
+        if self.reading_done.load(Ordering::Acquire)
+            && self.blocks_parsed.load(Ordering::Acquire)
+                == self.blocks_sent.load(Ordering::Acquire)
+        {
+            let mut st = lock(&self.state);
+            if *st == JobState::Running {
+                *st = JobState::Done;
+                *lock(&self.finished) = Some(Instant::now());
+            }
+        }
+    }
+
+    pub fn fail(&self, error: String) {
+        *lock(&self.state) = JobState::Failed;
+        lock(&self.error).get_or_insert(error);
+        lock(&self.finished).get_or_insert_with(Instant::now);
+    }
+
+    pub fn error(&self) -> Option<String> {
+        lock(&self.error).clone()
+    }
+
+    pub fn duration(&self) -> Duration {
+        let start = *lock(&self.started);
+        let end = lock(&self.finished).unwrap_or_else(Instant::now);
+        start.map_or(Duration::ZERO, |s| end.saturating_duration_since(s))
+    }
+}
+
+/// One stage: rows in and out, and how long its batches take.
+#[derive(Debug)]
+pub struct StageStats {
+    pub name: String,
+    pub kind: &'static str,
+    pub rows_in: AtomicU64,
+    pub rows_out: AtomicU64,
+    pub batches: AtomicU64,
+    /// Handler time per batch, in microseconds.
+    latency: Mutex<Histogram<u64>>,
+}
+
+impl StageStats {
+    pub fn new(name: &str, kind: &'static str) -> Arc<Self> {
+        Arc::new(StageStats {
+            name: name.to_string(),
+            kind,
+            rows_in: AtomicU64::new(0),
+            rows_out: AtomicU64::new(0),
+            batches: AtomicU64::new(0),
+            latency: Mutex::new(new_histogram()),
+        })
+    }
+
+    /// Records one batch: rows in and out and the time it took.
+    pub fn batch(&self, rows_in: u64, rows_out: u64, took: Duration) {
+        self.rows_in.fetch_add(rows_in, Ordering::Relaxed);
+        self.rows_out.fetch_add(rows_out, Ordering::Relaxed);
+        self.batches.fetch_add(1, Ordering::Relaxed);
+        let us = u64::try_from(took.as_micros()).unwrap_or(u64::MAX).max(1);
+        let _ = lock(&self.latency).record(us);
+    }
+
+    /// p50, p99 and max batch latency in seconds.
+    pub fn latency(&self) -> (f64, f64, f64) {
+        let h = lock(&self.latency);
+        if h.is_empty() {
+            return (0.0, 0.0, 0.0);
+        }
+        let s = |v: u64| v as f64 / 1e6;
+        (
+            s(h.value_at_quantile(0.5)),
+            s(h.value_at_quantile(0.99)),
+            s(h.max()),
+        )
+    }
+}
+
+/// A latency histogram with 3 significant figures that grows as needed.
+fn new_histogram() -> Histogram<u64> {
+    match Histogram::new(3) {
+        Ok(h) => h,
+        // Only a sigfig above 5 is refused; 3 is a constant.
+        Err(e) => unreachable!("hdrhistogram refused 3 significant figures: {e}"),
+    }
+}
+
+/// Everything a run counts.
+#[derive(Debug)]
+pub struct RunStats {
+    pub started: Instant,
+    pub jobs: RwLock<Vec<Arc<JobStats>>>,
+    pub stages: Vec<Arc<StageStats>>,
+    pub edges: RwLock<Vec<Arc<Edge>>>,
+    /// Names of the filter stages, in filter-ordinal order.
+    pub filter_names: Vec<String>,
+}
+
+impl RunStats {
+    pub fn job(&self, id: JobId) -> Option<Arc<JobStats>> {
+        self.jobs
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(id as usize)
+            .cloned()
+    }
+
+    pub fn jobs(&self) -> Vec<Arc<JobStats>> {
+        self.jobs.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    pub fn add_job(&self, reader: usize, path: PathBuf, file_bytes: u64) -> Arc<JobStats> {
+        let mut jobs = self.jobs.write().unwrap_or_else(|e| e.into_inner());
+        let job = Arc::new(JobStats {
+            id: jobs.len() as JobId,
+            reader,
+            path,
+            file_bytes,
+            bytes_read: AtomicU64::new(0),
+            rows_read: AtomicU64::new(0),
+            rejected: AtomicU64::new(0),
+            blocks_sent: AtomicU64::new(0),
+            blocks_parsed: AtomicU64::new(0),
+            reading_done: AtomicBool::new(false),
+            filters: self
+                .filter_names
+                .iter()
+                .map(|_| FilterCounts::default())
+                .collect(),
+            state: Mutex::new(JobState::Pending),
+            started: Mutex::new(None),
+            finished: Mutex::new(None),
+            error: Mutex::new(None),
+        });
+        jobs.push(job.clone());
+        job
+    }
+
+    pub fn edges(&self) -> Vec<Arc<Edge>> {
+        self.edges.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+}
+
+/// Run-wide control: the first failure stops readers from taking more input.
+#[derive(Debug, Default)]
+pub struct Control {
+    abort: AtomicBool,
+    errors: Mutex<Vec<String>>,
+}
+
+impl Control {
+    pub fn aborted(&self) -> bool {
+        self.abort.load(Ordering::Acquire)
+    }
+
+    pub fn fail(&self, error: String) {
+        tracing::error!("{error}");
+        lock(&self.errors).push(error);
+        self.abort.store(true, Ordering::Release);
+    }
+
+    pub fn errors(&self) -> Vec<String> {
+        lock(&self.errors).clone()
+    }
+}

@@ -1,0 +1,222 @@
+//! Atomic output: every file a sink produces is written to a temporary name in the destination
+//! folder and renamed into place only once it is complete and synced. A run that fails, or is
+//! killed, leaves at most a hidden `.*.tmp*` file behind — never a truncated file under the real
+//! name that looks complete.
+
+use std::fs::{self, File};
+use std::io::{self, BufWriter, Write};
+use std::path::{Path, PathBuf};
+
+/// An I/O failure on a named output path.
+#[derive(Debug, thiserror::Error)]
+#[error("{path}: {source}")]
+pub struct OutputError {
+    pub path: PathBuf,
+    #[source]
+    pub source: io::Error,
+}
+
+impl OutputError {
+    pub fn new(path: impl Into<PathBuf>, source: io::Error) -> Self {
+        OutputError {
+            path: path.into(),
+            source,
+        }
+    }
+}
+
+fn parent_of(path: &Path) -> &Path {
+    match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    }
+}
+
+/// A file being written under a temporary name; [`AtomicFile::commit`] renames it into place.
+/// Dropping it uncommitted deletes the temporary file.
+pub struct AtomicFile {
+    target: PathBuf,
+    tmp: tempfile::NamedTempFile,
+}
+
+impl AtomicFile {
+    /// Creates the destination's folder if needed and a temporary file beside the destination.
+    pub fn create(target: impl AsRef<Path>) -> Result<Self, OutputError> {
+        let target = target.as_ref().to_path_buf();
+        let dir = parent_of(&target);
+        fs::create_dir_all(dir).map_err(|e| OutputError::new(dir, e))?;
+        let name = target
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let tmp = tempfile::Builder::new()
+            .prefix(&format!(".{name}."))
+            .suffix(".tmp")
+            .tempfile_in(dir)
+            .map_err(|e| OutputError::new(&target, e))?;
+        Ok(AtomicFile { target, tmp })
+    }
+
+    pub fn target(&self) -> &Path {
+        &self.target
+    }
+
+    pub fn file(&mut self) -> &mut File {
+        self.tmp.as_file_mut()
+    }
+
+    /// Syncs the data and renames the file over the destination.
+    pub fn commit(self) -> Result<(), OutputError> {
+        let AtomicFile { target, tmp } = self;
+        tmp.as_file()
+            .sync_all()
+            .map_err(|e| OutputError::new(&target, e))?;
+        tmp.persist(&target)
+            .map_err(|e| OutputError::new(&target, e.error))?;
+        Ok(())
+    }
+}
+
+/// Writes `bytes` to `target` atomically.
+pub fn write_atomic(target: impl AsRef<Path>, bytes: &[u8]) -> Result<(), OutputError> {
+    let mut f = AtomicFile::create(target)?;
+    let target = f.target().to_path_buf();
+    f.file()
+        .write_all(bytes)
+        .map_err(|e| OutputError::new(&target, e))?;
+    f.commit()
+}
+
+/// A buffered writer over an [`AtomicFile`], for streaming sinks.
+pub struct AtomicWriter {
+    target: PathBuf,
+    inner: BufWriter<File>,
+    file: AtomicFile,
+}
+
+impl AtomicWriter {
+    pub fn create(target: impl AsRef<Path>) -> Result<Self, OutputError> {
+        let mut file = AtomicFile::create(target)?;
+        let target = file.target().to_path_buf();
+        let handle = file
+            .file()
+            .try_clone()
+            .map_err(|e| OutputError::new(&target, e))?;
+        Ok(AtomicWriter {
+            target,
+            inner: BufWriter::with_capacity(1 << 20, handle),
+            file,
+        })
+    }
+
+    pub fn target(&self) -> &Path {
+        &self.target
+    }
+
+    pub fn commit(mut self) -> Result<(), OutputError> {
+        self.inner
+            .flush()
+            .map_err(|e| OutputError::new(&self.target, e))?;
+        drop(self.inner);
+        self.file.commit()
+    }
+}
+
+impl Write for AtomicWriter {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.inner.write(buf)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+/// A folder being filled under a temporary name; [`AtomicDir::commit`] swaps it into place.
+/// Used for partitioned outputs, whose many files must appear together or not at all.
+pub struct AtomicDir {
+    target: PathBuf,
+    tmp: tempfile::TempDir,
+}
+
+impl AtomicDir {
+    pub fn create(target: impl AsRef<Path>) -> Result<Self, OutputError> {
+        let target = target.as_ref().to_path_buf();
+        let dir = parent_of(&target);
+        fs::create_dir_all(dir).map_err(|e| OutputError::new(dir, e))?;
+        let name = target
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let tmp = tempfile::Builder::new()
+            .prefix(&format!(".{name}."))
+            .suffix(".tmp")
+            .tempdir_in(dir)
+            .map_err(|e| OutputError::new(&target, e))?;
+        Ok(AtomicDir { target, tmp })
+    }
+
+    /// The temporary folder to write into.
+    pub fn path(&self) -> &Path {
+        self.tmp.path()
+    }
+
+    pub fn target(&self) -> &Path {
+        &self.target
+    }
+
+    /// Replaces the destination folder with the finished one. An existing destination is first
+    /// moved aside, so the destination name always holds a complete folder.
+    pub fn commit(self) -> Result<(), OutputError> {
+        let AtomicDir { target, tmp } = self;
+        let new = tmp.keep();
+        let err = |e| OutputError::new(&target, e);
+        if target.exists() {
+            let old = tempfile::Builder::new()
+                .prefix(".old.")
+                .tempdir_in(parent_of(&target))
+                .map_err(err)?
+                .keep();
+            let aside = old.join("previous");
+            fs::rename(&target, &aside).map_err(err)?;
+            fs::rename(&new, &target).map_err(err)?;
+            fs::remove_dir_all(&old).map_err(err)?;
+        } else {
+            fs::rename(&new, &target).map_err(err)?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn uncommitted_file_leaves_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("a/b.csv");
+        {
+            let mut f = AtomicWriter::create(&target).unwrap();
+            f.write_all(b"half").unwrap();
+        }
+        assert!(!target.exists());
+        assert_eq!(fs::read_dir(dir.path().join("a")).unwrap().count(), 0);
+        let mut f = AtomicWriter::create(&target).unwrap();
+        f.write_all(b"whole\n").unwrap();
+        f.commit().unwrap();
+        assert_eq!(fs::read_to_string(&target).unwrap(), "whole\n");
+    }
+
+    #[test]
+    fn dir_commit_replaces_previous() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("parts");
+        for round in ["one", "two"] {
+            let d = AtomicDir::create(&target).unwrap();
+            fs::write(d.path().join("x.csv"), round).unwrap();
+            d.commit().unwrap();
+            assert_eq!(fs::read_to_string(target.join("x.csv")).unwrap(), round);
+        }
+        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+}

@@ -1,0 +1,201 @@
+//! The rows sink actor: writes kept rows through an [`ExtractWriter`] in file order.
+//!
+//! Parallel parse and filter workers finish batches out of order. The sink puts them back in
+//! order with a small reorder buffer keyed by (reader, sequence number) and publishes the next
+//! number it needs; readers wait on that (`OrderGates`) to stay within a fixed window, which
+//! bounds the buffer without ever holding an edge credit (holding credits here could starve the
+//! very batch the buffer waits for).
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use actix::prelude::*;
+use arrow_array::RecordBatch;
+use arrow_schema::Schema;
+use tokio::sync::watch;
+
+use super::SinkReport;
+use super::extract::{ExtractSpec, ExtractSummary, ExtractWriter};
+use crate::batch::Batch;
+use crate::runtime::StageCtx;
+use crate::runtime::edge::Envelope;
+use crate::schema;
+
+pub struct RowSinkWorker {
+    spec: ExtractSpec,
+    columns: Option<Vec<String>>,
+    pause: Duration,
+    writer: Option<ExtractWriter>,
+    /// Batches waiting for an earlier sequence number, by (reader stage, seq).
+    pending: BTreeMap<(usize, u64), RecordBatch>,
+    /// Next sequence number to write, per reader stage index.
+    next: Vec<u64>,
+    /// Where the next numbers are published, per reader stage index.
+    gates: Vec<Option<watch::Sender<u64>>>,
+    ctx: StageCtx,
+    report: tokio::sync::mpsc::UnboundedSender<SinkReport>,
+    failed: Option<String>,
+    /// Set when the actor stops; sent on drop, so a worker that dies still reports.
+    outcome: Option<Result<String, String>>,
+}
+
+impl RowSinkWorker {
+    pub fn new(
+        spec: ExtractSpec,
+        columns: Option<Vec<String>>,
+        pause: Duration,
+        gates: Vec<Option<watch::Sender<u64>>>,
+        ctx: StageCtx,
+        report: tokio::sync::mpsc::UnboundedSender<SinkReport>,
+    ) -> Self {
+        RowSinkWorker {
+            spec,
+            columns,
+            pause,
+            writer: None,
+            pending: BTreeMap::new(),
+            next: vec![0; gates.len()],
+            gates,
+            ctx,
+            report,
+            failed: None,
+            outcome: None,
+        }
+    }
+
+    fn project(&self, rows: &RecordBatch) -> Result<RecordBatch, String> {
+        let Some(cols) = &self.columns else {
+            return Ok(rows.clone());
+        };
+        let schema = rows.schema();
+        let idx: Result<Vec<usize>, String> = cols
+            .iter()
+            .map(|c| {
+                schema.index_of(c).map_err(|_| {
+                    format!("sink `{}`: column `{c}` is not in its input", self.ctx.name)
+                })
+            })
+            .collect();
+        rows.project(&idx?).map_err(|e| e.to_string())
+    }
+
+    fn write(&mut self, rows: &RecordBatch) -> Result<(), String> {
+        let rows = self.project(rows)?;
+        if self.writer.is_none() {
+            self.writer =
+                Some(ExtractWriter::create(&self.spec, rows.schema()).map_err(|e| e.to_string())?);
+        }
+        if let Some(w) = self.writer.as_mut()
+            && rows.num_rows() > 0
+        {
+            w.write(&rows).map_err(|e| e.to_string())?;
+        }
+        Ok(())
+    }
+
+    fn drain(&mut self) -> Result<(), String> {
+        for reader in 0..self.next.len() {
+            while let Some(rows) = self.pending.remove(&(reader, self.next[reader])) {
+                self.write(&rows)?;
+                self.next[reader] += 1;
+            }
+            if let Some(Some(g)) = self.gates.get(reader) {
+                g.send_replace(self.next[reader]);
+            }
+        }
+        Ok(())
+    }
+
+    fn fail(&mut self, msg: String) {
+        self.ctx.control.fail(msg.clone());
+        self.failed = Some(msg);
+        self.writer = None;
+        self.pending.clear();
+    }
+
+    fn finish(&mut self) -> Result<ExtractSummary, String> {
+        if let Some(f) = &self.failed {
+            return Err(f.clone());
+        }
+        if self.ctx.control.aborted() {
+            return Err("not written: the run failed".to_string());
+        }
+        // Gaps are left only by a failed run; write what remains in order.
+        let rest: Vec<RecordBatch> = std::mem::take(&mut self.pending).into_values().collect();
+        for rows in &rest {
+            self.write(rows)?;
+        }
+        if self.writer.is_none() {
+            // No batch arrived (no input rows, no header): write an empty file with the
+            // columns we know of.
+            let cols = self.columns.clone().unwrap_or_default();
+            let schema = if cols.is_empty() {
+                std::sync::Arc::new(Schema::empty())
+            } else {
+                schema::arrow_schema(&cols)
+            };
+            self.writer =
+                Some(ExtractWriter::create(&self.spec, schema).map_err(|e| e.to_string())?);
+        }
+        match self.writer.take() {
+            Some(w) => w.commit().map_err(|e| e.to_string()),
+            None => Ok(ExtractSummary::default()),
+        }
+    }
+}
+
+impl Actor for RowSinkWorker {
+    type Context = SyncContext<Self>;
+
+    fn stopped(&mut self, _: &mut Self::Context) {
+        self.outcome = Some(
+            self.finish()
+                .map(|s| format!("{} rows in {} file(s), {} bytes", s.rows, s.files, s.bytes)),
+        );
+    }
+}
+
+impl Drop for RowSinkWorker {
+    fn drop(&mut self) {
+        let result = self
+            .outcome
+            .take()
+            .unwrap_or_else(|| Err("the sink's worker stopped unexpectedly".to_string()));
+        let _ = self.report.send(SinkReport {
+            sink: self.ctx.name.to_string(),
+            path: self.spec.path.clone(),
+            result,
+        });
+    }
+}
+
+impl Handler<Envelope<Batch>> for RowSinkWorker {
+    type Result = ();
+
+    fn handle(&mut self, msg: Envelope<Batch>, _: &mut Self::Context) {
+        let t0 = Instant::now();
+        let Envelope {
+            item: batch,
+            credit,
+        } = msg;
+        if self.failed.is_some() || self.ctx.control.aborted() {
+            return;
+        }
+        if !self.pause.is_zero() {
+            std::thread::sleep(self.pause);
+        }
+        let Some(job) = self.ctx.run.job(batch.job) else {
+            return;
+        };
+        if job.reader >= self.next.len() {
+            self.next.resize(job.reader + 1, 0);
+        }
+        let rows = batch.num_rows() as u64;
+        self.pending.insert((job.reader, batch.seq), batch.rows);
+        if let Err(e) = self.drain() {
+            return self.fail(e);
+        }
+        drop(credit);
+        self.ctx.stats.batch(rows, rows, t0.elapsed());
+    }
+}
