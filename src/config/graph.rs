@@ -38,8 +38,11 @@ impl Node {
     }
 }
 
+/// `broken` names stages whose tables did not deserialise (already reported): they resolve as
+/// inputs, and checks that could only repeat their error are skipped.
 pub(super) fn check(
     mut nodes: Vec<Node>,
+    broken: &[(String, Output)],
     errors: &mut Vec<ConfigError>,
     build_sink: impl Fn(&SinkConfig, bool, &mut Vec<ConfigError>) -> StageKind,
 ) -> Vec<Stage> {
@@ -55,16 +58,21 @@ pub(super) fn check(
             index.insert(n.name.clone(), i);
         }
     }
-    if !nodes.iter().any(|n| matches!(n.kind, StageKind::Reader(_))) {
+    let broken_output = |name: &str| broken.iter().find(|(n, _)| n == name).map(|(_, o)| *o);
+    if !nodes.iter().any(|n| matches!(n.kind, StageKind::Reader(_)))
+        && !broken.iter().any(|(_, o)| *o == Output::Rows)
+    {
         errors.push(ConfigError::nowhere(
             "the pipeline has no reader: add a [readers.NAME] section",
         ));
     }
-    if !nodes.iter().any(|n| n.sink.is_some()) {
+    if !nodes.iter().any(|n| n.sink.is_some()) && !broken.iter().any(|(_, o)| *o == Output::Nothing)
+    {
         errors.push(ConfigError::nowhere(
             "the pipeline has no sink: add a [sinks.NAME] section",
         ));
     }
+    let mut unknown_inputs = false;
 
     // Resolve inputs, then settle each sink's kind from what feeds it.
     let mut edges: Vec<Vec<usize>> = vec![Vec::new(); nodes.len()];
@@ -89,7 +97,9 @@ pub(super) fn check(
                     format!("input `{}` is listed twice", input.get_ref()),
                 )),
                 Some(&j) => edges[i].push(j),
+                None if broken_output(input.get_ref()).is_some() => {}
                 None => {
+                    unknown_inputs = true;
                     let mut known: Vec<&str> = index.keys().map(String::as_str).collect();
                     known.sort_unstable();
                     errors.push(ConfigError::at(
@@ -161,9 +171,10 @@ pub(super) fn check(
         }
     }
 
-    // Every reader, filter and aggregator must feed something.
+    // Every reader, filter and aggregator must feed something. A misspelt or unreadable
+    // consumer would make this repeat an error already reported, so it waits for those.
     for (i, n) in nodes.iter().enumerate() {
-        if n.sink.is_some() {
+        if n.sink.is_some() || unknown_inputs || !broken.is_empty() {
             continue;
         }
         if !edges.iter().any(|e| e.contains(&i)) {

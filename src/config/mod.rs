@@ -72,10 +72,12 @@ fn toml_error(e: &toml::de::Error) -> ConfigError {
 }
 
 /// A named stage as written, with the span of its name for messages about the stage itself.
+/// `config` is `None` when the stage's table did not deserialise; its name still counts, so
+/// references to it are not reported as unknown.
 pub struct Named<T> {
     pub name: String,
     pub span: Range<usize>,
-    pub config: T,
+    pub config: Option<T>,
 }
 
 /// The file's sections, each stage deserialised on its own.
@@ -110,10 +112,11 @@ fn stages<'a, T: Deserialize<'a>>(
         return Vec::new();
     };
     t.into_iter()
-        .filter_map(|(k, v)| {
+        .map(|(k, v)| {
             let span = k.span();
             let name = k.into_inner().into_owned();
-            de::<T>(v, errors).map(|config| Named { name, span, config })
+            let config = de::<T>(v, errors);
+            Named { name, span, config }
         })
         .collect()
 }

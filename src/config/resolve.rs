@@ -281,44 +281,63 @@ pub(super) fn resolve(raw: RawPipeline, errors: &mut Vec<ConfigError>) -> Pipeli
     let monitor = monitor(&mut cx, &raw.monitor);
 
     let mut nodes: Vec<graph::Node> = Vec::new();
+    let mut broken: Vec<(String, Output)> = Vec::new();
     for Named { name, span, config } in &raw.readers {
-        nodes.push(graph::Node::new(
-            name,
-            span,
-            Vec::new(),
-            StageKind::Reader(reader(&mut cx, config)),
-        ));
+        match config {
+            Some(c) => nodes.push(graph::Node::new(
+                name,
+                span,
+                Vec::new(),
+                StageKind::Reader(reader(&mut cx, c)),
+            )),
+            None => broken.push((name.clone(), Output::Rows)),
+        }
     }
     for Named { name, span, config } in &raw.filters {
-        let kind = StageKind::Filter(filter(&mut cx, config));
-        nodes.push(graph::Node::new(
-            name,
-            span,
-            config.inputs.get_ref().clone(),
-            kind,
-        ));
+        match config {
+            Some(c) => {
+                let kind = StageKind::Filter(filter(&mut cx, c));
+                nodes.push(graph::Node::new(
+                    name,
+                    span,
+                    c.inputs.get_ref().clone(),
+                    kind,
+                ));
+            }
+            None => broken.push((name.clone(), Output::Rows)),
+        }
     }
     for Named { name, span, config } in &raw.aggregators {
-        let kind = StageKind::Aggregator(aggregator(&mut cx, config));
-        nodes.push(graph::Node::new(
-            name,
-            span,
-            config.inputs.get_ref().clone(),
-            kind,
-        ));
+        match config {
+            Some(c) => {
+                let kind = StageKind::Aggregator(aggregator(&mut cx, c));
+                nodes.push(graph::Node::new(
+                    name,
+                    span,
+                    c.inputs.get_ref().clone(),
+                    kind,
+                ));
+            }
+            None => broken.push((name.clone(), Output::Tables)),
+        }
     }
     for Named { name, span, config } in &raw.sinks {
-        nodes.push(graph::Node::new(
-            name,
-            span,
-            config.inputs.get_ref().clone(),
-            StageKind::RowSink(placeholder_sink()),
-        ));
-        // The kind (rows or tables) depends on the inputs; settled by the graph check.
-        let last = nodes.len() - 1;
-        nodes[last].sink = Some(config.clone());
+        match config {
+            Some(c) => {
+                // The kind (rows or tables) depends on the inputs; settled by the graph check.
+                let mut node = graph::Node::new(
+                    name,
+                    span,
+                    c.inputs.get_ref().clone(),
+                    StageKind::RowSink(placeholder_sink()),
+                );
+                node.sink = Some(c.clone());
+                nodes.push(node);
+            }
+            None => broken.push((name.clone(), Output::Nothing)),
+        }
     }
-    let stages = graph::check(nodes, cx.errors, |cfg, rows, errs| {
+    let stages = graph::check(nodes, &broken, cx.errors, |cfg, rows, errs| {
         let mut cx = Ctx { errors: errs };
         sink(&mut cx, cfg, rows)
     });
@@ -542,10 +561,11 @@ fn filter(cx: &mut Ctx, f: &model::FilterConfig) -> FilterSpec {
         let tod = |cx: &mut Ctx, v: &Spanned<String>| {
             time::parse_time_of_day(v.get_ref())
                 .map_err(|e| cx.err(v.span(), e.to_string()))
-                .unwrap_or(0)
+                .ok()
         };
-        let start = tod(cx, &th.start);
-        let mut end = tod(cx, &th.end);
+        let (start, end) = (tod(cx, &th.start), tod(cx, &th.end));
+        let parsed = start.is_some() && end.is_some();
+        let (start, mut end) = (start.unwrap_or(0), end.unwrap_or(time::DAY_NS));
         let zone = if th.legacy_seed {
             if let Some(z) = &th.timezone
                 && !matches!(z.get_ref().parse::<Zone>(), Ok(Zone::Fixed(_)))
@@ -569,7 +589,7 @@ fn filter(cx: &mut Ctx, f: &model::FilterConfig) -> FilterSpec {
             // The seed kept `hour <= end`, i.e. up to the end of the end hour.
             end += HOUR_NS;
         }
-        if start >= end {
+        if parsed && start >= end {
             cx.err(h.span(), "`trading_hours`: `start` must be before `end`");
         }
         HoursSpec { start, end, zone }

@@ -1,0 +1,6 @@
+//! Integration tests: the `sweep` binary end to end, one test binary with shared helpers.
+
+mod common;
+mod edge_cases;
+mod standard_job;
+mod validate;

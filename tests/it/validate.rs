@@ -1,0 +1,116 @@
+//! `sweep validate`: every problem reported at once, each with its line and column.
+
+use crate::common::Scratch;
+
+#[test]
+fn three_mistakes_are_all_reported_with_positions() {
+    let s = Scratch::new();
+    s.write(
+        "bad.toml",
+        r#"name = "bad"
+[readers.orders]
+path = "x.csv"
+[filters.cp]
+inputs = ["ordrs"]
+trading_hours = { start = "10:00", end = "25:00", timezone = "Australia/Sidney" }
+[aggregators.stats]
+inputs = ["cp"]
+[sinks.tables]
+inputs = ["stats"]
+path = "out"
+"#,
+    );
+    let out = s.sweep(&["validate", "bad.toml"]);
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    let lines: Vec<&str> = out.stderr.lines().collect();
+    assert_eq!(
+        lines,
+        [
+            "bad.toml has 3 errors:",
+            "  bad.toml:5:11: unknown input `ordrs`; the stages are: cp, orders, stats, tables",
+            "  bad.toml:6:42: `25:00` is not a time of day: use HH:MM or HH:MM:SS between 00:00 and 24:00",
+            "  bad.toml:6:62: unknown timezone `Australia/Sidney`: use an IANA name such as \"Australia/Sydney\" or a fixed offset such as \"+10:00\"",
+        ]
+    );
+}
+
+#[test]
+fn graph_and_schema_mistakes_in_different_stages_are_all_reported() {
+    let s = Scratch::new();
+    s.write(
+        "bad.toml",
+        r#"[readers.orders]
+path = "x.csv"
+colour = "blue"
+[filters.a]
+inputs = ["b"]
+[filters.b]
+inputs = ["a"]
+[filters.c]
+inputs = ["stats"]
+[aggregators.stats]
+inputs = ["orders"]
+group_by = ["weekday"]
+[sinks.tables]
+inputs = ["stats"]
+path = "out"
+partition_by = ["date"]
+"#,
+    );
+    let out = s.sweep(&["validate", "bad.toml"]);
+    assert_eq!(out.code, 2);
+    let expect = [
+        "bad.toml:3:1: unknown field `colour`",
+        "bad.toml:4:10: stage `a` is part of a cycle: a <- b <- a",
+        "bad.toml:6:10: stage `b` is part of a cycle: b <- a <- b",
+        "bad.toml:9:11: filter `c` takes rows, but input `stats` (aggregator) produces aggregate tables",
+        "bad.toml:12:13: unknown grouping \"weekday\"",
+        "bad.toml:16:16: `partition_by` applies only to a sink that receives rows from a reader or filter",
+    ];
+    assert!(
+        out.stderr.starts_with("bad.toml has 6 errors:"),
+        "{}",
+        out.stderr
+    );
+    for e in expect {
+        assert!(
+            out.stderr.lines().any(|l| l.trim_start().starts_with(e)),
+            "missing `{e}` in:\n{}",
+            out.stderr
+        );
+    }
+}
+
+#[test]
+fn the_shipped_pipelines_are_valid() {
+    let s = Scratch::new();
+    for p in ["centrepoint", "bench"] {
+        let path = format!("{}/pipelines/{p}.toml", env!("CARGO_MANIFEST_DIR"));
+        let out = s.sweep(&["validate", &path]);
+        assert_eq!(out.code, 0, "{p}: {}", out.stderr);
+        assert!(out.stdout.contains("valid"));
+    }
+}
+
+#[test]
+fn set_overrides_values_and_bad_overrides_are_errors() {
+    let s = Scratch::new();
+    let path = format!("{}/pipelines/bench.toml", env!("CARGO_MANIFEST_DIR"));
+    let ok = s.sweep(&[
+        "validate",
+        &path,
+        "--set",
+        "readers.orders.path=a b.csv",
+        "--set",
+        "runtime.workers=3",
+    ]);
+    assert_eq!(ok.code, 0, "{}", ok.stderr);
+    let bad = s.sweep(&["validate", &path, "--set", "runtime.workers=0"]);
+    assert_eq!(bad.code, 2);
+    assert!(
+        bad.stderr
+            .contains("workers must be between 1 and 1024, not 0"),
+        "{}",
+        bad.stderr
+    );
+}
