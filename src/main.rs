@@ -30,6 +30,8 @@ enum Command {
         #[arg(long = "set", value_name = "KEY=VALUE")]
         set: Vec<String>,
     },
+    /// Generate realistic synthetic order events (and the trades that match them).
+    Generate(sweep::generate::GenerateArgs),
     /// Check a pipeline file and report every problem in it, without reading any data.
     Validate {
         pipeline: PathBuf,
@@ -100,9 +102,20 @@ fn main() -> anyhow::Result<ExitCode> {
                 .unwrap_or_else(|_| "info".into()),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     match cli.command {
         Command::Run { pipeline, set } => run(&pipeline, &set).context("run failed"),
+        Command::Generate(args) => match sweep::generate::run(&args) {
+            Ok(report) => {
+                eprintln!("sweep: {report}");
+                Ok(ExitCode::SUCCESS)
+            }
+            Err(e) => {
+                eprintln!("sweep: generate: {e}");
+                Ok(ExitCode::from(1))
+            }
+        },
         Command::Validate { pipeline, set } => Ok(match load(&pipeline, &set) {
             Err(code) => code,
             Ok(p) => {

@@ -8,7 +8,7 @@
 use std::io::IsTerminal;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use actix::prelude::*;
 use indicatif::{ProgressBar, ProgressStyle};
@@ -111,6 +111,7 @@ pub struct Monitor {
     bar: Option<ProgressBar>,
     log: bool,
     last_rows: u64,
+    last_tick: Instant,
 }
 
 impl Monitor {
@@ -150,6 +151,7 @@ impl Monitor {
             bar,
             log,
             last_rows: 0,
+            last_tick: Instant::now(),
         }
     }
 
@@ -182,7 +184,8 @@ impl Monitor {
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
                 .sample();
-            let rate = (rows - self.last_rows.min(rows)) as f64 / self.interval.as_secs_f64();
+            let since = self.last_tick.elapsed().as_secs_f64().max(1e-3);
+            let rate = (rows - self.last_rows.min(rows)) as f64 / since;
             tracing::info!(
                 rows_read = rows,
                 rows_per_sec = rate.round(),
@@ -194,6 +197,7 @@ impl Monitor {
             );
         }
         self.last_rows = rows;
+        self.last_tick = Instant::now();
         if self.control.aborted()
             && let Some(bar) = &self.bar
         {

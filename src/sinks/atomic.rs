@@ -25,6 +25,18 @@ impl OutputError {
     }
 }
 
+/// A temp-file builder for outputs. Outputs get the usual modes (less the umask), not the
+/// private 0600 of a temporary file: they are results meant to be read by others.
+fn builder(prefix: &str, mode: u32) -> tempfile::Builder<'_, 'static> {
+    let mut b = tempfile::Builder::new();
+    b.prefix(prefix).suffix(".tmp");
+    #[cfg(unix)]
+    b.permissions(std::os::unix::fs::PermissionsExt::from_mode(mode));
+    #[cfg(not(unix))]
+    let _ = mode;
+    b
+}
+
 fn parent_of(path: &Path) -> &Path {
     match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p,
@@ -49,9 +61,8 @@ impl AtomicFile {
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
-        let tmp = tempfile::Builder::new()
-            .prefix(&format!(".{name}."))
-            .suffix(".tmp")
+        let prefix = format!(".{name}.");
+        let tmp = builder(&prefix, 0o666)
             .tempfile_in(dir)
             .map_err(|e| OutputError::new(&target, e))?;
         Ok(AtomicFile { target, tmp })
@@ -147,9 +158,8 @@ impl AtomicDir {
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
-        let tmp = tempfile::Builder::new()
-            .prefix(&format!(".{name}."))
-            .suffix(".tmp")
+        let prefix = format!(".{name}.");
+        let tmp = builder(&prefix, 0o777)
             .tempdir_in(dir)
             .map_err(|e| OutputError::new(&target, e))?;
         Ok(AtomicDir { target, tmp })

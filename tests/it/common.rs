@@ -1,9 +1,21 @@
 //! Shared helpers: a scratch folder per test, the `sweep` binary, and order-file builders.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use chrono::{NaiveDateTime, TimeZone};
+
+/// The standard job's tables, in output order; the summary is last.
+pub const TABLES: [&str; 8] = [
+    "by_security",
+    "by_date",
+    "by_participant",
+    "by_hour",
+    "by_size",
+    "hourly",
+    "daily",
+    "summary",
+];
 
 pub struct Out {
     pub code: i32,
@@ -155,4 +167,10 @@ pub fn syd(local: &str) -> i64 {
 /// A table's rows without the header.
 pub fn body(table: &str) -> Vec<String> {
     table.lines().skip(1).map(String::from).collect()
+}
+
+pub fn data(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/data")
+        .join(name)
 }

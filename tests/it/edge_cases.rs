@@ -1,19 +1,11 @@
 //! Ugly inputs and failing outputs: each asserts the exact outcome.
 
-use crate::common::{HEADER, Row, Scratch, body, csv, standard, syd};
+use crate::common::{HEADER, Row, Scratch, TABLES, body, csv, standard, syd};
 
 const EMPTY_SUMMARY: &str = "0,0,,,,,,,0,0,,";
 
 fn assert_empty_tables(s: &Scratch) {
-    for t in [
-        "by_security",
-        "by_date",
-        "by_participant",
-        "by_hour",
-        "by_size",
-        "hourly",
-        "daily",
-    ] {
+    for t in &TABLES[..7] {
         let text = s.read(&format!("out/{t}.csv"));
         assert_eq!(text.lines().count(), 1, "{t}: {text}");
     }
