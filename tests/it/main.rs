@@ -3,5 +3,6 @@
 mod common;
 mod edge_cases;
 mod golden;
+mod outputs;
 mod standard_job;
 mod validate;
