@@ -167,16 +167,11 @@ fn legacy_seed_hours_keep_the_end_hour_at_fixed_utc_plus_10() {
     );
     let out = s.run(&p);
     assert_eq!(out.code, 0, "{}", out.stderr);
-    let ids: Vec<&str> = s
-        .read("out/kept.csv")
+    let kept = s.read("out/kept.csv");
+    let ids: Vec<&str> = kept
         .lines()
         .skip(1)
         .map(|l| l.split(',').next().unwrap())
-        .map(str::to_owned)
-        .collect::<Vec<_>>()
-        .leak()
-        .iter()
-        .map(|s| s.as_str())
         .collect();
     assert_eq!(ids, ["2", "3"]);
 }
