@@ -129,11 +129,12 @@ impl LocalClock {
         self.zone
     }
 
-    /// Local wall-clock time of `ts`, as nanoseconds since the local epoch.
+    /// Local wall-clock time of `ts`, as nanoseconds since the local epoch. Within hours of the
+    /// ends of the i64 range (years 1677 and 2262) the result saturates rather than wrapping.
     #[inline]
     pub fn local_ns(&mut self, ts: i64) -> i64 {
         if ts.div_euclid(HOUR_NS) == self.cached_hour {
-            return ts.wrapping_add(self.cached_offset);
+            return ts.saturating_add(self.cached_offset);
         }
         self.local_ns_slow(ts)
     }
@@ -150,7 +151,7 @@ impl LocalClock {
         } else {
             self.cached_hour = i64::MIN;
         }
-        ts.wrapping_add(offset)
+        ts.saturating_add(offset)
     }
 }
 
@@ -264,6 +265,17 @@ mod tests {
             assert_eq!(cached.local_ns(ts), ts + zone.offset_ns(ts));
             ts += 7 * MINUTE_NS;
         }
+    }
+
+    #[test]
+    fn extreme_timestamps_saturate_instead_of_wrapping() {
+        let mut c = sydney();
+        assert_eq!(c.local_ns(i64::MAX), i64::MAX);
+        // 1677-09-21 00:12:43 UTC is 10:17:35 in Sydney's local mean time (+10:04:52).
+        assert_eq!(
+            time_of_day(c.local_ns(i64::MIN)) / SECOND_NS,
+            10 * 3600 + 17 * 60 + 35
+        );
     }
 
     #[test]

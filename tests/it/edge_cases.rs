@@ -154,3 +154,210 @@ fn crlf_bom_quotes_and_no_final_newline() {
     let kept = s.read("out/kept.csv");
     assert!(kept.contains("\"a, \"\"quoted\"\"\r\nnote\""), "{kept}");
 }
+
+#[test]
+fn single_row_and_a_timestamp_far_outside_any_trading_day() {
+    let s = Scratch::new();
+    let r = Row::new(syd("2024-09-03 11:00:00"));
+    // Valid i64 nanoseconds far from any trading day: read, judged by local time, no panic.
+    // 0 is 1970-01-01 10:00 Sydney (kept); i64::MIN is 1677-09-21 10:17 Sydney mean time (kept);
+    // i64::MAX saturates at 2262-04-11 23:47 (dropped); 2100-01-01T05:00Z is 16:00 AEDT (dropped).
+    let far = [
+        Row { id: 1, ts: 0, ..r },
+        Row {
+            id: 2,
+            ts: i64::MAX,
+            ..r
+        },
+        Row {
+            id: 3,
+            ts: i64::MIN,
+            ..r
+        },
+        Row {
+            id: 4,
+            ts: 4_102_462_800_000_000_000,
+            ..r
+        },
+    ];
+    s.write("one.csv", csv(&[r]));
+    s.write("far.csv", csv(&far));
+    let out = s.run(&standard("one.csv", "", ""));
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(
+        body(&s.read("out/summary.csv"))[0]
+            .split(',')
+            .take(5)
+            .collect::<Vec<_>>(),
+        ["1", "100", "100", "", "3340"]
+    );
+    let out = s.run(&standard("far.csv", "", ""));
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let t = &s.report()["totals"];
+    assert_eq!(
+        (
+            t["rows_read"].as_u64(),
+            t["rows_kept"].as_u64(),
+            t["rows_filtered_out"].as_u64()
+        ),
+        (Some(4), Some(2), Some(2))
+    );
+}
+
+#[test]
+fn duplicated_and_unknown_header_names() {
+    let s = Scratch::new();
+    let t = syd("2024-09-03 11:00:00");
+    // Unknown columns are carried along (as text in an extract) and otherwise ignored.
+    s.write(
+        "extra.csv",
+        format!("{HEADER},venue,comment\n1,{t},110621,5,2048,100,3340,CXA,hello\n"),
+    );
+    let out = s.run(&standard(
+        "extra.csv",
+        "",
+        "[sinks.rows]\ninputs = [\"cp\"]\npath = \"out/kept.csv\"",
+    ));
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(
+        s.read("out/kept.csv"),
+        format!("{HEADER},venue,comment\n1,{t},110621,5,2048,100,3340,CXA,hello\n")
+    );
+    // A needed column that appears twice is ambiguous: the job fails and says where.
+    s.write(
+        "dup.csv",
+        format!("{HEADER},quantity\n1,{t},110621,5,2048,100,3340,7\n"),
+    );
+    let out = s.run(&standard("dup.csv", "", ""));
+    assert_eq!(out.code, 1);
+    assert!(
+        out.stderr.contains(
+            "dup.csv:1: column `quantity` appears more than once in the header (columns 6, 8)"
+        ),
+        "{}",
+        out.stderr
+    );
+}
+
+#[test]
+fn short_long_negative_overflowing_and_non_utf8_rows_are_each_rejected() {
+    let s = Scratch::new();
+    let t = syd("2024-09-03 11:00:00");
+    let good = format!("1,{t},110621,5,2048,100,3340,ok");
+    let lines = [
+        good.clone(),
+        format!("2,{t},110621,5,2048,100"), // line 3: too few fields
+        format!("3,{t},110621,5,2048,100,3340,ok,extra"), // line 4: too many
+        format!("4,{t},110621,5,2048,-100,3340,ok"), // line 5: negative quantity
+        format!("18446744073709551616,{t},110621,5,2048,1,3340,ok"), // line 6: order id overflows u64
+        format!("6,{t},110621,5,2048,100,9223372036854775808,ok"),   // line 7: price overflows i64
+        good.clone(),
+    ];
+    let mut bytes = format!("{HEADER},timevaliditydecoded\n{}\n", lines.join("\n")).into_bytes();
+    bytes.extend_from_slice(format!("8,{t},110621,5,2048,100,3340,").as_bytes());
+    bytes.extend_from_slice(b"\xff\xfe\n"); // line 9: not UTF-8 in a text column
+    s.write("o.csv", bytes);
+    let reject = "on_error = \"reject\"\nrejects = \"out/rejects.csv\"";
+    let out = s.run(&standard(
+        "o.csv",
+        reject,
+        "[sinks.rows]\ninputs = [\"cp\"]\npath = \"out/kept.csv\"",
+    ));
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let rejects = s.read("out/rejects.csv");
+    let got: Vec<(String, String)> = body(&rejects)
+        .iter()
+        .map(|l| {
+            let f: Vec<&str> = l.splitn(4, ',').collect();
+            (f[1].to_string(), f[2].to_string())
+        })
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    assert_eq!(
+        got,
+        [
+            ("3", ""),
+            ("4", ""),
+            ("5", "6:quantity"),
+            ("6", "1:order_id"),
+            ("7", "7:price"),
+            ("9", "8:timevaliditydecoded")
+        ]
+        .map(|(a, b)| (a.to_string(), b.to_string()))
+    );
+    let t = &s.report()["totals"];
+    assert_eq!(
+        (
+            t["rows_read"].as_u64(),
+            t["rows_kept"].as_u64(),
+            t["rows_rejected"].as_u64()
+        ),
+        (Some(8), Some(2), Some(6))
+    );
+}
+
+#[test]
+fn an_input_that_cannot_be_opened_is_named() {
+    let s = Scratch::new();
+    // Tests run as root here, where permission bits do not stop reads; a dangling link cannot
+    // be opened by anyone.
+    #[cfg(unix)]
+    {
+        std::os::unix::fs::symlink(s.path("gone.csv"), s.path("link.csv")).unwrap();
+        let out = s.run(&standard("link.csv", "", ""));
+        assert_eq!(out.code, 2);
+        assert!(
+            out.stderr.contains("link.csv: No such file or directory"),
+            "{}",
+            out.stderr
+        );
+    }
+}
+
+#[test]
+fn every_generated_dirty_row_is_caught_at_its_recorded_line() {
+    let s = Scratch::new();
+    let made = s.sweep(&[
+        "generate",
+        "--orders",
+        "dirty.csv",
+        "--rows",
+        "20000",
+        "--seed",
+        "7",
+        "--dirty",
+        "0.002",
+    ]);
+    assert_eq!(made.code, 0, "{}", made.stderr);
+    let log = s.read("dirty.csv.dirty.csv");
+    let recorded: std::collections::BTreeSet<u64> = body(&log)
+        .iter()
+        .map(|l| l.split(',').next().unwrap().parse().unwrap())
+        .collect();
+    assert!(recorded.len() >= 20, "{} dirty rows", recorded.len());
+    let reject = "on_error = \"reject\"\nrejects = \"out/rejects.csv\"";
+    let out = s.run(&standard(
+        "dirty.csv",
+        reject,
+        "[sinks.rows]\ninputs = [\"cp\"]\npath = \"out/kept.csv\"",
+    ));
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let caught: std::collections::BTreeSet<u64> = body(&s.read("out/rejects.csv"))
+        .iter()
+        .map(|l| l.split(',').nth(1).unwrap().parse().unwrap())
+        .collect();
+    assert_eq!(caught, recorded);
+    let t = &s.report()["totals"];
+    assert_eq!(t["rows_rejected"].as_u64(), Some(recorded.len() as u64));
+    assert_eq!(t["rows_read"].as_u64(), Some(20000));
+    // Under the default policy a dirty row fails the job and names its line. Blocks are parsed
+    // in parallel, so it is the first one a worker meets, not necessarily the first in the file.
+    let out = s.run(&standard("dirty.csv", "", ""));
+    assert_eq!(out.code, 1);
+    let named = recorded.iter().any(|l| {
+        out.stderr.contains(&format!("dirty.csv:{l}:"))
+            || out.stderr.contains(&format!("dirty.csv:{l}: "))
+    });
+    assert!(named, "{}", out.stderr);
+}
