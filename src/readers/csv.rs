@@ -13,7 +13,6 @@ use std::sync::Arc;
 use arrow_array::{ArrayRef, Int64Array, RecordBatch, StringArray, UInt32Array, UInt64Array};
 use arrow_buffer::{Buffer, OffsetBuffer, ScalarBuffer};
 use arrow_schema::SchemaRef;
-use atoi::{FromRadix10Checked, FromRadix10SignedChecked};
 use csv_async::{AsyncReaderBuilder, ByteRecord};
 
 use super::ReaderError;
@@ -240,26 +239,32 @@ fn describe(f: &[u8]) -> String {
 }
 
 #[inline]
-fn unsigned<T: FromRadix10Checked>(f: &[u8], ty: &str) -> Result<T, String> {
-    match T::from_radix_10_checked(f) {
-        (Some(v), n) if n == f.len() && n > 0 => Ok(v),
-        (None, _) => Err(format!("{} is out of range for {ty}", describe(f))),
-        _ if f.is_empty() => Err("empty value".to_string()),
-        _ if f[0] == b'-' => Err(format!(
-            "{} is negative, but the column is unsigned",
-            describe(f)
-        )),
-        _ => Err(format!("{} is not a whole number", describe(f))),
-    }
+fn unsigned<T: lexical_core::FromLexical>(f: &[u8], ty: &str) -> Result<T, String> {
+    lexical_core::parse::<T>(f).map_err(|_| explain(f, ty, false))
 }
 
 #[inline]
 fn signed(f: &[u8]) -> Result<i64, String> {
-    match i64::from_radix_10_signed_checked(f) {
-        (Some(v), n) if n == f.len() && n > 0 && f != b"-" && f != b"+" => Ok(v),
-        (None, _) => Err(format!("{} is out of range for i64", describe(f))),
-        _ if f.is_empty() => Err("empty value".to_string()),
-        _ => Err(format!("{} is not a whole number", describe(f))),
+    lexical_core::parse::<i64>(f).map_err(|_| explain(f, "i64", true))
+}
+
+/// Why a field is not an integer of the column's type; only reached for a bad field.
+#[cold]
+fn explain(f: &[u8], ty: &str, signed: bool) -> String {
+    let digits = f
+        .strip_prefix(b"-")
+        .or_else(|| f.strip_prefix(b"+"))
+        .unwrap_or(f);
+    if f.is_empty() {
+        "empty value".to_string()
+    } else if !digits.is_empty() && digits.iter().all(u8::is_ascii_digit) {
+        if !signed && f[0] == b'-' {
+            format!("{} is negative, but the column is unsigned", describe(f))
+        } else {
+            format!("{} is out of range for {ty}", describe(f))
+        }
+    } else {
+        format!("{} is not a whole number", describe(f))
     }
 }
 
@@ -300,10 +305,11 @@ pub fn parse_block(
     futures::executor::block_on(async {
         while rdr.read_byte_record(&mut rec).await.map_err(failed)? {
             rows_read += 1;
-            let line = first_line + rec.position().map_or(1, |p| p.line()) - 1;
+            // Only a bad row needs its line number.
+            let line = || first_line + rec.position().map_or(1, |p| p.line()) - 1;
             let bad = if rec.len() != plan.fields {
                 Some(RowError {
-                    line,
+                    line: line(),
                     column: None,
                     reason: format!("expected {} fields, found {}", plan.fields, rec.len()),
                     raw: raw_row(&rec, plan.delimiter),
@@ -315,7 +321,7 @@ pub fn parse_block(
                     .find_map(|(c, buf)| {
                         let f = rec.get(c.index).unwrap_or_default().trim_ascii();
                         buf.push(f).err().map(|reason| RowError {
-                            line,
+                            line: line(),
                             column: Some((c.index + 1, c.name.clone())),
                             reason,
                             raw: raw_row(&rec, plan.delimiter),

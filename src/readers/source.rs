@@ -20,6 +20,9 @@ pub const MAX_RECORD_BYTES: usize = 64 << 20;
 
 pub type Source = Pin<Box<dyn AsyncRead + Send>>;
 
+/// Bytes per read from the file system.
+const READ_BYTES: usize = 1 << 20;
+
 /// The compression a path implies.
 pub fn compression_of(path: &Path, configured: Compression) -> Compression {
     if configured != Compression::Auto {
@@ -45,8 +48,15 @@ pub async fn open(path: &Path, compression: Compression) -> Result<Source, Reade
             source: e,
         })?;
     // Large reads: each refill of a tokio file is a round trip to the blocking pool.
-    let buffered = BufReader::with_capacity(1 << 20, file);
-    Ok(match compression_of(path, compression) {
+    let mut file = file;
+    file.set_max_buf_size(READ_BYTES);
+    let compression = compression_of(path, compression);
+    if compression == Compression::None || compression == Compression::Auto {
+        // Plain input is read straight into the block buffers: a BufReader would only add a copy.
+        return Ok(Box::pin(file));
+    }
+    let buffered = BufReader::with_capacity(READ_BYTES, file);
+    Ok(match compression {
         Compression::Gzip => {
             let mut d = GzipDecoder::new(buffered);
             d.multiple_members(true);
