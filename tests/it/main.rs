@@ -2,5 +2,6 @@
 
 mod common;
 mod edge_cases;
+mod properties;
 mod standard_job;
 mod validate;
