@@ -108,7 +108,13 @@ impl Zone {
     }
 }
 
-/// Converts UTC nanosecond timestamps to local nanoseconds, caching the offset per UTC hour.
+/// Converts UTC nanosecond timestamps to local days, hours and times of day, caching the offset
+/// per UTC hour.
+///
+/// Local nanoseconds since the epoch do not always fit i64: a timestamp within the zone's offset
+/// of either end of the i64 range (2262-04-11 for Sydney's positive offsets) is already on a day
+/// that i64 nanoseconds cannot name. So the local time is handed out as a day, an hour number or
+/// a time of day, which always fit; the sum is formed only when it does not overflow.
 #[derive(Clone, Debug)]
 pub struct LocalClock {
     zone: Zone,
@@ -129,18 +135,54 @@ impl LocalClock {
         self.zone
     }
 
-    /// Local wall-clock time of `ts`, as nanoseconds since the local epoch. Within hours of the
-    /// ends of the i64 range (years 1677 and 2262) the result saturates rather than wrapping.
+    /// Local wall-clock time of `ts` as nanoseconds since the local epoch, or `None` when that
+    /// is outside the i64 range.
     #[inline]
-    pub fn local_ns(&mut self, ts: i64) -> i64 {
-        if ts.div_euclid(HOUR_NS) == self.cached_hour {
-            return ts.saturating_add(self.cached_offset);
+    pub fn local_ns(&mut self, ts: i64) -> Option<i64> {
+        ts.checked_add(self.offset(ts))
+    }
+
+    /// Local day of `ts`, as days since 1970-01-01.
+    #[inline]
+    pub fn local_day(&mut self, ts: i64) -> i32 {
+        // i64 nanoseconds span ±106,751 days, well within i32.
+        self.floor_local(ts, DAY_NS).0 as i32
+    }
+
+    /// Nanoseconds since local midnight of `ts`.
+    #[inline]
+    pub fn time_of_day(&mut self, ts: i64) -> i64 {
+        self.floor_local(ts, DAY_NS).1
+    }
+
+    /// Local hours since the local epoch of `ts`: `local_day * 24 + hour of day`.
+    #[inline]
+    pub fn local_hour(&mut self, ts: i64) -> i64 {
+        self.floor_local(ts, HOUR_NS).0
+    }
+
+    /// The local time of `ts` divided by `unit` (at most a day): quotient rounded down and
+    /// remainder.
+    #[inline]
+    fn floor_local(&mut self, ts: i64, unit: i64) -> (i64, i64) {
+        let offset = self.offset(ts);
+        match ts.checked_add(offset) {
+            Some(local) => (local.div_euclid(unit), local.rem_euclid(unit)),
+            None => split_floor(ts, offset, unit),
         }
-        self.local_ns_slow(ts)
+    }
+
+    /// The zone's offset at `ts`, in nanoseconds.
+    #[inline]
+    fn offset(&mut self, ts: i64) -> i64 {
+        if ts.div_euclid(HOUR_NS) == self.cached_hour {
+            return self.cached_offset;
+        }
+        self.offset_slow(ts)
     }
 
     #[cold]
-    fn local_ns_slow(&mut self, ts: i64) -> i64 {
+    fn offset_slow(&mut self, ts: i64) -> i64 {
         let offset = self.zone.offset_ns(ts);
         let hour = ts.div_euclid(HOUR_NS);
         let start = hour.saturating_mul(HOUR_NS);
@@ -151,27 +193,17 @@ impl LocalClock {
         } else {
             self.cached_hour = i64::MIN;
         }
-        ts.saturating_add(offset)
+        offset
     }
 }
 
-/// Days since 1970-01-01 of a local nanosecond time.
-#[inline]
-pub fn local_day(local_ns: i64) -> i32 {
-    // i64 nanoseconds span ±106,751 days, well within i32.
-    local_ns.div_euclid(DAY_NS) as i32
-}
-
-/// Nanoseconds since local midnight.
-#[inline]
-pub fn time_of_day(local_ns: i64) -> i64 {
-    local_ns.rem_euclid(DAY_NS)
-}
-
-/// Local hour of day, 0-23.
-#[inline]
-pub fn hour_of_day(local_ns: i64) -> u8 {
-    (time_of_day(local_ns) / HOUR_NS) as u8
+/// `(ts + offset) div unit` and `(ts + offset) mod unit`, rounding down, without forming
+/// `ts + offset`: `ts = q·unit + r` with `0 <= r < unit`, and `r + offset` cannot overflow
+/// because offsets are under a day.
+#[cold]
+fn split_floor(ts: i64, offset: i64, unit: i64) -> (i64, i64) {
+    let r = ts.rem_euclid(unit) + offset;
+    (ts.div_euclid(unit) + r.div_euclid(unit), r.rem_euclid(unit))
 }
 
 /// The calendar date of a day number (days since 1970-01-01).
@@ -231,9 +263,11 @@ mod tests {
     #[test]
     fn drr_opening_auction_is_10_02_16_sydney() {
         // domain.md §1.1: 1725494536001032398 is 2024-09-05 10:02:16 Sydney (AEST, UTC+10).
-        let local = sydney().local_ns(1_725_494_536_001_032_398);
-        assert_eq!(format_day(local_day(local)), "2024-09-05");
-        assert_eq!(time_of_day(local) / SECOND_NS, 10 * 3600 + 2 * 60 + 16);
+        let mut c = sydney();
+        let ts = 1_725_494_536_001_032_398;
+        assert_eq!(format_day(c.local_day(ts)), "2024-09-05");
+        assert_eq!(c.time_of_day(ts) / SECOND_NS, 10 * 3600 + 2 * 60 + 16);
+        assert_eq!(c.local_hour(ts), i64::from(c.local_day(ts)) * 24 + 10);
     }
 
     #[test]
@@ -242,17 +276,11 @@ mod tests {
         // 2024-10-06 02:00 AEST the clocks jump to 03:00 AEDT. 2024-10-05T15:59:59Z is 01:59:59
         // AEST; one second later it is 03:00:00 AEDT.
         let before = 1_728_143_999 * SECOND_NS;
-        assert_eq!(
-            time_of_day(c.local_ns(before)) / SECOND_NS,
-            3600 + 59 * 60 + 59
-        );
-        assert_eq!(
-            time_of_day(c.local_ns(before + SECOND_NS)) / SECOND_NS,
-            3 * 3600
-        );
+        assert_eq!(c.time_of_day(before) / SECOND_NS, 3600 + 59 * 60 + 59);
+        assert_eq!(c.time_of_day(before + SECOND_NS) / SECOND_NS, 3 * 3600);
         // And back: a summer day is UTC+11.
         let summer = 1_733_000_000 * SECOND_NS;
-        assert_eq!(c.local_ns(summer) - summer, 11 * HOUR_NS);
+        assert_eq!(c.local_ns(summer), Some(summer + 11 * HOUR_NS));
     }
 
     #[test]
@@ -262,20 +290,48 @@ mod tests {
         // Step through a year in 7-minute steps, which crosses both half-hour transitions.
         let mut ts = 1_700_000_000 * SECOND_NS;
         for _ in 0..(366 * 24 * 60 / 7) {
-            assert_eq!(cached.local_ns(ts), ts + zone.offset_ns(ts));
+            assert_eq!(cached.local_ns(ts), Some(ts + zone.offset_ns(ts)));
             ts += 7 * MINUTE_NS;
         }
     }
 
     #[test]
-    fn extreme_timestamps_saturate_instead_of_wrapping() {
+    fn local_times_past_the_ends_of_i64_do_not_wrap() {
+        // i64::MAX is 2262-04-11 23:47:16.854775807 UTC: 09:47:16 on 04-12 at UTC+10, a local
+        // time i64 nanoseconds cannot hold. It used to wrap round to 1677-09-21 10:12:43, which
+        // the standard job's filter then judged as trading hours.
+        let mut east = LocalClock::new("+10:00".parse().unwrap());
+        assert_eq!(east.local_ns(i64::MAX), None);
+        assert_eq!(format_day(east.local_day(i64::MAX)), "2262-04-12");
+        let tod = 9 * HOUR_NS + 47 * MINUTE_NS + 16 * SECOND_NS + 854_775_807;
+        assert_eq!(east.time_of_day(i64::MAX), tod);
+        let hour = i64::from(east.local_day(i64::MAX)) * 24 + 9;
+        assert_eq!(east.local_hour(i64::MAX), hour);
+        // The last timestamp whose local time still fits agrees with the plain sum.
+        let last = i64::MAX - 10 * HOUR_NS;
+        assert_eq!(east.local_ns(last), Some(i64::MAX));
+        assert_eq!(east.time_of_day(last), i64::MAX.rem_euclid(DAY_NS));
+
+        // A zone west of UTC overflows at the other end: i64::MIN is 1677-09-21 00:12:43 UTC.
+        let mut west = LocalClock::new("-05:00".parse().unwrap());
+        assert_eq!(west.local_ns(i64::MIN), None);
+        assert_eq!(format_day(west.local_day(i64::MIN)), "1677-09-20");
+        let tod = 19 * HOUR_NS + 12 * MINUTE_NS + 43 * SECOND_NS + 145_224_192;
+        assert_eq!(west.time_of_day(i64::MIN), tod);
+        let hour = i64::from(west.local_day(i64::MIN)) * 24 + 19;
+        assert_eq!(west.local_hour(i64::MIN), hour);
+
+        // Sydney near the top of the range agrees with chrono's own local time.
         let mut c = sydney();
-        assert_eq!(c.local_ns(i64::MAX), i64::MAX);
-        // 1677-09-21 00:12:43 UTC is 10:17:35 in Sydney's local mean time (+10:04:52).
-        assert_eq!(
-            time_of_day(c.local_ns(i64::MIN)) / SECOND_NS,
-            10 * 3600 + 17 * 60 + 35
-        );
+        for back in [0, 1, HOUR_NS, 11 * HOUR_NS, 11 * HOUR_NS + 1, DAY_NS] {
+            let ts = i64::MAX - back;
+            let naive = chrono_tz::Australia::Sydney
+                .timestamp_nanos(ts)
+                .naive_local();
+            assert_eq!(date_of_day(c.local_day(ts)), naive.date(), "{ts}");
+            let tod = naive.time() - chrono::NaiveTime::MIN;
+            assert_eq!(Some(c.time_of_day(ts)), tod.num_nanoseconds(), "{ts}");
+        }
     }
 
     #[test]

@@ -5,7 +5,7 @@
 //! in any order equals aggregating the union, to the byte.
 //!
 //! The local hour slot is the finest time grain kept: by_date, daily and by_hour are rolled up
-//! from hourly slots at finish, so the only per-row time work is one `LocalClock::local_ns`.
+//! from hourly slots at finish, so the only per-row time work is one `LocalClock::local_hour`.
 //! Slots are keyed by the local hour number, not a UTC hour, so the repeated hour when daylight
 //! saving ends is one slot, as DuckDB's grouping by local `YYYY-MM-DD HH:00` makes it.
 
@@ -24,7 +24,7 @@ use rustc_hash::{FxHashMap, FxHashSet};
 
 use super::tables::{Cell, Table};
 use crate::schema::col;
-use crate::time::{HOUR_NS, LocalClock, Zone, format_day};
+use crate::time::{LocalClock, Zone, format_day};
 
 /// One aggregation table of the standard job.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -591,7 +591,7 @@ impl AggState {
         let mut slot = 0;
         let rows = c.ts.iter().zip(c.security).zip(c.participant);
         for (((&ts, &s), &p), (&q, &price)) in rows.zip(c.quantity.iter().zip(c.price)) {
-            let hour = self.clock.local_ns(ts).div_euclid(HOUR_NS);
+            let hour = self.clock.local_hour(ts);
             if hour != last_hour {
                 slot = self.slots.position(hour);
                 last_hour = hour;

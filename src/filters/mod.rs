@@ -18,7 +18,7 @@ use crate::config::{FilterSpec, OrderTypeMatch};
 use crate::runtime::StageCtx;
 use crate::runtime::edge::{Envelope, Outlet};
 use crate::schema::col;
-use crate::time::{self, LocalClock};
+use crate::time::LocalClock;
 
 #[derive(Debug, thiserror::Error)]
 pub enum FilterError {
@@ -146,14 +146,14 @@ impl Predicate {
             if let Some((from, to, clock)) = &mut self.dates {
                 keep = &keep
                     & &BooleanBuffer::collect_bool(n, |i| {
-                        let d = time::local_day(clock.local_ns(ts[i]));
+                        let d = clock.local_day(ts[i]);
                         *from <= d && d <= *to
                     });
             }
             if let Some((start, end, clock)) = &mut self.hours {
                 keep = &keep
                     & &BooleanBuffer::collect_bool(n, |i| {
-                        let t = time::time_of_day(clock.local_ns(ts[i]));
+                        let t = clock.time_of_day(ts[i]);
                         *start <= t && t < *end
                     });
             }
@@ -228,7 +228,7 @@ impl Handler<Envelope<Batch>> for FilterWorker {
 mod tests {
     use super::*;
     use crate::config::HoursSpec;
-    use crate::time::{HOUR_NS, SECOND_NS, Zone};
+    use crate::time::{self, HOUR_NS, SECOND_NS, Zone};
     use arrow_array::{Int64Array, UInt32Array};
     use std::sync::Arc;
 

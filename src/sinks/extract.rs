@@ -23,7 +23,7 @@ use rustc_hash::FxHashMap;
 
 use super::atomic::{AtomicDir, AtomicWriter, OutputError};
 use crate::schema::col;
-use crate::time::{LocalClock, Zone, format_day, local_day};
+use crate::time::{LocalClock, Zone, format_day};
 
 /// Compression level used when the spec gives none: extracts are written once and read rarely,
 /// so speed matters more than the last few percent of size.
@@ -654,7 +654,7 @@ impl Partitioned {
         for row in 0..rows.num_rows() {
             let key = PartKey {
                 security: security.map_or(0, |a| a.value(row)),
-                day: timestamp.map_or(0, |a| local_day(self.clock.local_ns(a.value(row)))),
+                day: timestamp.map_or(0, |a| self.clock.local_day(a.value(row))),
             };
             let group = match last {
                 Some((k, g)) if k == key => g,

@@ -4,5 +4,6 @@ mod common;
 mod edge_cases;
 mod golden;
 mod outputs;
+mod properties;
 mod standard_job;
 mod validate;
