@@ -29,6 +29,9 @@ enum Command {
         /// Override a pipeline value, e.g. `--set readers.orders.path=data/*.csv.gz`.
         #[arg(long = "set", value_name = "KEY=VALUE")]
         set: Vec<String>,
+        /// Serve Prometheus metrics on this address (same as `--set monitor.prometheus=ADDR`).
+        #[arg(long, value_name = "ADDR")]
+        metrics: Option<String>,
     },
     /// Generate realistic synthetic order events (and the trades that match them).
     Generate(sweep::generate::GenerateArgs),
@@ -105,7 +108,14 @@ fn main() -> anyhow::Result<ExitCode> {
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     match cli.command {
-        Command::Run { pipeline, set } => run(&pipeline, &set).context("run failed"),
+        Command::Run {
+            pipeline,
+            mut set,
+            metrics,
+        } => {
+            set.extend(metrics.map(|m| format!("monitor.prometheus={m}")));
+            run(&pipeline, &set).context("run failed")
+        }
         Command::Generate(args) => match sweep::generate::run(&args) {
             Ok(report) => {
                 eprintln!("sweep: {report}");
