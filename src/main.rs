@@ -35,6 +35,15 @@ enum Command {
     },
     /// Generate realistic synthetic order events (and the trades that match them).
     Generate(sweep::generate::GenerateArgs),
+    /// Show what a run would do: hardware, derived settings, jobs and an ETA. Reads no data.
+    Plan {
+        pipeline: PathBuf,
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        set: Vec<String>,
+        /// Print the plan as JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Check a pipeline file and report every problem in it, without reading any data.
     Validate {
         pipeline: PathBuf,
@@ -126,6 +135,26 @@ fn main() -> anyhow::Result<ExitCode> {
                 Ok(ExitCode::from(1))
             }
         },
+        Command::Plan {
+            pipeline,
+            set,
+            json,
+        } => Ok(match load(&pipeline, &set) {
+            Err(code) => code,
+            Ok(p) => {
+                let plan = sweep::plan::plan(&p);
+                if json {
+                    println!("{}", sweep::plan::write_json(&plan));
+                } else {
+                    print!("{plan}");
+                }
+                if plan.problems.is_empty() {
+                    ExitCode::SUCCESS
+                } else {
+                    ExitCode::from(USAGE)
+                }
+            }
+        }),
         Command::Validate { pipeline, set } => Ok(match load(&pipeline, &set) {
             Err(code) => code,
             Ok(p) => {

@@ -465,11 +465,11 @@ pub fn run(p: &Pipeline) -> Result<RunOutcome, BuildError> {
         reports
     });
     let res = sampler.lock().unwrap_or_else(|e| e.into_inner()).sample();
+    let report = monitor::report(&stats, &control, &topo, &sinks, res, started_at);
     if p.monitor.prometheus.is_some() {
         monitor::metrics::publish(&stats, &res);
         std::thread::sleep(p.monitor.hold);
     }
-    let report = monitor::report(&stats, &control, &topo, &sinks, res, started_at);
     let errors = report["errors"]
         .as_array()
         .map(|a| {
