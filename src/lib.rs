@@ -11,6 +11,7 @@ pub mod config;
 pub mod filters;
 pub mod generate;
 pub mod monitor;
+pub mod plan;
 pub mod readers;
 pub mod runtime;
 pub mod schema;

@@ -29,9 +29,21 @@ enum Command {
         /// Override a pipeline value, e.g. `--set readers.orders.path=data/*.csv.gz`.
         #[arg(long = "set", value_name = "KEY=VALUE")]
         set: Vec<String>,
+        /// Serve Prometheus metrics on this address (same as `--set monitor.prometheus=ADDR`).
+        #[arg(long, value_name = "ADDR")]
+        metrics: Option<String>,
     },
     /// Generate realistic synthetic order events (and the trades that match them).
     Generate(sweep::generate::GenerateArgs),
+    /// Show what a run would do: hardware, derived settings, jobs and an ETA. Reads no data.
+    Plan {
+        pipeline: PathBuf,
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        set: Vec<String>,
+        /// Print the plan as JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Check a pipeline file and report every problem in it, without reading any data.
     Validate {
         pipeline: PathBuf,
@@ -105,7 +117,14 @@ fn main() -> anyhow::Result<ExitCode> {
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     match cli.command {
-        Command::Run { pipeline, set } => run(&pipeline, &set).context("run failed"),
+        Command::Run {
+            pipeline,
+            mut set,
+            metrics,
+        } => {
+            set.extend(metrics.map(|m| format!("monitor.prometheus={m}")));
+            run(&pipeline, &set).context("run failed")
+        }
         Command::Generate(args) => match sweep::generate::run(&args) {
             Ok(report) => {
                 eprintln!("sweep: {report}");
@@ -116,6 +135,26 @@ fn main() -> anyhow::Result<ExitCode> {
                 Ok(ExitCode::from(1))
             }
         },
+        Command::Plan {
+            pipeline,
+            set,
+            json,
+        } => Ok(match load(&pipeline, &set) {
+            Err(code) => code,
+            Ok(p) => {
+                let plan = sweep::plan::plan(&p);
+                if json {
+                    println!("{}", sweep::plan::write_json(&plan));
+                } else {
+                    print!("{plan}");
+                }
+                if plan.problems.is_empty() {
+                    ExitCode::SUCCESS
+                } else {
+                    ExitCode::from(USAGE)
+                }
+            }
+        }),
         Command::Validate { pipeline, set } => Ok(match load(&pipeline, &set) {
             Err(code) => code,
             Ok(p) => {

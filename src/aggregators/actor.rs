@@ -64,8 +64,7 @@ impl Handler<Envelope<Batch>> for AggWorker {
         if let Err(e) = state.update(&msg.item.rows) {
             return self
                 .ctx
-                .control
-                .fail(format!("aggregator `{}`: {e}", self.ctx.name));
+                .fail("schema", format!("aggregator `{}`: {e}", self.ctx.name));
         }
         self.ctx.stats.batch(rows, 0, t0.elapsed());
     }

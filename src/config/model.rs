@@ -182,4 +182,10 @@ pub struct MonitorConfig {
     pub progress: Option<Spanned<String>>,
     /// Seconds between progress log lines. Default 5.
     pub log_interval_secs: Option<Spanned<f64>>,
+    /// Serve Prometheus metrics at `/metrics` on this address, e.g. `"127.0.0.1:9898"`; a bare
+    /// port binds loopback.
+    pub prometheus: Option<Spanned<String>>,
+    /// Keep serving metrics this many seconds after the run ends, so a last scrape sees the
+    /// final counts. Default 0.
+    pub hold_secs: Option<Spanned<f64>>,
 }

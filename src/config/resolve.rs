@@ -219,6 +219,18 @@ pub struct MonitorSpec {
     pub report: Option<PathBuf>,
     pub progress: ProgressMode,
     pub log_interval: Duration,
+    pub prometheus: Option<std::net::SocketAddr>,
+    pub hold: Duration,
+}
+
+/// `"127.0.0.1:9898"`, `"[::1]:9898"`, `":9898"` or `"9898"` (the last two bind loopback).
+pub fn parse_listen(s: &str) -> Option<std::net::SocketAddr> {
+    let t = s.trim();
+    if let Ok(a) = t.parse() {
+        return Some(a);
+    }
+    let port: u16 = t.strip_prefix(':').unwrap_or(t).parse().ok()?;
+    Some(std::net::SocketAddr::from(([127, 0, 0, 1], port)))
 }
 
 /// Collects errors while turning spanned raw values into typed ones.
@@ -434,10 +446,35 @@ fn monitor(cx: &mut Ctx, m: &model::MonitorConfig) -> MonitorSpec {
             Duration::from_secs(5)
         }
     };
+    let prometheus = m.prometheus.as_ref().and_then(|p| {
+        let addr = parse_listen(p.get_ref());
+        if addr.is_none() {
+            cx.err(
+                p.span(),
+                format!(
+                    "`prometheus` is \"{}\"; expected an address like \"127.0.0.1:9898\" or a port",
+                    p.get_ref()
+                ),
+            );
+        }
+        addr
+    });
+    let hold = match &m.hold_secs {
+        None => Duration::ZERO,
+        Some(s) if s.get_ref().is_finite() && (0.0..=3600.0).contains(s.get_ref()) => {
+            Duration::from_secs_f64(*s.get_ref())
+        }
+        Some(s) => {
+            cx.err(s.span(), "hold_secs must be between 0 and 3600");
+            Duration::ZERO
+        }
+    };
     MonitorSpec {
         report: m.report.as_ref().map(|p| PathBuf::from(p.get_ref())),
         progress,
         log_interval,
+        prometheus,
+        hold,
     }
 }
 

@@ -201,8 +201,7 @@ impl Handler<Envelope<Batch>> for FilterWorker {
             Err(e) => {
                 return self
                     .ctx
-                    .control
-                    .fail(format!("filter `{}`: {e}", self.ctx.name));
+                    .fail("schema", format!("filter `{}`: {e}", self.ctx.name));
             }
         };
         let (n_in, n_out) = (batch.num_rows() as u64, kept.num_rows() as u64);
@@ -215,6 +214,7 @@ impl Handler<Envelope<Batch>> for FilterWorker {
                 .fetch_add(n_in - n_out, std::sync::atomic::Ordering::Relaxed);
         }
         self.ctx.stats.batch(n_in, n_out, t0.elapsed());
+        self.ctx.stats.metrics.filtered(n_in - n_out);
         drop(credit);
         // Empty batches still go on: ordered sinks count on seeing every sequence number.
         let _ = self.out.send_blocking(Batch {

@@ -5,6 +5,8 @@
 //! "filtered out" follow the chain of filters from the job's reader. When a reader feeds more
 //! than one filter path, each path is reported and reconciles on its own.
 
+pub mod metrics;
+
 use std::io::IsTerminal;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
@@ -112,6 +114,8 @@ pub struct Monitor {
     log: bool,
     last_rows: u64,
     last_tick: Instant,
+    /// Publish Prometheus gauges every second.
+    metrics: bool,
 }
 
 impl Monitor {
@@ -121,6 +125,7 @@ impl Monitor {
         sampler: Arc<Mutex<Sampler>>,
         mode: ProgressMode,
         log_interval: Duration,
+        metrics: bool,
     ) -> Self {
         let tty = std::io::stderr().is_terminal();
         let (bar, log) = match mode {
@@ -152,6 +157,7 @@ impl Monitor {
             log,
             last_rows: 0,
             last_tick: Instant::now(),
+            metrics,
         }
     }
 
@@ -223,6 +229,12 @@ impl Actor for Monitor {
 
     fn started(&mut self, ctx: &mut Context<Self>) {
         ctx.run_interval(self.interval, |m, _| m.tick());
+        if self.metrics {
+            ctx.run_interval(Duration::from_secs(1), |m, _| {
+                let res = m.sampler.lock().unwrap_or_else(|e| e.into_inner()).sample();
+                metrics::publish(&m.stats, &res);
+            });
+        }
     }
 
     fn stopped(&mut self, _: &mut Context<Self>) {

@@ -102,15 +102,16 @@ impl ReaderShared {
             (OnError::Reject, Some(r)) => {
                 job.rejected
                     .fetch_add(errors.len() as u64, Ordering::Relaxed);
+                self.ctx.stats.metrics.rejected(errors.len() as u64);
                 r.write(&file, errors).map_err(|e| e.to_string())
             }
             _ => Err(errors[0].locate(&file)),
         }
     }
 
-    fn fail(&self, job: &JobStats, msg: String) {
+    fn fail(&self, job: &JobStats, error_type: &'static str, msg: String) {
         job.fail(msg.clone());
-        self.ctx.control.fail(msg);
+        self.ctx.fail(error_type, msg);
     }
 }
 
@@ -145,14 +146,14 @@ impl Handler<Envelope<RawBlock>> for ParseWorker {
         let stop_first = sh.spec.on_error == OnError::Fail;
         let parsed = match parse_block(&plan, &block.bytes, block.first_line, stop_first) {
             Ok(p) => p,
-            Err(e) => return sh.fail(&stats, e.to_string()),
+            Err(e) => return sh.fail(&stats, "parse", e.to_string()),
         };
         drop(block);
         stats
             .rows_read
             .fetch_add(parsed.rows_read, Ordering::Relaxed);
         if let Err(msg) = sh.row_errors(&stats, &parsed.errors) {
-            return sh.fail(&stats, msg);
+            return sh.fail(&stats, "bad_row", msg);
         }
         let rows = parsed.batch.num_rows() as u64;
         sh.ctx.stats.batch(parsed.rows_read, rows, t0.elapsed());
@@ -260,7 +261,14 @@ async fn read_all(
                 job.maybe_finish();
             }
             Err(e) => {
-                shared.fail(&job, e.to_string());
+                let kind = match &e {
+                    ReaderError::Row(_) => "bad_row",
+                    ReaderError::MissingColumn { .. }
+                    | ReaderError::DuplicateColumn { .. }
+                    | ReaderError::Header { .. } => "schema",
+                    _ => "io",
+                };
+                shared.fail(&job, kind, e.to_string());
                 break;
             }
         }

@@ -47,6 +47,14 @@ pub struct StageCtx {
     pub control: Arc<Control>,
 }
 
+impl StageCtx {
+    /// Fails the run because of this stage: counts the error by type and stops the readers.
+    pub fn fail(&self, error_type: &'static str, msg: String) {
+        self.stats.metrics.error(error_type);
+        self.control.fail(msg);
+    }
+}
+
 /// Problems found while building, before any data is read. They are usage or environment
 /// errors (exit code 2), each naming the path.
 #[derive(Debug, thiserror::Error)]
@@ -217,6 +225,10 @@ pub fn run(p: &Pipeline) -> Result<RunOutcome, BuildError> {
         return Err(BuildError::Outputs(output_errors));
     }
 
+    // The recorder must be in place before stages create their metric handles.
+    if let Some(addr) = p.monitor.prometheus {
+        monitor::metrics::install(addr).map_err(|e| BuildError::Outputs(vec![e]))?;
+    }
     let mut ordinal: HashMap<usize, usize> = HashMap::new();
     let mut filter_names = Vec::new();
     for (i, s) in p.stages.iter().enumerate() {
@@ -284,6 +296,7 @@ pub fn run(p: &Pipeline) -> Result<RunOutcome, BuildError> {
             sampler.clone(),
             p.monitor.progress,
             p.monitor.log_interval,
+            p.monitor.prometheus.is_some(),
         )
         .start();
         let mut inboxes: HashMap<usize, Inbox> = HashMap::new();
@@ -453,6 +466,10 @@ pub fn run(p: &Pipeline) -> Result<RunOutcome, BuildError> {
     });
     let res = sampler.lock().unwrap_or_else(|e| e.into_inner()).sample();
     let report = monitor::report(&stats, &control, &topo, &sinks, res, started_at);
+    if p.monitor.prometheus.is_some() {
+        monitor::metrics::publish(&stats, &res);
+        std::thread::sleep(p.monitor.hold);
+    }
     let errors = report["errors"]
         .as_array()
         .map(|a| {

@@ -10,6 +10,7 @@ use hdrhistogram::Histogram;
 
 use super::edge::Edge;
 use crate::batch::JobId;
+use crate::monitor::metrics::StageMetrics;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -108,6 +109,7 @@ pub struct StageStats {
     pub batches: AtomicU64,
     /// Handler time per batch, in microseconds.
     latency: Mutex<Histogram<u64>>,
+    pub metrics: StageMetrics,
 }
 
 impl StageStats {
@@ -119,6 +121,7 @@ impl StageStats {
             rows_out: AtomicU64::new(0),
             batches: AtomicU64::new(0),
             latency: Mutex::new(new_histogram()),
+            metrics: StageMetrics::new(name, metric_kind(kind)),
         })
     }
 
@@ -127,6 +130,7 @@ impl StageStats {
         self.rows_in.fetch_add(rows_in, Ordering::Relaxed);
         self.rows_out.fetch_add(rows_out, Ordering::Relaxed);
         self.batches.fetch_add(1, Ordering::Relaxed);
+        self.metrics.batch(rows_in, rows_out, took);
         let us = u64::try_from(took.as_micros()).unwrap_or(u64::MAX).max(1);
         let _ = lock(&self.latency).record(us);
     }
@@ -143,6 +147,15 @@ impl StageStats {
             s(h.value_at_quantile(0.99)),
             s(h.max()),
         )
+    }
+}
+
+/// The `component_kind` label for a stage kind label ("rows sink" → "rows_sink").
+fn metric_kind(kind: &'static str) -> &'static str {
+    match kind {
+        "rows sink" => "rows_sink",
+        "tables sink" => "tables_sink",
+        other => other,
     }
 }
 

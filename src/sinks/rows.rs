@@ -107,7 +107,7 @@ impl RowSinkWorker {
     }
 
     fn fail(&mut self, msg: String) {
-        self.ctx.control.fail(msg.clone());
+        self.ctx.fail("output", msg.clone());
         self.failed = Some(msg);
         self.writer = None;
         self.pending.clear();

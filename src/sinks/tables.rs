@@ -122,7 +122,7 @@ impl Handler<Envelope<Arc<TableSet>>> for TableSinkWorker {
             Ok(names) => self.written.extend(names),
             Err(e) => {
                 let e = format!("sink `{}`: {e}", self.ctx.name);
-                self.ctx.control.fail(e.clone());
+                self.ctx.fail("output", e.clone());
                 self.error = Some(e);
             }
         }

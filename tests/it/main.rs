@@ -4,6 +4,7 @@ mod common;
 mod edge_cases;
 mod golden;
 mod outputs;
+mod plan;
 mod prometheus;
 mod properties;
 mod standard_job;

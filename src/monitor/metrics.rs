@@ -1,0 +1,210 @@
+//! Prometheus metrics through the `metrics` facade.
+//!
+//! Stages hold their handles (created once, so a batch costs a few atomic adds, never a registry
+//! lookup) and record per batch; the monitor publishes gauges (edges, jobs, process) on a 1 s
+//! tick. Names follow Prometheus conventions: a `sweep_` prefix, base units, `_total` counters,
+//! and labels that never name a file, security or participant, so series stay few.
+
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use metrics::{Counter, Histogram, counter, gauge, histogram};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder};
+
+use super::Resources;
+use crate::runtime::stats::{JobState, RunStats};
+
+pub const BATCH_DURATION: &str = "sweep_component_batch_duration_seconds";
+
+/// Bucket bounds for batch durations, 100 µs to 10 s: batches take milliseconds.
+const BUCKETS: &[f64] = &[
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+    5.0, 10.0,
+];
+
+/// Starts the `/metrics` HTTP listener and installs the recorder. Without the explicit buckets
+/// the exporter would render the histogram as a summary.
+pub fn install(addr: SocketAddr) -> Result<(), String> {
+    PrometheusBuilder::new()
+        .with_http_listener(addr)
+        .set_buckets_for_metric(Matcher::Full(BATCH_DURATION.to_string()), BUCKETS)
+        .map_err(|e| e.to_string())?
+        .install()
+        .map_err(|e| format!("cannot serve metrics on {addr}: {e}"))?;
+    describe();
+    gauge!("sweep_build_info", "version" => env!("CARGO_PKG_VERSION")).set(1.0);
+    Ok(())
+}
+
+fn describe() {
+    use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
+    describe_counter!(
+        "sweep_component_received_records_total",
+        "Rows received by a stage."
+    );
+    describe_counter!(
+        "sweep_component_sent_records_total",
+        "Rows a stage passed on."
+    );
+    describe_counter!(
+        "sweep_component_discarded_records_total",
+        "Rows dropped by a stage: filtered out, or rejected as malformed."
+    );
+    describe_counter!(
+        "sweep_component_errors_total",
+        "Errors that failed a job or an output."
+    );
+    describe_histogram!(
+        BATCH_DURATION,
+        Unit::Seconds,
+        "Time a stage spent on one batch."
+    );
+    describe_gauge!(
+        "sweep_edge_in_flight",
+        "Batches queued or being handled on a bounded edge."
+    );
+    describe_gauge!(
+        "sweep_edge_capacity",
+        "Most batches a bounded edge holds before its sender waits."
+    );
+    describe_counter!(
+        "sweep_input_bytes_total",
+        Unit::Bytes,
+        "Bytes read by a reader, after decompression."
+    );
+    describe_gauge!("sweep_jobs", "Input files by state.");
+    describe_gauge!(
+        "sweep_process_cpu_seconds_total",
+        Unit::Seconds,
+        "CPU time used by the process."
+    );
+    describe_gauge!(
+        "sweep_process_resident_memory_bytes",
+        Unit::Bytes,
+        "Resident memory of the process."
+    );
+    describe_counter!(
+        "sweep_process_disk_read_bytes_total",
+        Unit::Bytes,
+        "Bytes the process read from disk."
+    );
+    describe_counter!(
+        "sweep_process_disk_written_bytes_total",
+        Unit::Bytes,
+        "Bytes the process wrote to disk."
+    );
+    describe_gauge!("sweep_build_info", "Always 1; the version is a label.");
+}
+
+/// One stage's metric handles.
+#[derive(Debug, Clone)]
+pub struct StageMetrics {
+    id: String,
+    kind: &'static str,
+    received: Counter,
+    sent: Counter,
+    filtered: Counter,
+    rejected: Counter,
+    input_bytes: Counter,
+    duration: Histogram,
+}
+
+impl StageMetrics {
+    pub fn new(id: &str, kind: &'static str) -> Self {
+        let l = || {
+            [
+                ("component_id", id.to_string()),
+                ("component_kind", kind.to_string()),
+            ]
+        };
+        let reason = |r: &'static str| {
+            let mut v = l().to_vec();
+            v.push(("reason", r.to_string()));
+            counter!("sweep_component_discarded_records_total", &v)
+        };
+        // Errors are rare: their series exist from the start, at zero, so dashboards and alerts
+        // see a rate of 0 rather than no data.
+        let types: &[&str] = match kind {
+            "reader" => &["bad_row", "parse", "schema", "io"],
+            "rows_sink" | "tables_sink" => &["output"],
+            _ => &["schema"],
+        };
+        for t in types {
+            let mut v = l().to_vec();
+            v.push(("error_type", t.to_string()));
+            counter!("sweep_component_errors_total", &v).increment(0);
+        }
+        StageMetrics {
+            id: id.to_string(),
+            kind,
+            received: counter!("sweep_component_received_records_total", &l()),
+            sent: counter!("sweep_component_sent_records_total", &l()),
+            filtered: reason("filtered"),
+            rejected: reason("rejected"),
+            input_bytes: counter!("sweep_input_bytes_total", &l()),
+            duration: histogram!(BATCH_DURATION, &l()),
+        }
+    }
+
+    pub fn batch(&self, rows_in: u64, rows_out: u64, took: Duration) {
+        self.received.increment(rows_in);
+        self.sent.increment(rows_out);
+        self.duration.record(took.as_secs_f64());
+    }
+
+    pub fn filtered(&self, n: u64) {
+        self.filtered.increment(n);
+    }
+
+    pub fn rejected(&self, n: u64) {
+        self.rejected.increment(n);
+    }
+
+    pub fn input_bytes(&self, n: u64) {
+        self.input_bytes.absolute(n);
+    }
+
+    pub fn error(&self, error_type: &'static str) {
+        counter!(
+            "sweep_component_errors_total",
+            "component_id" => self.id.clone(),
+            "component_kind" => self.kind,
+            "error_type" => error_type
+        )
+        .increment(1);
+    }
+}
+
+/// Publishes the sampled gauges: edges, jobs, input bytes and the process's resources.
+pub fn publish(stats: &RunStats, res: &Resources) {
+    for e in stats.edges() {
+        let l = [("from", e.from.clone()), ("to", e.to.clone())];
+        gauge!("sweep_edge_in_flight", &l).set(e.depth() as f64);
+        gauge!("sweep_edge_capacity", &l).set(e.capacity as f64);
+    }
+    let jobs = stats.jobs();
+    for (state, name) in [
+        (JobState::Pending, "pending"),
+        (JobState::Running, "running"),
+        (JobState::Done, "done"),
+        (JobState::Failed, "failed"),
+    ] {
+        gauge!("sweep_jobs", "state" => name)
+            .set(jobs.iter().filter(|j| j.state() == state).count() as f64);
+    }
+    for (i, s) in stats.stages.iter().enumerate() {
+        let bytes: u64 = jobs
+            .iter()
+            .filter(|j| j.reader == i)
+            .map(|j| j.bytes_read.load(Ordering::Relaxed))
+            .sum();
+        if bytes > 0 {
+            s.metrics.input_bytes(bytes);
+        }
+    }
+    gauge!("sweep_process_cpu_seconds_total").set(res.cpu_seconds);
+    gauge!("sweep_process_resident_memory_bytes").set(res.rss_bytes as f64);
+    counter!("sweep_process_disk_read_bytes_total").absolute(res.disk_read_bytes);
+    counter!("sweep_process_disk_written_bytes_total").absolute(res.disk_written_bytes);
+}

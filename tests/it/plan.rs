@@ -1,0 +1,75 @@
+//! `sweep plan`: hardware, settings, the job matrix and an ETA, without reading data.
+
+use crate::common::Scratch;
+
+#[test]
+fn plan_lists_jobs_partitions_and_settings_without_reading_data() {
+    let s = Scratch::new();
+    s.write("in/a.csv", "not even csv: plan must not read it");
+    s.write("in/b.csv.gz", vec![0u8; 1000]);
+    s.write(
+        "p.toml",
+        r#"[runtime]
+workers = 3
+[readers.o]
+path = "in"
+[filters.f]
+inputs = ["o"]
+securities = [110621, 70616]
+dates = { from = "2024-10-04", to = "2024-10-08" }
+[aggregators.a]
+inputs = ["f"]
+[sinks.t]
+inputs = ["a"]
+path = "out"
+"#,
+    );
+    let out = s.sweep(&["plan", "p.toml", "--json"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let v: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    assert!(v["hardware"]["logical_cores"].as_u64().unwrap() >= 1);
+    assert!(v["hardware"]["total_memory_bytes"].as_u64().unwrap() > 0);
+    let jobs = v["jobs"].as_array().unwrap();
+    assert_eq!(jobs.len(), 2);
+    assert_eq!(jobs[1]["format"], "csv, gzip");
+    assert_eq!(v["total_input_bytes"], 35 + 1000);
+    // 2 securities × the 3 weekdays of Fri 4 Oct .. Tue 8 Oct 2024.
+    let parts: Vec<String> = v["partitions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| format!("{}/{}", p[0], p[1].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        parts,
+        [
+            "110621/2024-10-04",
+            "110621/2024-10-07",
+            "110621/2024-10-08",
+            "70616/2024-10-04",
+            "70616/2024-10-07",
+            "70616/2024-10-08"
+        ]
+    );
+    let workers = v["settings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|x| x["name"] == "runtime.workers")
+        .unwrap();
+    assert_eq!(workers["value"], "3");
+    assert_eq!(workers["why"], "set in the pipeline");
+    assert!(v["eta_secs"].as_f64().unwrap() > 0.0);
+    // The text form says the same.
+    let text = s.sweep(&["plan", "p.toml"]);
+    assert!(
+        text.stdout
+            .contains("partitions (security × trading date): 6"),
+        "{}",
+        text.stdout
+    );
+    // Missing inputs are problems: exit 2.
+    let bad = s.sweep(&["plan", "p.toml", "--set", "readers.o.path=nope/*.csv"]);
+    assert_eq!(bad.code, 2);
+    assert!(bad.stdout.contains("matched no files"), "{}", bad.stdout);
+}
