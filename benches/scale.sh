@@ -7,7 +7,7 @@
 #
 #   --sizes    which sizes to run (default 100MB,1GB,10GB; units MB/GB are 10^6/10^9 bytes)
 #   --workers  passed as --set runtime.workers=N; a list (1,2) runs each and prints the scaling
-#   --decode   also time decode-only of each .gz with zlib-rs (examples/decode.rs) and print
+#   --decode   also time decode-only of each .gz with zlib-rs (sweep bench decode) and print
 #              the job-time / decode-time ratio (issue 4, goal P2)
 #   --runs     runs per file and worker count; the median wall time and the largest RSS are shown
 #   --dir      where the generated files go (default ${TMPDIR:-/tmp}/sweep-scale); 100 MB and 1 GB
@@ -67,10 +67,10 @@ done
 
 target="${CARGO_TARGET_DIR:-$here/target}"
 sweep="$target/release/sweep"
-decoder="$target/release/examples/decode"
+decoder_cmd=("$target/release/sweep" bench decode)
 if ((build)); then
-    echo "building release (sweep, examples/decode) into $target ..." >&2
-    cargo build --release --quiet --bin sweep --example decode
+    echo "building release sweep into $target ..." >&2
+    cargo build --release --quiet --bin sweep
 fi
 [[ -x "$sweep" ]] || { echo "scale.sh: $sweep not built" >&2; exit 2; }
 [[ -x /usr/bin/time ]] || { echo "scale.sh: needs /usr/bin/time (GNU time)" >&2; exit 2; }
@@ -153,7 +153,7 @@ run_job() {
 decode_time() {
     local i line secs=()
     for ((i = 0; i < runs; i++)); do
-        line=$("$decoder" "$1")
+        line=$("${decoder_cmd[@]}" "$1")
         secs+=("$(sed -n 's/.*seconds=\([0-9.]*\).*/\1/p' <<<"$line")")
     done
     printf '%s\n' "${secs[@]}" | sort -g | awk '{a[NR]=$1} END {print (NR % 2) ? a[(NR+1)/2] : (a[NR/2] + a[NR/2+1]) / 2}'

@@ -44,12 +44,40 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Measurements that support the benchmarks.
+    #[command(subcommand)]
+    Bench(BenchCommand),
     /// Check a pipeline file and report every problem in it, without reading any data.
     Validate {
         pipeline: PathBuf,
         #[arg(long = "set", value_name = "KEY=VALUE")]
         set: Vec<String>,
     },
+}
+
+#[derive(Subcommand)]
+enum BenchCommand {
+    /// Decode-only time of a file through the reader's decompressor (the floor for a .gz job):
+    /// prints `file= compressed_bytes= bytes= seconds= mb_per_s=`.
+    Decode { file: PathBuf },
+}
+
+fn bench_decode(file: &Path) -> anyhow::Result<ExitCode> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let compressed = std::fs::metadata(file)
+        .with_context(|| file.display().to_string())?
+        .len();
+    let t0 = std::time::Instant::now();
+    let bytes = rt.block_on(sweep::readers::source::decode_only(file))?;
+    let secs = t0.elapsed().as_secs_f64();
+    println!(
+        "file={} compressed_bytes={compressed} bytes={bytes} seconds={secs:.3} mb_per_s={:.0}",
+        file.display(),
+        bytes as f64 / 1e6 / secs.max(1e-9)
+    );
+    Ok(ExitCode::SUCCESS)
 }
 
 /// Exit code for a usage or configuration error.
@@ -135,6 +163,7 @@ fn main() -> anyhow::Result<ExitCode> {
                 Ok(ExitCode::from(1))
             }
         },
+        Command::Bench(BenchCommand::Decode { file }) => bench_decode(&file),
         Command::Plan {
             pipeline,
             set,

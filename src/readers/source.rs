@@ -71,6 +71,27 @@ pub async fn open(path: &Path, compression: Compression) -> Result<Source, Reade
     })
 }
 
+/// Reads `path` through its decompressor and throws the bytes away: the decode-only time that
+/// bounds how fast a compressed job can go (`sweep bench decode`). Returns decompressed bytes.
+pub async fn decode_only(path: &Path) -> Result<u64, ReaderError> {
+    let mut src = open(path, Compression::Auto).await?;
+    // One reused buffer, filled without zeroing: the output goes nowhere.
+    let mut buf: Vec<u8> = Vec::with_capacity(READ_BYTES);
+    let mut total = 0u64;
+    loop {
+        buf.clear();
+        let n = src.read_buf(&mut buf).await.map_err(|e| ReaderError::Io {
+            file: path.display().to_string(),
+            line: 0,
+            source: e,
+        })?;
+        if n == 0 {
+            return Ok(total);
+        }
+        total += n as u64;
+    }
+}
+
 /// A block of whole records and the physical line its first record starts on (1-based).
 #[derive(Debug)]
 pub struct Block {
