@@ -289,7 +289,7 @@ async fn read_csv(
         return Ok(());
     }
     let src = source::open(&job.path, sh.spec.compression).await?;
-    let mut blocks = BlockReader::new(src, sh.block_bytes);
+    let mut blocks = BlockReader::new(src, sh.block_bytes, sh.spec.delimiter);
     let io = |line: u64| {
         let file = file.to_string();
         move |e: std::io::Error| ReaderError::Io {

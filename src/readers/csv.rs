@@ -291,7 +291,18 @@ pub fn parse_block(
         .iter()
         .map(|c| ColBuf::new(c.ty, estimate))
         .collect();
-    let mut rdr = record_reader(bytes, plan.delimiter);
+    // The parser drops a UTF-8 BOM at the very start of its input, as it would a file's. A
+    // block starts after the header, so a BOM there is data (a row of a concatenated file, say)
+    // and must stay, or the row would read differently when the block is cut elsewhere. A
+    // leading line end, skipped as a blank line and taken off the line count, keeps it.
+    let prefixed;
+    let (input, lead) = if bytes.starts_with(b"\xEF\xBB\xBF") {
+        prefixed = [b"\n", bytes].concat();
+        (&prefixed[..], 1)
+    } else {
+        (bytes, 0)
+    };
+    let mut rdr = record_reader(input, plan.delimiter);
     let mut rec = ByteRecord::with_capacity(256, plan.fields);
     let mut rows = 0usize;
     let mut rows_read = 0u64;
@@ -306,7 +317,7 @@ pub fn parse_block(
         while rdr.read_byte_record(&mut rec).await.map_err(failed)? {
             rows_read += 1;
             // Only a bad row needs its line number.
-            let line = || first_line + rec.position().map_or(1, |p| p.line()) - 1;
+            let line = || record_line(&rec, input, first_line) - lead;
             let bad = if rec.len() != plan.fields {
                 Some(RowError {
                     line: line(),
@@ -359,6 +370,23 @@ pub fn parse_block(
         rows_read,
         errors,
     })
+}
+
+/// The physical line a record starts on. The reader sets a record's position before it skips
+/// the line ends in front of the record: the blank lines before it and, in a CRLF file, the
+/// `\n` left over from the previous record (the `\r` ended it). Those are counted here, or
+/// every row after a CRLF line end, or after a blank line, would be reported a line early.
+fn record_line(rec: &ByteRecord, bytes: &[u8], first_line: u64) -> u64 {
+    let Some(p) = rec.position() else {
+        return first_line;
+    };
+    let at = usize::try_from(p.byte()).map_or(bytes.len(), |b| b.min(bytes.len()));
+    let skipped = bytes[at..]
+        .iter()
+        .take_while(|&&b| b == b'\n' || b == b'\r')
+        .filter(|&&b| b == b'\n')
+        .count() as u64;
+    first_line + p.line() - 1 + skipped
 }
 
 fn raw_row(rec: &ByteRecord, delimiter: u8) -> String {
@@ -449,6 +477,51 @@ mod tests {
         let dup =
             ParsePlan::new("t.csv".into(), b"orderid,price,price", b',', &m, &need).unwrap_err();
         assert!(dup.to_string().contains("columns 2, 3"), "{dup}");
+    }
+
+    /// Found by the `csv_reader` fuzz target: the reader positions a record before skipping the
+    /// line ends in front of it, so after a blank line or a CRLF line end the error named the
+    /// line before the row, and the line depended on where the block was cut.
+    #[test]
+    fn errors_after_crlf_and_blank_lines_name_the_rows_line() {
+        let p = plan("a,b", &[]);
+        // Fuzz input (minimised): the file `\n\n1`, an empty header, then `1` on line 3.
+        let empty = ParsePlan::new(
+            "t.csv".into(),
+            b"",
+            b',',
+            &BTreeMap::new(),
+            &ColumnNeed::All,
+        )
+        .unwrap();
+        let got = parse_block(&empty, b"\n1", 2, false).unwrap();
+        assert_eq!(got.errors[0].line, 3);
+        let data = b"1,2\r\nx\r\n\r\n\n3,4\r\ny\r\n\"q\r\n\",\r\nz";
+        let got = parse_block(&p, data, 2, false).unwrap();
+        assert_eq!(got.rows_read, 6);
+        let lines: Vec<u64> = got.errors.iter().map(|e| e.line).collect();
+        assert_eq!(lines, [3, 7, 10]);
+        assert_eq!(got.batch.num_rows(), 3);
+    }
+
+    /// Found by the `csv_reader` fuzz target: the file `\n\n\u{feff}` read as one row when the
+    /// `\u{feff}` was inside a block and as none when a block started at it, because the parser
+    /// drops a BOM at the start of its input.
+    #[test]
+    fn a_bom_at_the_start_of_a_block_is_data() {
+        let p = plan("order_id,quantity", &["order_id", "quantity"]);
+        let whole = parse_block(&p, b"\n\xEF\xBB\xBF", 2, false).unwrap();
+        let cut = parse_block(&p, b"\xEF\xBB\xBF", 3, false).unwrap();
+        assert_eq!((whole.rows_read, cut.rows_read), (1, 1));
+        assert_eq!(whole.errors, cut.errors);
+        assert_eq!(
+            cut.errors[0].locate("t.csv"),
+            "t.csv:3: expected 2 fields, found 1"
+        );
+        let bad = parse_block(&p, b"\xEF\xBB\xBF7,1\n8,2\n", 4, false).unwrap();
+        assert_eq!(bad.batch.num_rows(), 1);
+        assert_eq!(bad.errors[0].line, 4);
+        assert_eq!(bad.errors[0].column, Some((1, "order_id".to_string())));
     }
 
     #[test]

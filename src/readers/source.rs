@@ -1,9 +1,12 @@
 //! Byte sources: a file opened through the right decompressor, cut into blocks that end on a
 //! record boundary so that blocks can be parsed independently, on any worker, in any order.
 //!
-//! A boundary is a line end outside quotes. Quote parity is tracked from the start of the file:
-//! RFC 4180 escapes a quote by doubling it, so an even count of `"` before a newline means the
-//! newline ends a record. Blocks without any quote (the usual case) are cut with one `memrchr`.
+//! A boundary is a line end outside quotes, where quotes are read the way the CSV parser reads
+//! them: a `"` opens a quoted field only at the start of a field (after a delimiter or a line
+//! end), `""` inside one is an escaped quote, and any other `"` is a plain character. Counting
+//! every `"` (quote parity) is not enough: a stray quote inside an unquoted field (`12" disc`)
+//! would make the cuts, and so the rows, depend on the block size. Blocks without any quote
+//! (the usual case) are cut with one `memrchr`.
 
 use std::path::Path;
 use std::pin::Pin;
@@ -105,6 +108,8 @@ pub struct BlockReader {
     /// Bytes read but not yet handed out: the start of the next block.
     carry: Vec<u8>,
     block_bytes: usize,
+    /// The field delimiter: a quote right after one opens a quoted field.
+    delimiter: u8,
     eof: bool,
     /// Line number of the first byte of `carry`.
     line: u64,
@@ -113,11 +118,12 @@ pub struct BlockReader {
 }
 
 impl BlockReader {
-    pub fn new(src: Source, block_bytes: usize) -> Self {
+    pub fn new(src: Source, block_bytes: usize, delimiter: u8) -> Self {
         BlockReader {
             src,
             carry: Vec::new(),
             block_bytes,
+            delimiter,
             eof: false,
             line: 1,
             bytes_read: 0,
@@ -150,7 +156,9 @@ impl BlockReader {
         let mut want = 64 << 10;
         loop {
             self.fill(&mut buf, want).await?;
-            if let Some(end) = first_record_end(&buf) {
+            // Past the BOM, as the parser sees the header: a quote right after it opens a field.
+            let bom = if buf.starts_with(BOM) { BOM.len() } else { 0 };
+            if let Some(end) = first_record_end(&buf[bom..], self.delimiter).map(|e| e + bom) {
                 let mut header = buf[..end].to_vec();
                 self.carry = buf.split_off(end);
                 self.line += bytecount::count(&header, b'\n') as u64;
@@ -186,7 +194,7 @@ impl BlockReader {
             }
             // Cut within the first `want` bytes even when more is buffered (after the header
             // read, the carry can hold several blocks).
-            if let Some(cut) = last_record_end(&buf[..want.min(buf.len())]) {
+            if let Some(cut) = last_record_end(&buf[..want.min(buf.len())], self.delimiter) {
                 break cut;
             }
             // Not one whole record yet: this record is longer than a block.
@@ -219,9 +227,11 @@ fn too_long(line: u64) -> std::io::Error {
     )
 }
 
+const BOM: &[u8] = &[0xEF, 0xBB, 0xBF];
+
 fn strip_bom(mut v: Vec<u8>) -> Vec<u8> {
-    if v.starts_with(&[0xEF, 0xBB, 0xBF]) {
-        v.drain(..3);
+    if v.starts_with(BOM) {
+        v.drain(..BOM.len());
     }
     v
 }
@@ -232,33 +242,52 @@ fn strip_terminator(v: &mut Vec<u8>) {
     }
 }
 
-/// Offset just past the first newline outside quotes, if any.
-fn first_record_end(buf: &[u8]) -> Option<usize> {
+/// Calls `end` with the offset just past each newline outside quotes, in order, until it returns
+/// `false`. `buf` starts on a record boundary. Quotes follow the CSV parser (csv-core): see the
+/// module comment.
+fn record_ends(buf: &[u8], delimiter: u8, mut end: impl FnMut(usize) -> bool) {
     let mut in_quotes = false;
+    // Where the last quoted field was closed: a quote right after it is `""`, an escaped quote.
+    let mut closed_at = usize::MAX;
     for i in memchr::memchr2_iter(b'"', b'\n', buf) {
         match buf[i] {
-            b'"' => in_quotes = !in_quotes,
-            _ if !in_quotes => return Some(i + 1),
+            b'"' if in_quotes => {
+                in_quotes = false;
+                closed_at = i;
+            }
+            b'"' => {
+                in_quotes = i == 0
+                    || closed_at == i - 1
+                    || matches!(buf[i - 1], b'\n' | b'\r')
+                    || buf[i - 1] == delimiter;
+            }
+            // A newline outside quotes ends a record; stop when `end` has seen enough.
+            _ if !in_quotes && !end(i + 1) => return,
             _ => {}
         }
     }
-    None
+}
+
+/// Offset just past the first newline outside quotes, if any.
+fn first_record_end(buf: &[u8], delimiter: u8) -> Option<usize> {
+    let mut first = None;
+    record_ends(buf, delimiter, |e| {
+        first = Some(e);
+        false
+    });
+    first
 }
 
 /// Offset just past the last newline outside quotes, if any. `buf` starts on a record boundary.
-fn last_record_end(buf: &[u8]) -> Option<usize> {
+fn last_record_end(buf: &[u8], delimiter: u8) -> Option<usize> {
     if memchr::memchr(b'"', buf).is_none() {
         return memchr::memrchr(b'\n', buf).map(|i| i + 1);
     }
-    let mut in_quotes = false;
     let mut last = None;
-    for i in memchr::memchr2_iter(b'"', b'\n', buf) {
-        match buf[i] {
-            b'"' => in_quotes = !in_quotes,
-            _ if !in_quotes => last = Some(i + 1),
-            _ => {}
-        }
-    }
+    record_ends(buf, delimiter, |e| {
+        last = Some(e);
+        true
+    });
     last
 }
 
@@ -267,7 +296,7 @@ mod tests {
     use super::*;
 
     fn reader(data: &'static [u8], block: usize) -> BlockReader {
-        BlockReader::new(Box::pin(data), block)
+        BlockReader::new(Box::pin(data), block, b',')
     }
 
     async fn blocks(mut r: BlockReader) -> Vec<(u64, String)> {
@@ -310,6 +339,49 @@ mod tests {
                 (4, "\"\"\"q\"\"\n\",2\n3\n".to_string()),
             ]
         );
+    }
+
+    /// Found by the `csv_reader` fuzz target: cut by quote parity, a stray quote inside an
+    /// unquoted field (which the parser keeps as a plain character) joined the following lines
+    /// into one block, so a quote at the start of a later field opened a field that ran to the
+    /// end of whichever block it was in: the rows depended on the block size.
+    #[tokio::test]
+    async fn stray_quotes_inside_fields_do_not_move_cuts() {
+        let data: &[u8] = b"h,i\na\"b,1\n2,2\n\"c\n3\",4\n5,5\n";
+        for block in [1, 4, 7, 64] {
+            let mut r = reader(data, block);
+            r.header().await.unwrap();
+            let got = blocks(r).await;
+            // Every cut is a record end as the parser reads it: never inside `"c\n3"`.
+            let starts: Vec<u64> = got.iter().map(|(l, _)| *l).collect();
+            assert!(starts.iter().all(|l| *l != 5), "block {block}: {got:?}");
+            if block == 1 {
+                assert_eq!(starts, [2, 3, 4, 6], "block {block}: {got:?}");
+            }
+        }
+        // After a delimiter, a line end or a closing quote (`""`), a quote does open a field.
+        let ends = |buf: &[u8], delimiter: u8| {
+            let mut v = Vec::new();
+            record_ends(buf, delimiter, |e| {
+                v.push(e);
+                true
+            });
+            v
+        };
+        let data = b"x,\"a\n\"\"\n\"\n\"q\r\n\"\n\"\"\"\n\"\n1\n";
+        assert_eq!(ends(data, b','), [10, 16, 22, 24]);
+        assert_eq!(last_record_end(data, b','), Some(24));
+        assert_eq!(first_record_end(data, b','), Some(10));
+        // With `;` as the delimiter, a quote after a comma is a plain character.
+        assert_eq!(ends(b"x,\"a\n1\n", b';'), [5, 7]);
+        assert!(ends(b"x,\"a\n1\n", b',').is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_quoted_header_field_after_a_bom_is_quoted() {
+        let mut r = reader(b"\xEF\xBB\xBF\"a\nb\",c\n1,2\n", 4096);
+        assert_eq!(r.header().await.unwrap().unwrap(), b"\"a\nb\",c");
+        assert_eq!(blocks(r).await, [(3, "1,2\n".to_string())]);
     }
 
     #[tokio::test]

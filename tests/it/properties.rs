@@ -447,7 +447,7 @@ fn check_blocks(
     }
     let bytes = text.into_bytes();
 
-    let mut reader = BlockReader::new(Box::pin(Cursor::new(bytes.clone())), block_bytes);
+    let mut reader = BlockReader::new(Box::pin(Cursor::new(bytes.clone())), block_bytes, b',');
     let header = futures::executor::block_on(reader.header())
         .unwrap()
         .unwrap();
