@@ -15,7 +15,7 @@ pub struct RuntimeConfig {
     pub workers: Option<Spanned<Workers>>,
     /// Bytes of input per block; each block becomes one record batch. Default 1 MiB.
     pub block_bytes: Option<Spanned<u64>>,
-    /// Batches in flight on each data edge before the sender waits. Default 4.
+    /// Batches in flight on each data edge before the sender waits. Default 8.
     pub edge_capacity: Option<Spanned<u64>>,
 }
 

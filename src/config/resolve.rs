@@ -38,7 +38,7 @@ pub struct RuntimeSpec {
 }
 
 pub const DEFAULT_BLOCK_BYTES: usize = 1 << 20;
-pub const DEFAULT_EDGE_CAPACITY: usize = 4;
+pub const DEFAULT_EDGE_CAPACITY: usize = 8;
 
 #[derive(Debug, Clone)]
 pub struct Stage {

@@ -104,9 +104,10 @@ pub struct StageMetrics {
     kind: &'static str,
     received: Counter,
     sent: Counter,
-    filtered: Counter,
-    rejected: Counter,
-    input_bytes: Counter,
+    /// Only the stages that can discard or read get these series.
+    filtered: Option<Counter>,
+    rejected: Option<Counter>,
+    input_bytes: Option<Counter>,
     duration: Histogram,
 }
 
@@ -140,9 +141,9 @@ impl StageMetrics {
             kind,
             received: counter!("sweep_component_received_records_total", &l()),
             sent: counter!("sweep_component_sent_records_total", &l()),
-            filtered: reason("filtered"),
-            rejected: reason("rejected"),
-            input_bytes: counter!("sweep_input_bytes_total", &l()),
+            filtered: (kind == "filter").then(|| reason("filtered")),
+            rejected: (kind == "reader").then(|| reason("rejected")),
+            input_bytes: (kind == "reader").then(|| counter!("sweep_input_bytes_total", &l())),
             duration: histogram!(BATCH_DURATION, &l()),
         }
     }
@@ -154,15 +155,21 @@ impl StageMetrics {
     }
 
     pub fn filtered(&self, n: u64) {
-        self.filtered.increment(n);
+        if let Some(c) = &self.filtered {
+            c.increment(n);
+        }
     }
 
     pub fn rejected(&self, n: u64) {
-        self.rejected.increment(n);
+        if let Some(c) = &self.rejected {
+            c.increment(n);
+        }
     }
 
     pub fn input_bytes(&self, n: u64) {
-        self.input_bytes.absolute(n);
+        if let Some(c) = &self.input_bytes {
+            c.absolute(n);
+        }
     }
 
     pub fn error(&self, error_type: &'static str) {
