@@ -37,6 +37,17 @@ fn builder(prefix: &str, mode: u32) -> tempfile::Builder<'_, 'static> {
     b
 }
 
+/// Creates the destination's folder and names the hidden temporary beside it: `.NAME.`.
+fn prepare(target: &Path) -> Result<(PathBuf, String), OutputError> {
+    let dir = parent_of(target);
+    fs::create_dir_all(dir).map_err(|e| OutputError::new(dir, e))?;
+    let name = target
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    Ok((target.to_path_buf(), format!(".{name}.")))
+}
+
 fn parent_of(path: &Path) -> &Path {
     match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p,
@@ -54,16 +65,9 @@ pub struct AtomicFile {
 impl AtomicFile {
     /// Creates the destination's folder if needed and a temporary file beside the destination.
     pub fn create(target: impl AsRef<Path>) -> Result<Self, OutputError> {
-        let target = target.as_ref().to_path_buf();
-        let dir = parent_of(&target);
-        fs::create_dir_all(dir).map_err(|e| OutputError::new(dir, e))?;
-        let name = target
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        let prefix = format!(".{name}.");
+        let (target, prefix) = prepare(target.as_ref())?;
         let tmp = builder(&prefix, 0o666)
-            .tempfile_in(dir)
+            .tempfile_in(parent_of(&target))
             .map_err(|e| OutputError::new(&target, e))?;
         Ok(AtomicFile { target, tmp })
     }
@@ -151,16 +155,9 @@ pub struct AtomicDir {
 
 impl AtomicDir {
     pub fn create(target: impl AsRef<Path>) -> Result<Self, OutputError> {
-        let target = target.as_ref().to_path_buf();
-        let dir = parent_of(&target);
-        fs::create_dir_all(dir).map_err(|e| OutputError::new(dir, e))?;
-        let name = target
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        let prefix = format!(".{name}.");
+        let (target, prefix) = prepare(target.as_ref())?;
         let tmp = builder(&prefix, 0o777)
-            .tempdir_in(dir)
+            .tempdir_in(parent_of(&target))
             .map_err(|e| OutputError::new(&target, e))?;
         Ok(AtomicDir { target, tmp })
     }

@@ -23,19 +23,7 @@ use sweep::config::ColumnNeed;
 use sweep::readers::csv::{ParsePlan, parse_block};
 use sweep::readers::source::BlockReader;
 
-use crate::common::{HEADER, Row, Scratch, csv, standard, syd};
-
-/// The table files of the standard job, in output order.
-const TABLES: [&str; 8] = [
-    "by_security",
-    "by_date",
-    "by_participant",
-    "by_hour",
-    "by_size",
-    "hourly",
-    "daily",
-    "summary",
-];
+use crate::common::{HEADER, Row, Scratch, TABLES, csv, standard, syd};
 
 const MEASURES: [&str; 12] = [
     "orders",
