@@ -15,7 +15,7 @@ use actix::prelude::*;
 use tokio::sync::watch;
 
 use super::csv::{ParsePlan, RowError, parse_block};
-use super::source::{self, Block, BlockReader};
+use super::source::{self, Block, BlockPool, BlockReader};
 use super::{ReaderError, parquet};
 use crate::batch::{Batch, JobId};
 use crate::config::{InputFormat, OnError, ReaderSpec};
@@ -89,6 +89,7 @@ pub struct ReaderShared {
     pub rejects: Option<Rejects>,
     pub ctx: StageCtx,
     pub block_bytes: usize,
+    pub pool: Arc<BlockPool>,
 }
 
 impl ReaderShared {
@@ -148,7 +149,10 @@ impl Handler<Envelope<RawBlock>> for ParseWorker {
             Ok(p) => p,
             Err(e) => return sh.fail(&stats, "parse", e.to_string()),
         };
-        drop(block);
+        // This worker holds the only reference now: hand the buffer back for the next block.
+        if let Ok(b) = Arc::try_unwrap(block) {
+            sh.pool.give(b.bytes);
+        }
         stats
             .rows_read
             .fetch_add(parsed.rows_read, Ordering::Relaxed);
@@ -289,7 +293,8 @@ async fn read_csv(
         return Ok(());
     }
     let src = source::open(&job.path, sh.spec.compression).await?;
-    let mut blocks = BlockReader::new(src, sh.block_bytes, sh.spec.delimiter);
+    let mut blocks =
+        BlockReader::new(src, sh.block_bytes, sh.spec.delimiter).with_pool(sh.pool.clone());
     let io = |line: u64| {
         let file = file.to_string();
         move |e: std::io::Error| ReaderError::Io {

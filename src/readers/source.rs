@@ -103,8 +103,41 @@ pub struct Block {
 }
 
 /// Reads a source in blocks of about `block_bytes`, each ending on a record boundary.
+/// Block buffers handed back by the parse workers and reused by the reader. The same few
+/// buffers circulate, instead of one fresh 1 MiB allocation per block that another thread frees
+/// (which the allocator tends to keep, so memory crept up with input size).
+#[derive(Debug)]
+pub struct BlockPool {
+    free: std::sync::Mutex<Vec<Vec<u8>>>,
+    keep: usize,
+}
+
+impl BlockPool {
+    /// A pool that keeps at most `keep` idle buffers: as many as can be in flight.
+    pub fn new(keep: usize) -> Self {
+        BlockPool {
+            free: std::sync::Mutex::new(Vec::new()),
+            keep,
+        }
+    }
+
+    fn take(&self) -> Option<Vec<u8>> {
+        self.free.lock().unwrap_or_else(|e| e.into_inner()).pop()
+    }
+
+    /// Returns a buffer for reuse; beyond `keep` idle buffers it is simply freed.
+    pub fn give(&self, mut buf: Vec<u8>) {
+        buf.clear();
+        let mut free = self.free.lock().unwrap_or_else(|e| e.into_inner());
+        if free.len() < self.keep {
+            free.push(buf);
+        }
+    }
+}
+
 pub struct BlockReader {
     src: Source,
+    pool: Option<std::sync::Arc<BlockPool>>,
     /// Bytes read but not yet handed out: the start of the next block.
     carry: Vec<u8>,
     block_bytes: usize,
@@ -121,6 +154,7 @@ impl BlockReader {
     pub fn new(src: Source, block_bytes: usize, delimiter: u8) -> Self {
         BlockReader {
             src,
+            pool: None,
             carry: Vec::new(),
             block_bytes,
             delimiter,
@@ -128,6 +162,12 @@ impl BlockReader {
             line: 1,
             bytes_read: 0,
         }
+    }
+
+    /// Takes block buffers from `pool` (where parse workers return them) instead of allocating.
+    pub fn with_pool(mut self, pool: std::sync::Arc<BlockPool>) -> Self {
+        self.pool = Some(pool);
+        self
     }
 
     /// The line the next block will start on.
@@ -183,7 +223,12 @@ impl BlockReader {
 
     /// The next block of whole records, or `None` at the end of the source.
     pub async fn next_block(&mut self) -> std::io::Result<Option<Block>> {
-        let mut buf = Vec::with_capacity(self.block_bytes + self.carry.len().max(4096));
+        let mut buf = self
+            .pool
+            .as_ref()
+            .and_then(|p| p.take())
+            .unwrap_or_default();
+        buf.reserve(self.block_bytes + self.carry.len().max(4096));
         buf.extend_from_slice(&self.carry);
         self.carry.clear();
         let mut want = self.block_bytes;

@@ -29,6 +29,7 @@ use crate::readers::actor::{
     OrderGates, ParseWorker, RawBlock, ReaderActor, ReaderShared, Rejects,
 };
 use crate::readers::discover::discover;
+use crate::readers::source::BlockPool;
 use crate::sinks::SinkReport;
 use crate::sinks::atomic::write_atomic;
 use crate::sinks::extract::ExtractSpec;
@@ -409,6 +410,8 @@ pub fn run(p: &Pipeline) -> Result<RunOutcome, BuildError> {
                         rejects: rejects.remove(&i),
                         ctx: ctx.clone(),
                         block_bytes: p.runtime.block_bytes,
+                        // Blocks in flight: one edge's worth plus one per parse worker.
+                        pool: Arc::new(BlockPool::new(cap + workers + 1)),
                     });
                     let (sh, out) = (shared.clone(), rows_out.clone());
                     let parse_addr = SyncArbiter::start(workers, move || ParseWorker {
