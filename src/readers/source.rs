@@ -180,7 +180,13 @@ impl BlockReader {
         while buf.len() < want && !self.eof {
             buf.reserve(want - buf.len());
             // read_buf fills spare capacity without zeroing it first.
-            let n = self.src.read_buf(buf).await?;
+            // Never read past `want`: a decompressor fills all the spare capacity it is given,
+            // and with reused (large) buffers the excess would become an ever-growing carry.
+            let room = want - buf.len();
+            let n = self
+                .src
+                .read_buf(&mut bytes::BufMut::limit(&mut *buf, room))
+                .await?;
             if n == 0 {
                 self.eof = true;
             }
@@ -427,6 +433,29 @@ mod tests {
         let mut r = reader(b"\xEF\xBB\xBF\"a\nb\",c\n1,2\n", 4096);
         assert_eq!(r.header().await.unwrap().unwrap(), b"\"a\nb\",c");
         assert_eq!(blocks(r).await, [(3, "1,2\n".to_string())]);
+    }
+
+    #[tokio::test]
+    async fn pooled_buffers_never_grow_blocks_past_their_size() {
+        // A slice source, like a decompressor, fills all the spare capacity it is offered; a
+        // reused 1 MiB buffer must still give blocks of about `block_bytes`.
+        let line = b"1234567890,1234567890,1234567890,1234567890,1234567890,1234567890,123456789\n";
+        let data: &'static [u8] = Box::leak(line.repeat(4000).into_boxed_slice());
+        let pool = std::sync::Arc::new(BlockPool::new(4));
+        pool.give(Vec::with_capacity(1 << 20));
+        let mut r = BlockReader::new(Box::pin(data), 4096, b',').with_pool(pool.clone());
+        let mut total = 0;
+        while let Some(b) = r.next_block().await.unwrap() {
+            assert!(b.bytes.len() <= 4096, "a block of {} bytes", b.bytes.len());
+            assert!(
+                r.carry.len() < line.len(),
+                "carry of {} bytes",
+                r.carry.len()
+            );
+            total += b.bytes.len();
+            pool.give(b.bytes);
+        }
+        assert_eq!(total, data.len());
     }
 
     #[tokio::test]
