@@ -6,8 +6,10 @@
 
 use serde::Serialize;
 
-use crate::config::{ColumnNeed, Pipeline, StageKind};
+use crate::config::{ColumnNeed, Compression, Pipeline, StageKind};
+use crate::readers::actor::is_parquet;
 use crate::readers::discover::discover;
+use crate::readers::source::compression_of;
 use crate::runtime;
 
 /// Plain CSV throughput per core of the standard job, measured with peers.py on 2026-11-24
@@ -37,6 +39,8 @@ pub struct InputFile {
     pub path: String,
     pub bytes: u64,
     pub format: String,
+    #[serde(skip)]
+    pub kind: InputKind,
 }
 
 #[derive(Debug, Serialize)]
@@ -120,21 +124,18 @@ pub fn plan(p: &Pipeline) -> Plan {
                     Ok(files) => {
                         for f in files {
                             let bytes = std::fs::metadata(&f).map_or(0, |m| m.len());
-                            let name = f.display().to_string();
-                            let format = if name.ends_with(".parquet") {
-                                "parquet"
-                            } else if name.ends_with(".gz") {
-                                "csv, gzip"
-                            } else if name.ends_with(".zst") {
-                                "csv, zstd"
+                            // Classified exactly as the reader will open it.
+                            let kind = if is_parquet(r, &f) {
+                                InputKind::Parquet
                             } else {
-                                "csv"
+                                InputKind::Csv(compression_of(&f, r.compression))
                             };
                             jobs.push(InputFile {
                                 reader: s.name.clone(),
-                                path: name,
+                                path: f.display().to_string(),
                                 bytes,
-                                format: format.to_string(),
+                                format: kind.label().to_string(),
+                                kind,
                             });
                         }
                     }
@@ -204,22 +205,22 @@ pub fn plan(p: &Pipeline) -> Plan {
     if hardware.available_memory_bytes > 0 && estimate > hardware.available_memory_bytes / 2 {
         problems.push(format!("the estimated peak memory ({} MiB) is over half the available memory; lower block_bytes or edge_capacity", estimate >> 20));
     }
-    let (rate, rate_source) = measured_rate(p).unwrap_or_else(|| {
-        (
-            REFERENCE_BYTES_PER_SEC_PER_CORE * workers.min(hardware.logical_cores) as f64,
-            format!(
+    let (rate, rate_source, eta_secs) = match measured_rate(p) {
+        // A rate measured on this pipeline's own inputs applies to their bytes as they are.
+        Some((rate, source)) => (rate, source, total_input_bytes as f64 / rate),
+        None => {
+            let rate =
+                REFERENCE_BYTES_PER_SEC_PER_CORE * workers.min(hardware.logical_cores) as f64;
+            let source = format!(
                 "the project's benchmark: {:.0} MB/s per core on plain CSV (README, Performance)",
                 REFERENCE_BYTES_PER_SEC_PER_CORE / 1e6
-            ),
-        )
-    });
-    let measured = !rate_source.starts_with("the project's");
-    let eta_secs = if rate <= 0.0 {
-        0.0
-    } else if measured {
-        total_input_bytes as f64 / rate
-    } else {
-        jobs.iter().map(|j| reference_secs(j, rate)).sum()
+            );
+            let eta = jobs
+                .iter()
+                .map(|j| j.kind.reference_secs(j.bytes, rate))
+                .sum();
+            (rate, source, eta)
+        }
     };
     Plan {
         pipeline: p.name.clone(),
@@ -236,16 +237,34 @@ pub fn plan(p: &Pipeline) -> Plan {
     }
 }
 
-/// Seconds for one file at the reference rate: compressed files expand (ratios measured on
-/// generated order files: gzip -1 3.2x, zstd 5.9x), and gzip inflates on one thread at about
-/// 850 MB/s.
-fn reference_secs(j: &InputFile, plain_rate: f64) -> f64 {
-    let (expand, cap) = match j.format.as_str() {
-        "csv, gzip" => (3.2, 850e6),
-        "csv, zstd" => (5.9, f64::MAX),
-        _ => (1.0, f64::MAX),
-    };
-    j.bytes as f64 * expand / plain_rate.min(cap)
+/// How a file will be read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InputKind {
+    Parquet,
+    Csv(Compression),
+}
+
+impl InputKind {
+    pub fn label(self) -> &'static str {
+        match self {
+            InputKind::Parquet => "parquet",
+            InputKind::Csv(Compression::Gzip) => "csv, gzip",
+            InputKind::Csv(Compression::Zstd) => "csv, zstd",
+            InputKind::Csv(_) => "csv",
+        }
+    }
+
+    /// Seconds for `bytes` of this kind at the plain-CSV reference rate: compressed files
+    /// expand (ratios measured on generated order files: gzip -1 3.2x, zstd 5.9x), and gzip
+    /// inflates on one thread at about 850 MB/s.
+    fn reference_secs(self, bytes: u64, plain_rate: f64) -> f64 {
+        let (expand, cap) = match self {
+            InputKind::Csv(Compression::Gzip) => (3.2, 850e6),
+            InputKind::Csv(Compression::Zstd) => (5.9, f64::MAX),
+            _ => (1.0, f64::MAX),
+        };
+        bytes as f64 * expand / plain_rate.min(cap)
+    }
 }
 
 fn mib(b: u64) -> String {

@@ -278,6 +278,32 @@ impl Ctx<'_> {
         }
     }
 
+    /// A count within `range`, or `default` when absent; out of range is an error.
+    fn count(
+        &mut self,
+        v: &Option<Spanned<u64>>,
+        key: &str,
+        range: std::ops::RangeInclusive<u64>,
+        default: usize,
+    ) -> usize {
+        match v {
+            None => default,
+            Some(n) if range.contains(n.get_ref()) => *n.get_ref() as usize,
+            Some(n) => {
+                self.err(
+                    n.span(),
+                    format!(
+                        "{key} must be between {} and {}, not {}",
+                        range.start(),
+                        range.end(),
+                        n.get_ref()
+                    ),
+                );
+                default
+            }
+        }
+    }
+
     fn names(v: &Option<Spanned<Vec<Spanned<String>>>>) -> Vec<Spanned<String>> {
         v.as_ref().map(|v| v.get_ref().clone()).unwrap_or_default()
     }
@@ -375,52 +401,26 @@ fn placeholder_sink() -> RowSinkSpec {
 }
 
 fn runtime(cx: &mut Ctx, r: &model::RuntimeConfig) -> RuntimeSpec {
-    let workers = match &r.workers {
-        None => None,
-        Some(w) => match w.get_ref() {
-            Workers::Auto => None,
-            Workers::Count(n) if (1..=1024).contains(n) => Some(*n as usize),
-            Workers::Count(n) => {
-                cx.err(
-                    w.span(),
-                    format!("workers must be between 1 and 1024, not {n}"),
-                );
-                None
-            }
-        },
-    };
-    let block_bytes = match &r.block_bytes {
-        None => DEFAULT_BLOCK_BYTES,
-        Some(b) if (4096..=(256 << 20)).contains(b.get_ref()) => *b.get_ref() as usize,
-        Some(b) => {
-            cx.err(
-                b.span(),
-                format!(
-                    "block_bytes must be between 4096 and 268435456, not {}",
-                    b.get_ref()
-                ),
-            );
-            DEFAULT_BLOCK_BYTES
+    let workers = r.workers.as_ref().and_then(|w| match w.get_ref() {
+        Workers::Auto => None,
+        Workers::Count(n) => {
+            Some(cx.count(&Some(Spanned::new(w.span(), *n)), "workers", 1..=1024, 1))
         }
-    };
-    let edge_capacity = match &r.edge_capacity {
-        None => DEFAULT_EDGE_CAPACITY,
-        Some(c) if (1..=1024).contains(c.get_ref()) => *c.get_ref() as usize,
-        Some(c) => {
-            cx.err(
-                c.span(),
-                format!(
-                    "edge_capacity must be between 1 and 1024, not {}",
-                    c.get_ref()
-                ),
-            );
-            DEFAULT_EDGE_CAPACITY
-        }
-    };
+    });
     RuntimeSpec {
         workers,
-        block_bytes,
-        edge_capacity,
+        block_bytes: cx.count(
+            &r.block_bytes,
+            "block_bytes",
+            4096..=(256 << 20),
+            DEFAULT_BLOCK_BYTES,
+        ),
+        edge_capacity: cx.count(
+            &r.edge_capacity,
+            "edge_capacity",
+            1..=1024,
+            DEFAULT_EDGE_CAPACITY,
+        ),
     }
 }
 
@@ -752,14 +752,7 @@ fn sink(cx: &mut Ctx, s: &model::SinkConfig, rows: bool) -> StageKind {
                 ),
             }
         }
-        let max_open_files = match &s.max_open_files {
-            None => 64,
-            Some(n) if (1..=4096).contains(n.get_ref()) => *n.get_ref() as usize,
-            Some(n) => {
-                cx.err(n.span(), "max_open_files must be between 1 and 4096");
-                64
-            }
-        };
+        let max_open_files = cx.count(&s.max_open_files, "max_open_files", 1..=4096, 64);
         if let Some(l) = &s.compression_level
             && !(0..=22).contains(l.get_ref())
         {

@@ -232,7 +232,8 @@ impl Actor for ReaderActor {
     }
 }
 
-fn is_parquet(spec: &ReaderSpec, path: &Path) -> bool {
+/// Whether `path` is read as Parquet under this reader's `format`.
+pub fn is_parquet(spec: &ReaderSpec, path: &Path) -> bool {
     match spec.format {
         InputFormat::Parquet => true,
         InputFormat::Csv => false,

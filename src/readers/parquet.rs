@@ -138,19 +138,16 @@ pub fn read(
             cols.push(cast);
         }
         let errors: Vec<RowError> = bad.iter().flatten().cloned().collect();
-        let mut out = RecordBatch::try_new(target.clone(), cols.clone()).or_else(|_| {
-            // Columns are non-nullable in the target schema; build it without the bad rows.
-            let keep = BooleanArray::from(bad.iter().map(|b| b.is_none()).collect::<Vec<_>>());
-            let kept: Result<Vec<ArrayRef>, _> = cols
+        // Bad rows (nulls in the non-nullable target) are dropped before the batch is built.
+        if !errors.is_empty() {
+            let keep = BooleanArray::from(bad.iter().map(Option::is_none).collect::<Vec<_>>());
+            cols = cols
                 .iter()
                 .map(|c| arrow_select::filter::filter(c, &keep))
-                .collect();
-            RecordBatch::try_new(target.clone(), kept.map_err(|e| perr(&e))?).map_err(|e| perr(&e))
-        })?;
-        if !errors.is_empty() && out.num_rows() == n {
-            let keep = BooleanArray::from(bad.iter().map(|b| b.is_none()).collect::<Vec<_>>());
-            out = arrow_select::filter::filter_record_batch(&out, &keep).map_err(|e| perr(&e))?;
+                .collect::<Result<_, _>>()
+                .map_err(|e| perr(&e))?;
         }
+        let out = RecordBatch::try_new(target.clone(), cols).map_err(|e| perr(&e))?;
         let bytes = batch.get_array_memory_size() as u64;
         row_base += n as u64;
         if !each(ParquetBatch {
@@ -165,8 +162,7 @@ pub fn read(
     Ok(())
 }
 
-/// A parquet file's footer starts with `PAR1`; used when the format is `auto` and the name
-/// does not say.
+/// With `format = "auto"`, a file is Parquet by its `.parquet` extension.
 pub fn looks_like_parquet(path: &Path) -> bool {
     path.to_string_lossy()
         .to_ascii_lowercase()
