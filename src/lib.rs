@@ -2,12 +2,14 @@
 //!
 //! The folders follow the data: `readers` turn files into typed record batches, `filters` keep
 //! rows, `aggregators` fold rows into mergeable states, `sinks` write outputs, and `monitor`
-//! watches it all. `config` is the pure parse-and-validate phase, `runtime` the build phase that
+//! watches it all. `daemon` follows folders and feeds each new file through the same stages into
+//! a committed, mergeable state. `config` is the pure parse-and-validate phase, `runtime` the build phase that
 //! opens files and wires actors over bounded edges.
 
 pub mod aggregators;
 pub mod batch;
 pub mod config;
+pub mod daemon;
 pub mod filters;
 pub mod generate;
 pub mod monitor;

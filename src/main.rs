@@ -34,6 +34,13 @@ enum Command {
         metrics: Option<String>,
     },
     /// Generate realistic synthetic order events (and the trades that match them).
+    /// Follow the readers' paths and fold each new complete file into committed state, keeping
+    /// the outputs fresh, until SIGTERM or SIGINT. SIGHUP reloads the pipeline file.
+    Daemon {
+        pipeline: PathBuf,
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        set: Vec<String>,
+    },
     Generate(sweep::generate::GenerateArgs),
     /// Show what a run would do: hardware, derived settings, jobs and an ETA. Reads no data.
     Plan {
@@ -153,6 +160,17 @@ fn main() -> anyhow::Result<ExitCode> {
             set.extend(metrics.map(|m| format!("monitor.prometheus={m}")));
             run(&pipeline, &set).context("run failed")
         }
+        Command::Daemon { pipeline, set } => match sweep::daemon::run(&pipeline, &set) {
+            Ok(()) => Ok(ExitCode::SUCCESS),
+            Err(e) => {
+                let text = e.to_string();
+                eprint!("sweep: daemon: {text}");
+                if !text.ends_with('\n') {
+                    eprintln!();
+                }
+                Ok(ExitCode::from(e.exit_code()))
+            }
+        },
         Command::Generate(args) => match sweep::generate::run(&args) {
             Ok(report) => {
                 eprintln!("sweep: {report}");

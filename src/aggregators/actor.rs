@@ -70,18 +70,25 @@ impl Handler<Envelope<Batch>> for AggWorker {
     }
 }
 
-/// Merges the workers' partials once all have arrived, then sends the tables downstream.
+/// Merges the workers' partials once all have arrived, then sends the tables downstream, or
+/// with `capture` hands the merged state over unfinished.
 pub async fn collect(
     spec: Arc<AggSpec>,
     ctx: StageCtx,
     mut partials: UnboundedReceiver<AggState>,
     out: Outlet<Arc<TableSet>>,
+    capture: Option<UnboundedSender<(usize, AggState)>>,
 ) {
     let mut merged = AggState::new(spec);
     while let Some(p) = partials.recv().await {
         merged.merge(p);
     }
     if ctx.control.aborted() {
+        return;
+    }
+    if let Some(capture) = capture {
+        // The receiver is the daemon, which outlives the run.
+        let _ = capture.send((ctx.index, merged));
         return;
     }
     let t0 = Instant::now();

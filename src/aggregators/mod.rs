@@ -3,7 +3,10 @@
 pub mod state;
 pub mod tables;
 
-pub use state::{AggError, AggSpec, AggState, Grouping, ParseGroupingError, quantile_column};
+pub use state::{
+    AggError, AggSnapshot, AggSpec, AggState, Grouping, ParseGroupingError, SnapshotError,
+    quantile_column,
+};
 pub use tables::{Cell, Table, TableError, summary_json};
 
 pub mod actor;

@@ -22,6 +22,10 @@ use ethnum::{I256, U256};
 use hdrhistogram::Histogram;
 use rustc_hash::{FxHashMap, FxHashSet};
 
+mod snapshot;
+
+pub use snapshot::{AggSnapshot, SnapshotError};
+
 use super::tables::{Cell, Table};
 use crate::schema::col;
 use crate::time::{LocalClock, Zone, format_day};
@@ -1367,5 +1371,27 @@ mod tests {
     fn state_is_send_and_static() {
         fn check<T: Send + 'static>() {}
         check::<AggState>();
+    }
+
+    /// A checkpoint must finish into the same tables and keep merging exactly, with quantile
+    /// histograms and every table on, after a trip through the daemon's binary encoding.
+    #[test]
+    fn a_restored_snapshot_finishes_and_merges_like_the_original() {
+        let spec = spec_with(&Grouping::ALL, &[0.5, 0.99]);
+        let (a, b) = ROWS.split_at(5);
+        let first = aggregate(&spec, a);
+        let bytes = postcard::to_stdvec(&first.snapshot()).unwrap();
+        let snap: AggSnapshot = postcard::from_bytes(&bytes).unwrap();
+        let mut restored = AggState::restore(spec.clone(), &snap).unwrap();
+        assert_eq!(all_csv(&restored), all_csv(&first));
+        assert_eq!(restored.snapshot(), first.snapshot());
+        restored.merge(aggregate(&spec, b));
+        assert_eq!(all_csv(&restored), all_csv(&aggregate(&spec, &ROWS)));
+        assert_eq!(restored.rows(), 12);
+
+        let mut broken = snap.clone();
+        broken.sizes.pop();
+        let err = AggState::restore(spec, &broken).unwrap_err();
+        assert!(err.to_string().contains("size buckets"), "{err}");
     }
 }

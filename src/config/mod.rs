@@ -29,6 +29,7 @@ const SECTIONS: &[&str] = &[
     "aggregators",
     "sinks",
     "monitor",
+    "daemon",
 ];
 
 /// Parses and validates a pipeline. `origin` names the source in messages (usually its path);
@@ -90,6 +91,7 @@ pub struct RawPipeline {
     pub aggregators: Vec<Named<model::AggregatorConfig>>,
     pub sinks: Vec<Named<model::SinkConfig>>,
     pub monitor: model::MonitorConfig,
+    pub daemon: Option<model::DaemonConfig>,
 }
 
 fn de<'a, T: Deserialize<'a>>(v: Spanned<DeValue<'a>>, errors: &mut Vec<ConfigError>) -> Option<T> {
@@ -129,6 +131,7 @@ fn sections(root: DeTable<'_>, errors: &mut Vec<ConfigError>) -> RawPipeline {
             "name" => raw.name = de(v, errors),
             "runtime" => raw.runtime = de(v, errors).unwrap_or_default(),
             "monitor" => raw.monitor = de(v, errors).unwrap_or_default(),
+            "daemon" => raw.daemon = de(v, errors),
             "readers" => raw.readers = stages("readers", v, errors),
             "filters" => raw.filters = stages("filters", v, errors),
             "aggregators" => raw.aggregators = stages("aggregators", v, errors),

@@ -189,3 +189,40 @@ pub struct MonitorConfig {
     /// final counts. Default 0.
     pub hold_secs: Option<Spanned<f64>>,
 }
+
+/// `[daemon]`: how `sweep daemon` follows the readers' paths and where it keeps its state.
+/// `sweep run` ignores this section.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DaemonConfig {
+    /// The state folder: the registry of files seen and the aggregate state, committed together.
+    pub state: Spanned<String>,
+    /// When a file counts as complete: `"settle"` (default: its size and modification time have
+    /// not changed for `settle_secs`), `"marker"` (a `NAME.done` file sits beside it) or
+    /// `"rename"` (writers write under a hidden or temporary name and rename the finished file
+    /// in, so any file the paths match is complete).
+    pub complete: Option<Spanned<String>>,
+    /// Seconds a file must stay unchanged under `complete = "settle"`. Default 2.
+    pub settle_secs: Option<Spanned<f64>>,
+    /// `"auto"` (default: filesystem events through notify, and polling where they cannot be
+    /// had) or `"poll"` (polling only; for network filesystems, which deliver no events).
+    pub watch: Option<Spanned<String>>,
+    /// Seconds between full rescans of the paths. Events only make a change seen sooner; the
+    /// rescan is what guarantees it is seen. Default 1.
+    pub poll_secs: Option<Spanned<f64>>,
+    /// Least seconds between rewrites of the outputs from the committed state. Default 1.
+    pub outputs_interval_secs: Option<Spanned<f64>>,
+    /// A file already ingested whose content changes under the same name: `"skip"` (default:
+    /// recorded and reported, never counted twice) or `"ingest"` (its new content is a new file,
+    /// for feeds that reuse one name for each day's file).
+    pub changed_files: Option<Spanned<String>>,
+    /// A file that cannot be read (corrupt compression, missing columns, a bad row under
+    /// `on_error = "fail"`): `"quarantine"` (default: moved to the quarantine folder) or `"skip"`
+    /// (left in place). Either way it is recorded as failed with the reason.
+    pub bad_files: Option<Spanned<String>>,
+    /// Where quarantined files go. Default `quarantine` in the state folder.
+    pub quarantine: Option<Spanned<String>>,
+    /// Seconds a shutdown waits for the file being ingested before abandoning it (it is then
+    /// ingested again from the start at the next start). Default 30.
+    pub shutdown_timeout_secs: Option<Spanned<f64>>,
+}

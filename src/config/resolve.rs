@@ -21,6 +21,8 @@ pub struct Pipeline {
     /// Stages in topological order: every stage comes after its inputs.
     pub stages: Vec<Stage>,
     pub monitor: MonitorSpec,
+    /// The `[daemon]` section, when the file has one.
+    pub daemon: Option<DaemonSpec>,
 }
 
 impl Pipeline {
@@ -224,6 +226,46 @@ pub struct MonitorSpec {
 }
 
 /// `"127.0.0.1:9898"`, `"[::1]:9898"`, `":9898"` or `"9898"` (the last two bind loopback).
+/// When a followed file counts as complete.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Completion {
+    Settle,
+    Marker,
+    Rename,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WatchMode {
+    Auto,
+    Poll,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChangedFiles {
+    Skip,
+    Ingest,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BadFiles {
+    Quarantine,
+    Skip,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct DaemonSpec {
+    pub state: PathBuf,
+    pub complete: Completion,
+    pub settle: Duration,
+    pub watch: WatchMode,
+    pub poll: Duration,
+    pub outputs_interval: Duration,
+    pub changed_files: ChangedFiles,
+    pub bad_files: BadFiles,
+    pub quarantine: PathBuf,
+    pub shutdown_timeout: Duration,
+}
+
 pub fn parse_listen(s: &str) -> Option<std::net::SocketAddr> {
     let t = s.trim();
     if let Ok(a) = t.parse() {
@@ -304,6 +346,33 @@ impl Ctx<'_> {
         }
     }
 
+    /// Seconds within `range`, or `default` when absent.
+    fn secs(
+        &mut self,
+        v: &Option<Spanned<f64>>,
+        key: &str,
+        range: std::ops::RangeInclusive<f64>,
+        default: Duration,
+    ) -> Duration {
+        match v {
+            None => default,
+            Some(s) if s.get_ref().is_finite() && range.contains(s.get_ref()) => {
+                Duration::from_secs_f64(*s.get_ref())
+            }
+            Some(s) => {
+                self.err(
+                    s.span(),
+                    format!(
+                        "{key} must be between {} and {}",
+                        range.start(),
+                        range.end()
+                    ),
+                );
+                default
+            }
+        }
+    }
+
     fn names(v: &Option<Spanned<Vec<Spanned<String>>>>) -> Vec<Spanned<String>> {
         v.as_ref().map(|v| v.get_ref().clone()).unwrap_or_default()
     }
@@ -317,6 +386,7 @@ pub(super) fn resolve(raw: RawPipeline, errors: &mut Vec<ConfigError>) -> Pipeli
         .map_or_else(|| "pipeline".to_string(), |n| n.get_ref().clone());
     let runtime = runtime(&mut cx, &raw.runtime);
     let monitor = monitor(&mut cx, &raw.monitor);
+    let daemon = raw.daemon.as_ref().map(|d| daemon(&mut cx, d));
 
     let mut nodes: Vec<graph::Node> = Vec::new();
     let mut broken: Vec<(String, Output)> = Vec::new();
@@ -384,6 +454,82 @@ pub(super) fn resolve(raw: RawPipeline, errors: &mut Vec<ConfigError>) -> Pipeli
         runtime,
         stages,
         monitor,
+        daemon,
+    }
+}
+
+fn daemon(cx: &mut Ctx, d: &model::DaemonConfig) -> DaemonSpec {
+    let state = PathBuf::from(d.state.get_ref());
+    if d.state.get_ref().trim().is_empty() {
+        cx.err(
+            d.state.span(),
+            "`state` is empty; name the daemon's state folder",
+        );
+    }
+    DaemonSpec {
+        complete: cx.choice(
+            &d.complete,
+            "complete",
+            Completion::Settle,
+            &[
+                ("settle", Completion::Settle),
+                ("marker", Completion::Marker),
+                ("rename", Completion::Rename),
+            ],
+        ),
+        settle: cx.secs(
+            &d.settle_secs,
+            "settle_secs",
+            0.0..=3600.0,
+            Duration::from_secs(2),
+        ),
+        watch: cx.choice(
+            &d.watch,
+            "watch",
+            WatchMode::Auto,
+            &[("auto", WatchMode::Auto), ("poll", WatchMode::Poll)],
+        ),
+        poll: cx.secs(
+            &d.poll_secs,
+            "poll_secs",
+            0.05..=3600.0,
+            Duration::from_secs(1),
+        ),
+        outputs_interval: cx.secs(
+            &d.outputs_interval_secs,
+            "outputs_interval_secs",
+            0.0..=86400.0,
+            Duration::from_secs(1),
+        ),
+        changed_files: cx.choice(
+            &d.changed_files,
+            "changed_files",
+            ChangedFiles::Skip,
+            &[
+                ("skip", ChangedFiles::Skip),
+                ("ingest", ChangedFiles::Ingest),
+            ],
+        ),
+        bad_files: cx.choice(
+            &d.bad_files,
+            "bad_files",
+            BadFiles::Quarantine,
+            &[
+                ("quarantine", BadFiles::Quarantine),
+                ("skip", BadFiles::Skip),
+            ],
+        ),
+        quarantine: d
+            .quarantine
+            .as_ref()
+            .map_or_else(|| state.join("quarantine"), |q| PathBuf::from(q.get_ref())),
+        shutdown_timeout: cx.secs(
+            &d.shutdown_timeout_secs,
+            "shutdown_timeout_secs",
+            0.0..=86400.0,
+            Duration::from_secs(30),
+        ),
+        state,
     }
 }
 
@@ -436,16 +582,12 @@ fn monitor(cx: &mut Ctx, m: &model::MonitorConfig) -> MonitorSpec {
             ("off", ProgressMode::Off),
         ],
     );
-    let log_interval = match &m.log_interval_secs {
-        None => Duration::from_secs(5),
-        Some(s) if s.get_ref().is_finite() && *s.get_ref() >= 0.1 && *s.get_ref() <= 86400.0 => {
-            Duration::from_secs_f64(*s.get_ref())
-        }
-        Some(s) => {
-            cx.err(s.span(), "log_interval_secs must be between 0.1 and 86400");
-            Duration::from_secs(5)
-        }
-    };
+    let log_interval = cx.secs(
+        &m.log_interval_secs,
+        "log_interval_secs",
+        0.1..=86400.0,
+        Duration::from_secs(5),
+    );
     let prometheus = m.prometheus.as_ref().and_then(|p| {
         let addr = parse_listen(p.get_ref());
         if addr.is_none() {
@@ -459,16 +601,7 @@ fn monitor(cx: &mut Ctx, m: &model::MonitorConfig) -> MonitorSpec {
         }
         addr
     });
-    let hold = match &m.hold_secs {
-        None => Duration::ZERO,
-        Some(s) if s.get_ref().is_finite() && (0.0..=3600.0).contains(s.get_ref()) => {
-            Duration::from_secs_f64(*s.get_ref())
-        }
-        Some(s) => {
-            cx.err(s.span(), "hold_secs must be between 0 and 3600");
-            Duration::ZERO
-        }
-    };
+    let hold = cx.secs(&m.hold_secs, "hold_secs", 0.0..=3600.0, Duration::ZERO);
     MonitorSpec {
         report: m.report.as_ref().map(|p| PathBuf::from(p.get_ref())),
         progress,

@@ -23,12 +23,21 @@ const BUCKETS: &[f64] = &[
     5.0, 10.0,
 ];
 
+pub const INGEST_LAG: &str = "sweep_daemon_ingest_lag_seconds";
+
+/// Bucket bounds for the daemon's ingest lag, 50 ms to an hour.
+const LAG_BUCKETS: &[f64] = &[
+    0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 3600.0,
+];
+
 /// Starts the `/metrics` HTTP listener and installs the recorder. Without the explicit buckets
 /// the exporter would render the histogram as a summary.
 pub fn install(addr: SocketAddr) -> Result<(), String> {
     PrometheusBuilder::new()
         .with_http_listener(addr)
         .set_buckets_for_metric(Matcher::Full(BATCH_DURATION.to_string()), BUCKETS)
+        .map_err(|e| e.to_string())?
+        .set_buckets_for_metric(Matcher::Full(INGEST_LAG.to_string()), LAG_BUCKETS)
         .map_err(|e| e.to_string())?
         .install()
         .map_err(|e| format!("cannot serve metrics on {addr}: {e}"))?;
@@ -95,6 +104,38 @@ fn describe() {
         "Bytes the process wrote to disk."
     );
     describe_gauge!("sweep_build_info", "Always 1; the version is a label.");
+    describe_counter!(
+        "sweep_daemon_files_total",
+        "Files the daemon found complete, by what became of them: discovered, ingested, failed, \
+         changed (new content under an ingested name), duplicate (content already ingested)."
+    );
+    describe_histogram!(
+        INGEST_LAG,
+        Unit::Seconds,
+        "From a file being complete to its rows being in committed state."
+    );
+    describe_gauge!(
+        "sweep_daemon_last_commit_timestamp_seconds",
+        Unit::Seconds,
+        "Unix time of the daemon's last state commit."
+    );
+    describe_gauge!(
+        "sweep_daemon_state_bytes",
+        Unit::Bytes,
+        "Size of the committed state file."
+    );
+    describe_gauge!(
+        "sweep_daemon_state_version",
+        "Commits of the daemon's state so far."
+    );
+    describe_gauge!(
+        "sweep_daemon_pending_files",
+        "Complete files waiting to be ingested."
+    );
+    describe_counter!(
+        "sweep_daemon_reloads_total",
+        "SIGHUP reloads, by result: applied or rejected (the old pipeline kept running)."
+    );
 }
 
 /// One stage's metric handles.
@@ -214,4 +255,31 @@ pub fn publish(stats: &RunStats, res: &Resources) {
     gauge!("sweep_process_resident_memory_bytes").set(res.rss_bytes as f64);
     counter!("sweep_process_disk_read_bytes_total").absolute(res.disk_read_bytes);
     counter!("sweep_process_disk_written_bytes_total").absolute(res.disk_written_bytes);
+}
+
+/// The daemon's own series.
+pub mod daemon {
+    use metrics::{counter, gauge, histogram};
+
+    pub fn file(outcome: &'static str) {
+        counter!("sweep_daemon_files_total", "outcome" => outcome).increment(1);
+    }
+
+    pub fn committed(unix_secs: f64, state_bytes: u64, version: u64) {
+        gauge!("sweep_daemon_last_commit_timestamp_seconds").set(unix_secs);
+        gauge!("sweep_daemon_state_bytes").set(state_bytes as f64);
+        gauge!("sweep_daemon_state_version").set(version as f64);
+    }
+
+    pub fn lag(seconds: f64) {
+        histogram!(super::INGEST_LAG).record(seconds);
+    }
+
+    pub fn pending(n: usize) {
+        gauge!("sweep_daemon_pending_files").set(n as f64);
+    }
+
+    pub fn reload(result: &'static str) {
+        counter!("sweep_daemon_reloads_total", "result" => result).increment(1);
+    }
 }

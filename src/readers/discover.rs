@@ -25,6 +25,22 @@ fn has_glob_chars(s: &str) -> bool {
 /// Expands the entries in order; within a folder or glob, files are sorted by path. A file
 /// named twice is read once.
 pub fn discover(entries: &[String]) -> Result<Vec<PathBuf>, Vec<ReaderError>> {
+    let (files, errors) = expand(entries, true);
+    if errors.is_empty() {
+        Ok(files)
+    } else {
+        Err(errors)
+    }
+}
+
+/// What the entries match right now, for a daemon that follows them: a missing file, an empty
+/// folder or a glob that matches nothing yet is not a problem, only a malformed glob or an
+/// unreadable folder is.
+pub fn scan(entries: &[String]) -> (Vec<PathBuf>, Vec<ReaderError>) {
+    expand(entries, false)
+}
+
+fn expand(entries: &[String], strict: bool) -> (Vec<PathBuf>, Vec<ReaderError>) {
     let mut files: Vec<PathBuf> = Vec::new();
     let mut errors = Vec::new();
     for entry in entries {
@@ -54,7 +70,7 @@ pub fn discover(entries: &[String]) -> Result<Vec<PathBuf>, Vec<ReaderError>> {
                             }),
                         }
                     }
-                    if found.is_empty() {
+                    if found.is_empty() && strict {
                         errors.push(ReaderError::GlobEmpty(entry.clone()));
                     }
                 }
@@ -62,6 +78,7 @@ pub fn discover(entries: &[String]) -> Result<Vec<PathBuf>, Vec<ReaderError>> {
         } else {
             let p = PathBuf::from(entry);
             match std::fs::metadata(&p) {
+                Err(e) if !strict && e.kind() == std::io::ErrorKind::NotFound => {}
                 Err(e) => errors.push(ReaderError::Open { path: p, source: e }),
                 Ok(m) if m.is_dir() => match std::fs::read_dir(&p) {
                     Err(e) => errors.push(ReaderError::Open { path: p, source: e }),
@@ -71,7 +88,7 @@ pub fn discover(entries: &[String]) -> Result<Vec<PathBuf>, Vec<ReaderError>> {
                                 .map(|e| e.path())
                                 .filter(|p| p.is_file() && is_data_file(p)),
                         );
-                        if found.is_empty() {
+                        if found.is_empty() && strict {
                             errors.push(ReaderError::FolderEmpty(p));
                         }
                     }
@@ -86,11 +103,7 @@ pub fn discover(entries: &[String]) -> Result<Vec<PathBuf>, Vec<ReaderError>> {
             }
         }
     }
-    if errors.is_empty() {
-        Ok(files)
-    } else {
-        Err(errors)
-    }
+    (files, errors)
 }
 
 #[cfg(test)]
@@ -121,5 +134,9 @@ mod tests {
         assert_eq!(errs.len(), 2);
         assert!(errs[0].to_string().contains("/no/such/file.csv"));
         assert!(errs[1].to_string().contains("matched no files"));
+        let (none, errs) = scan(&["/no/such/file.csv".into(), "/no/such/*.csv".into()]);
+        assert!(none.is_empty() && errs.is_empty(), "{errs:?}");
+        let (_, errs) = scan(&["/tmp/[".into()]);
+        assert_eq!(errs.len(), 1, "a malformed glob is still an error");
     }
 }

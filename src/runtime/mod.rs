@@ -19,8 +19,8 @@ use std::time::{Instant, SystemTime};
 use actix::prelude::*;
 use tokio::sync::watch;
 
-use crate::aggregators::AggSpec;
 use crate::aggregators::actor::{AggWorker, TableSet, collect};
+use crate::aggregators::{AggSpec, AggState};
 use crate::batch::Batch;
 use crate::config::{Pipeline, StageKind};
 use crate::filters::{FilterWorker, Predicate};
@@ -161,9 +161,34 @@ enum Inbox {
     Tables(Recipient<Envelope<Arc<TableSet>>>),
 }
 
+/// Where the daemon steers a run; a batch run uses the defaults.
+#[derive(Default)]
+pub struct RunOptions {
+    /// The input files of each reader stage (by stage index), instead of discovering the
+    /// readers' paths.
+    pub files: Option<Vec<Vec<PathBuf>>>,
+    /// Aggregators hand their merged state here, with their stage index, instead of finishing
+    /// tables: the daemon folds it into its committed state.
+    pub capture: Option<tokio::sync::mpsc::UnboundedSender<(usize, AggState)>>,
+    /// Stops the run from outside (the daemon's shutdown deadline).
+    pub control: Option<Arc<Control>>,
+    /// Receives the run's live counters as soon as they exist (the daemon's watchdog reads
+    /// progress from them).
+    pub stats_slot: Option<Arc<Mutex<Option<Arc<RunStats>>>>>,
+    /// The metrics recorder is already installed (the daemon installs it once); stages still
+    /// publish to it.
+    pub metrics_installed: bool,
+}
+
 /// Runs a pipeline to completion.
 pub fn run(p: &Pipeline) -> Result<RunOutcome, BuildError> {
+    run_with(p, RunOptions::default())
+}
+
+/// Runs a pipeline to completion, steered by `opts`.
+pub fn run_with(p: &Pipeline, opts: RunOptions) -> Result<RunOutcome, BuildError> {
     let started_at = SystemTime::now();
+    let metrics_on = p.monitor.prometheus.is_some() || opts.metrics_installed;
     let workers = workers(p);
     let cap = p.runtime.edge_capacity;
 
@@ -172,6 +197,10 @@ pub fn run(p: &Pipeline) -> Result<RunOutcome, BuildError> {
     let mut files: Vec<Vec<PathBuf>> = vec![Vec::new(); p.stages.len()];
     for (i, s) in p.stages.iter().enumerate() {
         if let StageKind::Reader(r) = &s.kind {
+            if let Some(given) = &opts.files {
+                files[i] = given.get(i).cloned().unwrap_or_default();
+                continue;
+            }
             match discover(&r.paths) {
                 Ok(f) => files[i] = f,
                 Err(errs) => {
@@ -227,7 +256,7 @@ pub fn run(p: &Pipeline) -> Result<RunOutcome, BuildError> {
     }
 
     // The recorder must be in place before stages create their metric handles.
-    if let Some(addr) = p.monitor.prometheus {
+    if let Some(addr) = p.monitor.prometheus.filter(|_| !opts.metrics_installed) {
         monitor::metrics::install(addr).map_err(|e| BuildError::Outputs(vec![e]))?;
     }
     let mut ordinal: HashMap<usize, usize> = HashMap::new();
@@ -256,7 +285,10 @@ pub fn run(p: &Pipeline) -> Result<RunOutcome, BuildError> {
             jobs_by_reader[i].push(stats.add_job(i, f.clone(), sizes.get(f).copied().unwrap_or(0)));
         }
     }
-    let control = Arc::new(Control::default());
+    if let Some(slot) = &opts.stats_slot {
+        *slot.lock().unwrap_or_else(|e| e.into_inner()) = Some(stats.clone());
+    }
+    let control = opts.control.clone().unwrap_or_default();
     let topo = Topology {
         pipeline: p.name.clone(),
         stages: p
@@ -297,7 +329,7 @@ pub fn run(p: &Pipeline) -> Result<RunOutcome, BuildError> {
             sampler.clone(),
             p.monitor.progress,
             p.monitor.log_interval,
-            p.monitor.prometheus.is_some(),
+            metrics_on,
         )
         .start();
         let mut inboxes: HashMap<usize, Inbox> = HashMap::new();
@@ -390,7 +422,7 @@ pub fn run(p: &Pipeline) -> Result<RunOutcome, BuildError> {
                     let addr = SyncArbiter::start(workers, move || {
                         AggWorker::new(s2.clone(), c2.clone(), tx.clone())
                     });
-                    actix::spawn(collect(spec, ctx, rx, tables_out));
+                    actix::spawn(collect(spec, ctx, rx, tables_out, opts.capture.clone()));
                     inboxes.insert(i, Inbox::Rows(addr.recipient()));
                 }
                 StageKind::Filter(spec) => {
@@ -469,7 +501,7 @@ pub fn run(p: &Pipeline) -> Result<RunOutcome, BuildError> {
     });
     let res = sampler.lock().unwrap_or_else(|e| e.into_inner()).sample();
     let report = monitor::report(&stats, &control, &topo, &sinks, res, started_at);
-    if p.monitor.prometheus.is_some() {
+    if metrics_on {
         monitor::metrics::publish(&stats, &res);
         std::thread::sleep(p.monitor.hold);
     }

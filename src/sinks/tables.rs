@@ -3,7 +3,7 @@
 //! then renamed into place, so a failure leaves the previous outputs, not a mix.
 
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -31,57 +31,69 @@ pub struct TableSinkWorker {
 
 impl TableSinkWorker {
     fn write(&self, set: &TableSet) -> Result<Vec<String>, String> {
-        let mut files: Vec<(AtomicFile, Vec<u8>)> = Vec::new();
-        let stage = |name: &str,
-                     bytes: Vec<u8>,
-                     files: &mut Vec<(AtomicFile, Vec<u8>)>|
-         -> Result<(), OutputError> {
-            files.push((AtomicFile::create(self.dir.join(name))?, bytes));
-            Ok(())
-        };
-        for f in &self.formats {
-            match f {
-                TableFormat::Csv => {
-                    for t in &set.tables {
-                        stage(&format!("{}.csv", t.name), t.to_csv(), &mut files)
-                            .map_err(|e| e.to_string())?;
-                    }
-                }
-                TableFormat::Parquet => {
-                    for t in &set.tables {
-                        let bytes = t.to_parquet().map_err(|e| e.to_string())?;
-                        stage(&format!("{}.parquet", t.name), bytes, &mut files)
-                            .map_err(|e| e.to_string())?;
-                    }
-                }
-                TableFormat::Json => {
-                    let extra = serde_json::json!({
-                        "pipeline": self.pipeline,
-                        "aggregator": set.aggregator,
-                        "rows_aggregated": set.rows,
-                    });
-                    let doc = summary_json(&set.tables, extra);
-                    let mut bytes = serde_json::to_vec_pretty(&doc).map_err(|e| e.to_string())?;
-                    bytes.push(b'\n');
-                    stage("summary.json", bytes, &mut files).map_err(|e| e.to_string())?;
+        write_tables(&self.dir, &self.formats, &self.pipeline, set)
+    }
+}
+
+/// Writes one aggregator's tables into `dir` in every format, all or none: each file goes to a
+/// temporary name first, and only when every one is written are they renamed into place. The
+/// batch sink and the daemon's output refresh both write through here. Returns the paths.
+pub fn write_tables(
+    dir: &Path,
+    formats: &[TableFormat],
+    pipeline: &str,
+    set: &TableSet,
+) -> Result<Vec<String>, String> {
+    let mut files: Vec<(AtomicFile, Vec<u8>)> = Vec::new();
+    let stage = |name: &str,
+                 bytes: Vec<u8>,
+                 files: &mut Vec<(AtomicFile, Vec<u8>)>|
+     -> Result<(), OutputError> {
+        files.push((AtomicFile::create(dir.join(name))?, bytes));
+        Ok(())
+    };
+    for f in formats {
+        match f {
+            TableFormat::Csv => {
+                for t in &set.tables {
+                    stage(&format!("{}.csv", t.name), t.to_csv(), &mut files)
+                        .map_err(|e| e.to_string())?;
                 }
             }
+            TableFormat::Parquet => {
+                for t in &set.tables {
+                    let bytes = t.to_parquet().map_err(|e| e.to_string())?;
+                    stage(&format!("{}.parquet", t.name), bytes, &mut files)
+                        .map_err(|e| e.to_string())?;
+                }
+            }
+            TableFormat::Json => {
+                let extra = serde_json::json!({
+                    "pipeline": pipeline,
+                    "aggregator": set.aggregator,
+                    "rows_aggregated": set.rows,
+                });
+                let doc = summary_json(&set.tables, extra);
+                let mut bytes = serde_json::to_vec_pretty(&doc).map_err(|e| e.to_string())?;
+                bytes.push(b'\n');
+                stage("summary.json", bytes, &mut files).map_err(|e| e.to_string())?;
+            }
         }
-        let mut names = Vec::new();
-        for (f, _) in &files {
-            names.push(f.target().display().to_string());
-        }
-        for (f, bytes) in &mut files {
-            let target = f.target().to_path_buf();
-            f.file()
-                .write_all(bytes)
-                .map_err(|e| OutputError::new(target, e).to_string())?;
-        }
-        for (f, _) in files {
-            f.commit().map_err(|e| e.to_string())?;
-        }
-        Ok(names)
     }
+    let mut names = Vec::new();
+    for (f, _) in &files {
+        names.push(f.target().display().to_string());
+    }
+    for (f, bytes) in &mut files {
+        let target = f.target().to_path_buf();
+        f.file()
+            .write_all(bytes)
+            .map_err(|e| OutputError::new(target, e).to_string())?;
+    }
+    for (f, _) in files {
+        f.commit().map_err(|e| e.to_string())?;
+    }
+    Ok(names)
 }
 
 impl Actor for TableSinkWorker {

@@ -1,0 +1,292 @@
+//! One file through the pipeline: the batch runtime over just that file, with its aggregates
+//! captured as state instead of written as tables, and its row outputs (extracts, rejects)
+//! written as parts under staging names that a commit publishes.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use super::state::RowCounts;
+use crate::aggregators::AggState;
+use crate::config::{Pipeline, Stage, StageKind};
+use crate::runtime::stats::{Control, RunStats};
+use crate::runtime::{self, RunOptions};
+
+/// Folder name, inside a parts folder, where parts wait for their commit.
+pub const STAGING: &str = ".staging";
+
+/// What one file yielded.
+pub struct Ingested {
+    /// Aggregator name → the file's partial state.
+    pub states: Vec<(String, AggState)>,
+    pub rows: RowCounts,
+    /// (staged path, final path) of every part written.
+    pub parts: Vec<(PathBuf, PathBuf)>,
+}
+
+/// The name a file's parts take: its sequence number, then its own name without extensions.
+fn part_stem(seq: u64, source: &Path) -> String {
+    let name = source
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let stem = name.split('.').next().unwrap_or_default();
+    format!("{seq:06}-{stem}")
+}
+
+/// Where the parts of an output at `path` go: beside it, in `NAME.parts`, where NAME is the
+/// output's name without extensions (`out/orders.csv.gz` → `out/orders.parts`). A partitioned
+/// extract's folder holds its parts itself.
+pub fn parts_dir(path: &Path, partitioned: bool) -> PathBuf {
+    if partitioned {
+        return path.to_path_buf();
+    }
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let stem = name.split('.').next().unwrap_or_default();
+    path.with_file_name(format!("{stem}.parts"))
+}
+
+/// The extension (all of it: `.csv.gz`) of an output file name.
+fn extension(path: &Path) -> String {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    name.find('.')
+        .map_or(String::new(), |i| name[i..].to_string())
+}
+
+/// Every parts folder a pipeline writes to, for cleaning up staging left by a crash.
+pub fn all_parts_dirs(p: &Pipeline) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for s in &p.stages {
+        match &s.kind {
+            StageKind::RowSink(r) => out.push(parts_dir(&r.path, !r.partition_by.is_empty())),
+            StageKind::Reader(r) => out.extend(r.rejects.as_ref().map(|j| parts_dir(j, false))),
+            _ => {}
+        }
+    }
+    out
+}
+
+/// The part of `p` that one file of reader `reader` flows through: that reader, every stage
+/// downstream of it, minus the tables sinks (the daemon writes tables from committed state), with
+/// row outputs redirected to staged part paths for sequence number `seq`.
+fn file_pipeline(
+    p: &Pipeline,
+    reader: usize,
+    source: &Path,
+    seq: u64,
+) -> (Pipeline, Vec<(PathBuf, PathBuf)>) {
+    let mut keep = vec![false; p.stages.len()];
+    keep[reader] = true;
+    // Stages are in topological order, so one pass sees every input before its consumers.
+    for (i, s) in p.stages.iter().enumerate() {
+        if i != reader
+            && !matches!(s.kind, StageKind::Reader(_) | StageKind::TableSink(_))
+            && s.inputs.iter().any(|&j| keep[j])
+        {
+            keep[i] = true;
+        }
+    }
+    let mut index = HashMap::new();
+    let mut stages = Vec::new();
+    let mut parts = Vec::new();
+    let stem = part_stem(seq, source);
+    for (i, s) in p.stages.iter().enumerate() {
+        if !keep[i] {
+            continue;
+        }
+        index.insert(i, stages.len());
+        let mut kind = s.kind.clone();
+        match &mut kind {
+            StageKind::RowSink(r) => {
+                let partitioned = !r.partition_by.is_empty();
+                let dir = parts_dir(&r.path, partitioned);
+                let name = if partitioned {
+                    stem.clone()
+                } else {
+                    format!("{stem}{}", extension(&r.path))
+                };
+                let staged = dir.join(STAGING).join(&name);
+                parts.push((staged.clone(), dir.join(&name)));
+                r.path = staged;
+            }
+            StageKind::Reader(r) => {
+                if let Some(j) = &mut r.rejects {
+                    let dir = parts_dir(j, false);
+                    let name = format!("{stem}{}", extension(j));
+                    let staged = dir.join(STAGING).join(&name);
+                    parts.push((staged.clone(), dir.join(&name)));
+                    *j = staged;
+                }
+            }
+            _ => {}
+        }
+        stages.push(Stage {
+            name: s.name.clone(),
+            inputs: s
+                .inputs
+                .iter()
+                .filter_map(|j| index.get(j).copied())
+                .collect(),
+            kind,
+        });
+    }
+    let mut monitor = p.monitor.clone();
+    monitor.report = None;
+    monitor.progress = crate::config::ProgressMode::Off;
+    monitor.hold = std::time::Duration::ZERO;
+    let sub = Pipeline {
+        name: p.name.clone(),
+        runtime: p.runtime.clone(),
+        stages,
+        monitor,
+        daemon: None,
+    };
+    (sub, parts)
+}
+
+/// Runs one file. `Err` is why the file could not be ingested; nothing of it is kept then.
+pub fn ingest(
+    p: &Pipeline,
+    reader: usize,
+    file: &Path,
+    seq: u64,
+    control: Arc<Control>,
+    stats_slot: Arc<Mutex<Option<Arc<RunStats>>>>,
+    metrics_installed: bool,
+) -> Result<Ingested, String> {
+    let (sub, parts) = file_pipeline(p, reader, file, seq);
+    let mut files = vec![Vec::new(); sub.stages.len()];
+    // The reader is the first stage kept: nothing before it in topological order is kept.
+    files[0] = vec![file.to_path_buf()];
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let outcome = runtime::run_with(
+        &sub,
+        RunOptions {
+            files: Some(files),
+            capture: Some(tx),
+            control: Some(control),
+            stats_slot: Some(stats_slot),
+            metrics_installed,
+        },
+    );
+    let discard = |parts: &[(PathBuf, PathBuf)]| {
+        for (staged, _) in parts {
+            let _ = std::fs::remove_file(staged).or_else(|_| std::fs::remove_dir_all(staged));
+        }
+    };
+    let outcome = match outcome {
+        Ok(o) => o,
+        Err(e) => {
+            discard(&parts);
+            return Err(e.to_string());
+        }
+    };
+    if !outcome.ok {
+        discard(&parts);
+        // The run's own errors say why; sinks then only report that they wrote nothing.
+        let mut reasons = outcome.errors.clone();
+        if reasons.is_empty() {
+            reasons.extend(
+                outcome
+                    .sinks
+                    .iter()
+                    .filter_map(|s| s.result.as_ref().err().map(|e| format!("{}: {e}", s.sink))),
+            );
+        }
+        return Err(reasons.join("; "));
+    }
+    let mut states = Vec::new();
+    while let Ok((i, st)) = rx.try_recv() {
+        states.push((sub.stages[i].name.clone(), st));
+    }
+    let t = &outcome.report["totals"];
+    let n = |k: &str| t[k].as_u64().unwrap_or(0);
+    let rows = RowCounts {
+        read: n("rows_read"),
+        kept: n("rows_kept"),
+        filtered_out: n("rows_filtered_out"),
+        rejected: n("rows_rejected"),
+    };
+    // A staged part that was never written (a sink that saw no rows writes none) is not a part.
+    let parts = parts.into_iter().filter(|(s, _)| s.exists()).collect();
+    Ok(Ingested {
+        states,
+        rows,
+        parts,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parts_sit_beside_their_output() {
+        assert_eq!(
+            parts_dir(Path::new("out/c/orders.csv.gz"), false),
+            PathBuf::from("out/c/orders.parts")
+        );
+        assert_eq!(
+            parts_dir(Path::new("out/c/extract"), true),
+            PathBuf::from("out/c/extract")
+        );
+        assert_eq!(
+            part_stem(12, Path::new("in/orders_2024-09-03.csv.gz")),
+            "000012-orders_2024-09-03"
+        );
+        assert_eq!(extension(Path::new("a/orders.csv.zst")), ".csv.zst");
+    }
+
+    #[test]
+    fn a_file_runs_through_its_readers_stages_only() {
+        let text = r#"
+            [readers.a]
+            path = "a/*.csv"
+            rejects = "out/rejects_a.csv"
+            on_error = "reject"
+            [readers.b]
+            path = "b/*.csv"
+            [filters.cp]
+            inputs = ["a", "b"]
+            exchange_order_types = [64]
+            [aggregators.stats]
+            inputs = ["cp"]
+            [sinks.tables]
+            inputs = ["stats"]
+            path = "out/tables"
+            [sinks.rows]
+            inputs = ["cp"]
+            path = "out/orders.csv.gz"
+            [sinks.braw]
+            inputs = ["b"]
+            path = "out/b.csv"
+        "#;
+        let p = crate::config::load("t.toml", text, &[]).unwrap();
+        let a = p.stages.iter().position(|s| s.name == "a").unwrap();
+        let (sub, parts) = file_pipeline(&p, a, Path::new("a/day1.csv"), 7);
+        let names: Vec<&str> = sub.stages.iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(names.len(), 4, "{names:?}");
+        for want in ["a", "cp", "stats", "rows"] {
+            assert!(names.contains(&want), "{names:?}");
+        }
+        assert_eq!(sub.stages[0].name, "a");
+        for s in &sub.stages {
+            assert!(s.inputs.iter().all(|&j| j < sub.stages.len()));
+        }
+        let finals: Vec<String> = parts.iter().map(|(_, f)| f.display().to_string()).collect();
+        assert_eq!(
+            finals,
+            [
+                "out/rejects_a.parts/000007-day1.csv",
+                "out/orders.parts/000007-day1.csv.gz"
+            ]
+        );
+        assert!(parts[1].0.starts_with("out/orders.parts/.staging"));
+    }
+}
