@@ -205,6 +205,19 @@ pub fn ingest(
     while let Ok((i, st)) = rx.try_recv() {
         states.push((sub.stages[i].name.clone(), st));
     }
+    let aggregators = sub
+        .stages
+        .iter()
+        .filter(|s| matches!(s.kind, StageKind::Aggregator(_)))
+        .count();
+    if states.len() != aggregators {
+        // Recording the file without its aggregates would lose its rows silently.
+        discard(&parts);
+        return Err(format!(
+            "internal error: {} of {aggregators} aggregator states were handed over",
+            states.len()
+        ));
+    }
     let t = &outcome.report["totals"];
     let n = |k: &str| t[k].as_u64().unwrap_or(0);
     let rows = RowCounts {

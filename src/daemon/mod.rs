@@ -382,7 +382,9 @@ impl Daemon {
         for (i, f) in self.doc.files.iter().enumerate() {
             self.by_fp.insert(f.fingerprint, i);
             if f.status == FileStatus::Ingested {
-                self.by_path.insert(f.path.clone(), i);
+                for p in std::iter::once(&f.path).chain(&f.also_seen_as) {
+                    self.by_path.insert(p.clone(), i);
+                }
             }
         }
     }
@@ -500,7 +502,7 @@ impl Daemon {
             let path = r.path.display().to_string();
             if let Some(&i) = self.by_fp.get(&r.fingerprint) {
                 let e = &self.doc.files[i];
-                if e.path != path {
+                if e.path != path && !e.also_seen_as.contains(&path) {
                     tracing::info!(
                         "{path}: same content as {} (file {}, {}); not ingested again",
                         e.path,
@@ -510,6 +512,9 @@ impl Daemon {
                     if self.metrics_on {
                         m::file("duplicate");
                     }
+                    // Remembered, so that new content under this name is seen as a change.
+                    self.doc.files[i].also_seen_as.push(path);
+                    self.commit()?;
                 }
                 continue;
             }
@@ -558,15 +563,21 @@ impl Daemon {
             completed_at_ms: unix_ms(r.completed_at),
             committed_at_ms: 0,
             parts: Vec::new(),
+            also_seen_as: Vec::new(),
         }
     }
 
     /// Appends `entry` to the registry and commits the registry with the aggregates.
     fn record(&mut self, mut entry: FileEntry) -> Result<(), DaemonError> {
-        let now = SystemTime::now();
-        entry.committed_at_ms = unix_ms(now);
+        entry.committed_at_ms = unix_ms(SystemTime::now());
         self.doc.next_seq = entry.seq + 1;
         self.doc.files.push(entry);
+        self.commit()
+    }
+
+    /// Commits the registry with the aggregates, as the next version.
+    fn commit(&mut self) -> Result<(), DaemonError> {
+        let now = SystemTime::now();
         self.doc.version += 1;
         self.doc.committed_at_ms = unix_ms(now);
         self.doc.aggregates = self
@@ -576,6 +587,7 @@ impl Daemon {
             .collect();
         self.state_bytes = self.store.commit(&self.doc)?;
         self.index();
+        self.outputs_dirty = true;
         if self.metrics_on {
             m::committed(
                 self.doc.committed_at_ms as f64 / 1000.0,

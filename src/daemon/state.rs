@@ -124,6 +124,9 @@ pub struct FileEntry {
     pub committed_at_ms: u64,
     /// Output parts written from this file: (staged path, final path).
     pub parts: Vec<(String, String)>,
+    /// Other paths the same content was found under (renamed or copied), so that new content
+    /// under one of those names is noticed as a change too.
+    pub also_seen_as: Vec<String>,
 }
 
 /// Everything committed at once.
@@ -388,6 +391,7 @@ mod tests {
             completed_at_ms: 1,
             committed_at_ms: 2,
             parts: vec![("a".into(), "b".into())],
+            also_seen_as: vec!["in/b.csv".into()],
         });
         d
     }

@@ -336,6 +336,7 @@ pub fn run_with(p: &Pipeline, opts: RunOptions) -> Result<RunOutcome, BuildError
         let mut gate_rx: HashMap<usize, Vec<watch::Receiver<u64>>> = HashMap::new();
         let mut arbiters = Vec::new();
         let mut reader_done = Vec::new();
+        let mut collectors = Vec::new();
 
         for i in (0..p.stages.len()).rev() {
             let stage = &p.stages[i];
@@ -422,7 +423,13 @@ pub fn run_with(p: &Pipeline, opts: RunOptions) -> Result<RunOutcome, BuildError
                     let addr = SyncArbiter::start(workers, move || {
                         AggWorker::new(s2.clone(), c2.clone(), tx.clone())
                     });
-                    actix::spawn(collect(spec, ctx, rx, tables_out, opts.capture.clone()));
+                    collectors.push(actix::spawn(collect(
+                        spec,
+                        ctx,
+                        rx,
+                        tables_out,
+                        opts.capture.clone(),
+                    )));
                     inboxes.insert(i, Inbox::Rows(addr.recipient()));
                 }
                 StageKind::Filter(spec) => {
@@ -483,6 +490,11 @@ pub fn run_with(p: &Pipeline, opts: RunOptions) -> Result<RunOutcome, BuildError
                 Some(r) => reports.push(r),
                 None => break,
             }
+        }
+        // A captured aggregate has no sink to report it: the run is over only when every
+        // collector has handed its state over.
+        for c in collectors {
+            let _ = c.await;
         }
         for (shared, done) in reader_done {
             let _ = done.await;

@@ -1,6 +1,7 @@
 //! Integration tests: the `sweep` binary end to end, one test binary with shared helpers.
 
 mod common;
+mod daemon;
 mod edge_cases;
 mod golden;
 mod outputs;
