@@ -309,6 +309,7 @@ pub fn run(path: &Path, overrides: &[String]) -> Result<(), DaemonError> {
     let metrics_on = p.monitor.prometheus.is_some();
     if let Some(addr) = p.monitor.prometheus {
         metrics::install(addr).map_err(DaemonError::Metrics)?;
+        m::init();
     }
     let (tx, rx) = mpsc::channel();
     let shared = Arc::new(Shared::default());

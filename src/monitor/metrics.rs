@@ -261,6 +261,18 @@ pub fn publish(stats: &RunStats, res: &Resources) {
 pub mod daemon {
     use metrics::{counter, gauge, histogram};
 
+    /// Every labelled series at 0 from the start, so that the first file to fail (or reload to be
+    /// refused) is an increase Prometheus can see, not a series born at 1.
+    pub fn init() {
+        for outcome in ["discovered", "ingested", "failed", "changed", "duplicate"] {
+            counter!("sweep_daemon_files_total", "outcome" => outcome).increment(0);
+        }
+        for result in ["applied", "rejected"] {
+            counter!("sweep_daemon_reloads_total", "result" => result).increment(0);
+        }
+        pending(0);
+    }
+
     pub fn file(outcome: &'static str) {
         counter!("sweep_daemon_files_total", "outcome" => outcome).increment(1);
     }

@@ -1,7 +1,8 @@
 //! The observability assets in `grafana/` against a real Prometheus (issue 5).
 //!
-//! A throttled `sweep run` serves `/metrics` on a port of its own while a Prometheus of the test's
-//! own (1 s scrapes, temp storage, `grafana/alerts.yml` as its rules) scrapes it. Every PromQL
+//! A throttled `sweep run` and a `sweep daemon` serve `/metrics` on ports of their own while a
+//! Prometheus of the test's own (1 s scrapes, temp storage, `grafana/alerts.yml` as its rules)
+//! scrapes both. Every PromQL
 //! expression of the dashboard and of the alert rules must then return data through Prometheus's
 //! HTTP API, `promtool check rules` must pass, and sweep's own `/metrics` must render every metric
 //! the dashboard and alerts are built on. Both processes are killed when the test ends, pass or
@@ -41,6 +42,17 @@ const METRICS: [&str; 16] = [
     "sweep_build_info",
 ];
 
+/// The daemon's own metric families.
+const DAEMON_METRICS: [&str; 7] = [
+    "sweep_daemon_files_total",
+    "sweep_daemon_ingest_lag_seconds_bucket",
+    "sweep_daemon_last_commit_timestamp_seconds",
+    "sweep_daemon_state_bytes",
+    "sweep_daemon_state_version",
+    "sweep_daemon_pending_files",
+    "sweep_daemon_reloads_total",
+];
+
 /// What Grafana's interval variables stand for when an expression is run outside Grafana: several
 /// 1 s scrapes, as `$__rate_interval` would be for this scrape interval.
 const RANGE: &str = "30s";
@@ -65,15 +77,12 @@ fn on_path(name: &str) -> Option<PathBuf> {
 }
 
 /// Two distinct free loopback ports (both held until both are known).
-fn free_ports() -> (u16, u16) {
-    let a = TcpListener::bind("127.0.0.1:0").expect("bind a free port");
-    let b = TcpListener::bind("127.0.0.1:0").expect("bind a free port");
-    let ports = (
-        a.local_addr().expect("addr").port(),
-        b.local_addr().expect("addr").port(),
-    );
-    drop((a, b));
-    ports
+fn free_ports<const N: usize>() -> [u16; N] {
+    // All bound at once, so no two are the same.
+    let listeners: Vec<TcpListener> = (0..N)
+        .map(|_| TcpListener::bind("127.0.0.1:0").expect("bind a free port"))
+        .collect();
+    std::array::from_fn(|i| listeners[i].local_addr().expect("addr").port())
 }
 
 /// The processes a test started: each is killed and reaped when this is dropped, so a failed
@@ -398,7 +407,7 @@ fn dashboard_and_alert_expressions_return_data_in_prometheus() {
     assert!(!alert_names.is_empty(), "alerts.yml has no alert rules");
 
     let s = Scratch::new();
-    let (sweep_port, prom_port) = free_ports();
+    let [sweep_port, prom_port, daemon_port] = free_ports();
     let generated = s.sweep(&[
         "generate",
         "--orders",
@@ -451,7 +460,7 @@ hold_secs = 60
             "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\n  evaluation_interval: 1s\n\
              rule_files:\n  - alerts.yml\n\
              scrape_configs:\n  - job_name: sweep\n    static_configs:\n      \
-             - targets: [\"127.0.0.1:{sweep_port}\"]\n"
+             - targets: [\"127.0.0.1:{sweep_port}\", \"127.0.0.1:{daemon_port}\"]\n"
         ),
     );
     s.write("alerts.yml", &alerts_yml);
@@ -483,7 +492,56 @@ hold_secs = 60
         s.path("prometheus.log"),
     );
 
+    // A daemon beside the batch run, for the daemon's panels and alerts: it ingests good files,
+    // fails one that lacks columns, and rejects a reload of an invalid pipeline.
+    s.write(
+        "d.toml",
+        format!(
+            r#"name = "promd"
+[readers.orders]
+path = "incoming/*.csv"
+on_error = "reject"
+rejects = "out/daemon/rejects.csv"
+[filters.cp]
+inputs = ["orders"]
+exchange_order_types = [64, 256, 2048, 4096, 4098]
+[aggregators.stats]
+inputs = ["cp"]
+[sinks.tables]
+inputs = ["stats"]
+path = "out/daemon"
+[monitor]
+progress = "off"
+prometheus = "127.0.0.1:{daemon_port}"
+[daemon]
+state = "dstate"
+complete = "rename"
+poll_secs = 0.2
+"#
+        ),
+    );
+    procs.spawn(
+        "sweep daemon",
+        Command::new(env!("CARGO_BIN_EXE_sweep"))
+            .args(["daemon", "d.toml"])
+            .current_dir(s.dir.path())
+            .env("SWEEP_LOG", "info"),
+        s.path("daemon.log"),
+    );
+    let daemon_pid = procs.children.last().map(|c| c.1.id()).expect("daemon");
+
     let http = agent();
+    let daemon_metrics = format!("http://127.0.0.1:{daemon_port}/metrics");
+    wait_for(
+        &mut procs,
+        Duration::from_secs(20),
+        "daemon metrics",
+        || get(&http, &daemon_metrics, &[]).map(drop),
+    );
+    std::fs::create_dir_all(s.path("incoming")).unwrap();
+    std::fs::copy(s.path("orders.csv"), s.path("incoming/.a.tmp")).unwrap();
+    std::fs::rename(s.path("incoming/.a.tmp"), s.path("incoming/a.csv")).unwrap();
+
     let base = format!("http://127.0.0.1:{prom_port}");
     wait_for(
         &mut procs,
@@ -497,21 +555,43 @@ hold_secs = 60
     wait_for(
         &mut procs,
         Duration::from_secs(15),
-        "sweep target up",
+        "both sweep targets up",
         || {
             let data = api(&http, &base, "/api/v1/targets", &[("state", "active")])?;
             let targets = data["activeTargets"]
                 .as_array()
                 .cloned()
                 .unwrap_or_default();
-            match targets.first() {
-                Some(t) if t["health"] == "up" => Ok(()),
+            match targets.iter().find(|t| t["health"] != "up") {
+                _ if targets.len() < 2 => Err(format!("{} active target(s)", targets.len())),
+                None => Ok(()),
                 Some(t) => Err(format!("target {}: {}", t["health"], t["lastError"])),
-                None => Err("no active target".into()),
             }
         },
     );
     let up_after = started.elapsed();
+    // A second good file once Prometheus has scraped the first: the lag histogram then has an
+    // increase to take quantiles of.
+    std::thread::sleep(Duration::from_secs(3));
+    // The first 2000 lines (the generated file has dirty rows, not all of it UTF-8).
+    let all = std::fs::read(s.path("orders.csv")).unwrap();
+    let cut = all
+        .iter()
+        .enumerate()
+        .filter(|(_, b)| **b == b'\n')
+        .nth(1999)
+        .map_or(all.len(), |(i, _)| i + 1);
+    s.write("incoming/.c.tmp", &all[..cut]);
+    std::fs::rename(s.path("incoming/.c.tmp"), s.path("incoming/c.csv")).unwrap();
+    // And, while Prometheus watches, a file that fails and a reload that is refused.
+    s.write("incoming/.b.tmp", "order_id,timestamp\n1,2\n");
+    std::fs::rename(s.path("incoming/.b.tmp"), s.path("incoming/b.csv")).unwrap();
+    s.write("d.toml", "[daemon\n");
+    let hup = Command::new("kill")
+        .args(["-HUP", &daemon_pid.to_string()])
+        .status()
+        .expect("kill -HUP");
+    assert!(hup.success());
 
     // The alert rules as Prometheus loaded them from the copy of alerts.yml.
     let rules = wait_for(
@@ -621,6 +701,37 @@ hold_secs = 60
         }
     }
     let _ = writeln!(std::io::stderr(), "prometheus test: alert states:{states}");
+    // The daemon's failed file and refused reload happened under Prometheus's eyes, and those
+    // rules have no `for`: they fire.
+    wait_for(
+        &mut procs,
+        Duration::from_secs(30),
+        "the daemon's alerts to fire",
+        || {
+            let data = api(&http, &base, "/api/v1/rules", &[])?;
+            let state = |name: &str| {
+                data["groups"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .flat_map(|g| g["rules"].as_array().cloned().unwrap_or_default())
+                    .find(|r| r["name"] == name)
+                    .map(|r| r["state"].clone())
+            };
+            let states = [
+                state("SweepDaemonFileFailed"),
+                state("SweepDaemonReloadRejected"),
+            ];
+            if states
+                .iter()
+                .all(|s| s.as_ref().is_some_and(|s| s == "firing"))
+            {
+                Ok(())
+            } else {
+                Err(format!("{states:?}"))
+            }
+        },
+    );
 
     // promtool lints the rules file of the repository.
     let lint = Command::new(&promtool)
@@ -674,6 +785,20 @@ hold_secs = 60
         "the batch duration is not a histogram with buckets:\n{metrics}"
     );
     assert_eq!(sample(&metrics, "sweep_jobs{state=\"failed\"}"), Some(0.0));
+
+    // The daemon's own series, with what it did: two files ingested, one failed, a reload refused.
+    let (_, dm) = get(&http, &daemon_metrics, &[]).expect("daemon metrics");
+    for name in DAEMON_METRICS {
+        assert!(dm.contains(name), "daemon /metrics has no {name}:\n{dm}");
+    }
+    for (series, want) in [
+        ("sweep_daemon_files_total{outcome=\"ingested\"}", 2.0),
+        ("sweep_daemon_files_total{outcome=\"failed\"}", 1.0),
+        ("sweep_daemon_reloads_total{result=\"rejected\"}", 1.0),
+        ("sweep_daemon_state_version", 3.0),
+    ] {
+        assert_eq!(sample(&dm, series), Some(want), "{series}:\n{dm}");
+    }
     drop(procs);
     let _ = writeln!(
         std::io::stderr(),
