@@ -445,6 +445,7 @@ impl Daemon {
             if self.stopping() {
                 return Ok(());
             }
+            self.fs_watch.retry();
             let mut settling = None;
             let ready = self.tracker.scan(&self.p, &self.spec, &mut settling);
             let queue = self.triage(ready)?;

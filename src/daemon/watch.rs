@@ -209,12 +209,28 @@ fn watch_roots(entry: &str) -> (PathBuf, RecursiveMode) {
     }
 }
 
-/// Keeps filesystem watches on the readers' folders; every event becomes a wake-up.
-pub enum FsWatch {
+enum Watching {
     Events(RecommendedWatcher),
     Poll(PollWatcher),
-    /// No watch could be set (a folder that does not exist yet): rescans alone.
+    /// No watcher could be started: rescans alone.
     None,
+}
+
+impl Watching {
+    fn watch(&mut self, root: &Path, mode: RecursiveMode) -> notify::Result<()> {
+        match self {
+            Watching::Events(w) => w.watch(root, mode),
+            Watching::Poll(w) => w.watch(root, mode),
+            Watching::None => Ok(()),
+        }
+    }
+}
+
+/// Keeps filesystem watches on the readers' folders; every event becomes a wake-up. A folder
+/// that does not exist yet is watched once it does (`retry`); until then rescans find its files.
+pub struct FsWatch {
+    watching: Watching,
+    waiting: Vec<(PathBuf, RecursiveMode)>,
 }
 
 impl FsWatch {
@@ -238,43 +254,58 @@ impl FsWatch {
                 wake();
             }
         };
-        let mut watch = match spec.watch {
+        let watching = match spec.watch {
             WatchMode::Auto => {
                 match RecommendedWatcher::new(handler.clone(), notify::Config::default()) {
-                    Ok(w) => FsWatch::Events(w),
+                    Ok(w) => Watching::Events(w),
                     Err(e) => {
                         tracing::warn!("filesystem events unavailable ({e}); polling instead");
-                        Self::poller(handler, spec)
+                        poller(handler, spec)
                     }
                 }
             }
-            WatchMode::Poll => Self::poller(handler, spec),
+            WatchMode::Poll => poller(handler, spec),
         };
-        for (root, mode) in roots {
-            let res = match &mut watch {
-                FsWatch::Events(w) => w.watch(&root, mode),
-                FsWatch::Poll(w) => w.watch(&root, mode),
-                FsWatch::None => Ok(()),
-            };
-            if let Err(e) = res {
-                // The rescan still finds files there once the folder exists.
+        let mut w = FsWatch {
+            watching,
+            waiting: roots,
+        };
+        w.retry();
+        for (root, _) in &w.waiting {
+            tracing::info!(
+                "{} does not exist yet: it is watched once it does, and rescanned meanwhile",
+                root.display()
+            );
+        }
+        w
+    }
+
+    /// Watches the folders that were missing, if they exist now.
+    pub fn retry(&mut self) {
+        let watching = &mut self.watching;
+        self.waiting.retain(|(root, mode)| {
+            if !root.exists() {
+                return true;
+            }
+            if let Err(e) = watching.watch(root, *mode) {
+                // The rescan still finds files there.
                 tracing::warn!(
                     "cannot watch {}: {e}; relying on rescans every poll_secs",
                     root.display()
                 );
             }
-        }
-        watch
+            false
+        });
     }
+}
 
-    fn poller(handler: impl notify::EventHandler + Clone, spec: &DaemonSpec) -> FsWatch {
-        let config = notify::Config::default().with_poll_interval(spec.poll);
-        match PollWatcher::new(handler, config) {
-            Ok(w) => FsWatch::Poll(w),
-            Err(e) => {
-                tracing::warn!("cannot start a polling watcher ({e}); relying on rescans");
-                FsWatch::None
-            }
+fn poller(handler: impl notify::EventHandler + Clone, spec: &DaemonSpec) -> Watching {
+    let config = notify::Config::default().with_poll_interval(spec.poll);
+    match PollWatcher::new(handler, config) {
+        Ok(w) => Watching::Poll(w),
+        Err(e) => {
+            tracing::warn!("cannot start a polling watcher ({e}); relying on rescans");
+            Watching::None
         }
     }
 }

@@ -4,6 +4,7 @@ use std::fs::File;
 use std::io::Read;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use rand::{RngExt, SeedableRng};
@@ -319,7 +320,7 @@ fn kill_9_at_random_moments_loses_and_duplicates_nothing() {
 }
 
 /// SIGTERM while a file is in flight: the file is finished and committed, then the daemon exits
-/// 0, telling systemd it is ready and then stopping. With a deadline too short to finish, the
+/// 0, telling systemd it is ready, pinging its watchdog, and then stopping. With a deadline too short to finish, the
 /// file is abandoned uncommitted instead, and the next start ingests it.
 #[test]
 fn sigterm_drains_commits_and_exits_0() {
@@ -334,14 +335,39 @@ fn sigterm_drains_commits_and_exits_0() {
     );
     let toml = toml.replace("workers = 2", "workers = 2\nblock_bytes = 65536");
     s.write("p.toml", &toml);
+    // systemd's end of the notify socket: read continuously, as systemd does (a full socket
+    // queue would block the daemon's next notification).
     let sock_path = s.path("notify.sock");
     let sock = UnixDatagram::bind(&sock_path).unwrap();
-    sock.set_read_timeout(Some(Duration::from_secs(20)))
+    sock.set_read_timeout(Some(Duration::from_millis(100)))
         .unwrap();
-    let d = Daemon::start(&s, &[("NOTIFY_SOCKET", sock_path.to_str().unwrap())]);
-    let mut buf = [0u8; 512];
-    let n = sock.recv(&mut buf).unwrap();
-    assert!(String::from_utf8_lossy(&buf[..n]).contains("READY=1"));
+    let said = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    let (heard, done) = (said.clone(), std::sync::Arc::new(AtomicBool::new(false)));
+    let finished = done.clone();
+    let listener = std::thread::spawn(move || {
+        let mut buf = [0u8; 512];
+        while !finished.load(Ordering::Acquire) {
+            if let Ok(n) = sock.recv(&mut buf) {
+                let mut h = heard.lock().unwrap();
+                h.push_str(&String::from_utf8_lossy(&buf[..n]));
+                h.push('\n');
+            }
+        }
+    });
+    let told = |what: &str| said.lock().unwrap().contains(what);
+    let d = Daemon::start(
+        &s,
+        &[
+            ("NOTIFY_SOCKET", sock_path.to_str().unwrap()),
+            ("WATCHDOG_USEC", "300000"),
+        ],
+    );
+    // Ready once, then watchdog pings every half period.
+    wait_until(
+        "READY=1 and WATCHDOG=1",
+        || told("READY=1") && told("WATCHDOG=1"),
+        || said.lock().unwrap().clone(),
+    );
     feed(&s, &names[0]);
     // Wait for the ingest to start, then stop in the middle of it.
     wait_until(
@@ -351,14 +377,13 @@ fn sigterm_drains_commits_and_exits_0() {
     );
     let (code, log) = d.stop();
     assert_eq!(code, 0, "{log}");
-    let mut stopping = false;
-    while let Ok(n) = sock.recv(&mut buf) {
-        if String::from_utf8_lossy(&buf[..n]).contains("STOPPING=1") {
-            stopping = true;
-            break;
-        }
-    }
-    assert!(stopping, "no STOPPING=1 notification");
+    wait_until(
+        "STOPPING=1",
+        || told("STOPPING=1"),
+        || said.lock().unwrap().clone(),
+    );
+    done.store(true, Ordering::Release);
+    listener.join().unwrap();
     let st = status(&s);
     assert_eq!(files(&st, "ingested"), 1, "{log}");
     assert_eq!(st["rows"]["read"].as_u64(), Some(20000));
