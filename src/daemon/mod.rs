@@ -628,6 +628,9 @@ impl Daemon {
             .lock()
             .unwrap_or_else(|e| e.into_inner()) = None;
         *self.shared.stats.lock().unwrap_or_else(|e| e.into_inner()) = None;
+        if self.metrics_on {
+            m::between_files();
+        }
         if self.shared.abandoned.load(Ordering::Acquire) {
             tracing::warn!(
                 "{}: abandoned at the shutdown deadline; not committed, so it is ingested again at the next start",

@@ -273,6 +273,14 @@ pub mod daemon {
         pending(0);
     }
 
+    /// Between files the daemon has no job: the per-run job gauges go back to 0, so a failed
+    /// file is reported once, by `sweep_daemon_files_total`, not as a batch job failing forever.
+    pub fn between_files() {
+        for state in ["pending", "running", "done", "failed"] {
+            gauge!("sweep_jobs", "state" => state).set(0.0);
+        }
+    }
+
     pub fn file(outcome: &'static str) {
         counter!("sweep_daemon_files_total", "outcome" => outcome).increment(1);
     }
