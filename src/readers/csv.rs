@@ -193,7 +193,7 @@ impl ColBuf {
     }
 
     /// Parses one trimmed field onto the end of the column.
-    #[inline]
+    #[inline(always)]
     fn push(&mut self, f: &[u8]) -> Result<(), String> {
         match self {
             ColBuf::U64(v) => v.push(unsigned::<u64>(f, "u64")?),
@@ -238,13 +238,58 @@ fn describe(f: &[u8]) -> String {
     }
 }
 
-#[inline]
-fn unsigned<T: lexical_core::FromLexical>(f: &[u8], ty: &str) -> Result<T, String> {
+/// The value of a field of 1 to 19 ASCII digits, the usual case; 19 digits always fit a u64.
+/// Anything else (a sign, more digits, not a number) gives `None` and is left to lexical-core,
+/// so every other input, good or bad, reads exactly as it did.
+#[inline(always)]
+fn plain_digits(f: &[u8]) -> Option<u64> {
+    const ZEROS: u64 = 0x3030_3030_3030_3030;
+    if f.is_empty() || f.len() > 19 {
+        return None;
+    }
+    let mut v = 0u64;
+    let mut rest = f;
+    // Eight digits at a time, as in simdjson and fast_float (little-endian: the first digit is
+    // the lowest byte).
+    while let Some((w, tail)) = rest.split_first_chunk::<8>() {
+        let w = u64::from_le_bytes(*w);
+        let hi = 0xF0F0_F0F0_F0F0_F0F0;
+        if (w & hi) | ((w.wrapping_add(0x0606_0606_0606_0606) & hi) >> 4) != 0x3333_3333_3333_3333 {
+            return None;
+        }
+        let d = w - ZEROS;
+        let d = d.wrapping_mul(10).wrapping_add(d >> 8);
+        let mask = 0x0000_00FF_0000_00FF;
+        let d = ((d & mask)
+            .wrapping_mul(100 + (1_000_000 << 32))
+            .wrapping_add(((d >> 16) & mask).wrapping_mul(1 + (10_000 << 32))))
+            >> 32;
+        v = v * 100_000_000 + d;
+        rest = tail;
+    }
+    for &b in rest {
+        let d = b.wrapping_sub(b'0');
+        if d > 9 {
+            return None;
+        }
+        v = v * 10 + u64::from(d);
+    }
+    Some(v)
+}
+
+#[inline(always)]
+fn unsigned<T: lexical_core::FromLexical + TryFrom<u64>>(f: &[u8], ty: &str) -> Result<T, String> {
+    if let Some(v) = plain_digits(f).and_then(|v| T::try_from(v).ok()) {
+        return Ok(v);
+    }
     lexical_core::parse::<T>(f).map_err(|_| explain(f, ty, false))
 }
 
-#[inline]
+#[inline(always)]
 fn signed(f: &[u8]) -> Result<i64, String> {
+    if let Some(v) = plain_digits(f).and_then(|v| i64::try_from(v).ok()) {
+        return Ok(v);
+    }
     lexical_core::parse::<i64>(f).map_err(|_| explain(f, "i64", true))
 }
 
@@ -469,19 +514,18 @@ fn scan_plain(rows: &mut Rows) {
         .map(|c| c.index + 1)
         .max()
         .unwrap_or(0);
-    let mut delims: Vec<usize> = Vec::with_capacity(keep);
+    let mut delims = vec![0usize; keep];
     let mut at = skip_line_ends(bytes, 0);
     while at < bytes.len() {
         let end = memchr::memchr2(b'\n', b'\r', &bytes[at..]).map_or(bytes.len(), |i| at + i);
         let line = &bytes[at..end];
-        delims.clear();
-        let fields = find_delimiters(line, delimiter, keep, &mut delims) + 1;
-        let delims = &delims;
+        let found = find_delimiters(line, delimiter, &mut delims);
+        let delims = &delims[..found.min(keep)];
         let field = |i: usize| {
             let from = if i == 0 { 0 } else { delims[i - 1] + 1 };
             &line[from..delims.get(i).copied().unwrap_or(line.len())]
         };
-        if !rows.record(at, fields, field, || line.to_vec()) {
+        if !rows.record(at, found + 1, field, || line.to_vec()) {
             return;
         }
         at = skip_line_ends(bytes, end);
@@ -497,35 +541,44 @@ fn zero_bytes(v: u64) -> u64 {
     !(((v & LO7).wrapping_add(LO7)) | v | LO7)
 }
 
-/// Counts the delimiters in `line`, recording the positions of the first `keep` in `out`.
-/// Eight bytes at a time: fields are short (about five bytes in an orders file), so a call per
-/// delimiter, as `memchr` would need, costs more than it saves.
+/// One set bit per matching byte, at bit 7 of its byte: a multiply sums them into the top byte
+/// without needing a popcount instruction, which the baseline x86-64 target lacks.
 #[inline(always)]
-fn find_delimiters(line: &[u8], delimiter: u8, keep: usize, out: &mut Vec<usize>) -> usize {
+fn count_bytes(m: u64) -> usize {
+    ((m >> 7).wrapping_mul(0x0101_0101_0101_0101) >> 56) as usize
+}
+
+/// Counts the delimiters in `line`, recording the positions of the first `out.len()` in `out`.
+/// Those are found eight bytes at a time: fields are short (about five bytes in an orders file),
+/// so a call per delimiter, as `memchr` would need, costs more than it saves. The rest of the
+/// line is only counted, by `bytecount`'s SIMD loop.
+#[inline(always)]
+fn find_delimiters(line: &[u8], delimiter: u8, out: &mut [usize]) -> usize {
     let pattern = u64::from_le_bytes([delimiter; 8]);
-    let mut count = 0;
-    let mut words = line.chunks_exact(8);
-    let mut base = 0;
-    for w in &mut words {
+    let mut found = 0;
+    let mut at = 0;
+    while found < out.len() {
+        let Some(w) = line.get(at..at + 8) else {
+            for (i, &b) in line[at..].iter().enumerate() {
+                if b == delimiter {
+                    if let Some(slot) = out.get_mut(found) {
+                        *slot = at + i;
+                    }
+                    found += 1;
+                }
+            }
+            return found;
+        };
         let mut m = zero_bytes(u64::from_le_bytes(w.try_into().expect("8 bytes")) ^ pattern);
-        // One set bit per delimiter, at bit 7 of its byte: a multiply sums them into the top
-        // byte without needing a popcount instruction.
-        count += ((m >> 7).wrapping_mul(0x0101_0101_0101_0101) >> 56) as usize;
-        while m != 0 && out.len() < keep {
-            out.push(base + (m.trailing_zeros() / 8) as usize);
+        while m != 0 && found < out.len() {
+            out[found] = at + (m.trailing_zeros() / 8) as usize;
+            found += 1;
             m &= m - 1;
         }
-        base += 8;
+        found += count_bytes(m);
+        at += 8;
     }
-    for (i, &b) in words.remainder().iter().enumerate() {
-        if b == delimiter {
-            count += 1;
-            if out.len() < keep {
-                out.push(base + i);
-            }
-        }
-    }
-    count
+    found + bytecount::count(&line[at..], delimiter)
 }
 
 /// Records of any block, through csv-core with csv-async's settings (CRLF terminator, quoting
@@ -944,6 +997,65 @@ mod tests {
         ) {
             let want = outcome(reference(&plan, &bytes, first_line, stop));
             prop_assert_eq!(outcome(parse_block(&plan, &bytes, first_line, stop)), want);
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(3000))]
+
+        /// Digit fields skip lexical-core; every field must still parse, or fail, as with it.
+        #[test]
+        fn integers_read_as_lexical_core_reads_them(
+            f in prop_oneof![
+                vec(select(&b"0123456789"[..]), 0..22),
+                vec(select(&b"0123456789+- a"[..]), 0..24),
+            ],
+        ) {
+            prop_assert_eq!(
+                unsigned::<u64>(&f, "u64"),
+                lexical_core::parse::<u64>(&f).map_err(|_| explain(&f, "u64", false))
+            );
+            prop_assert_eq!(
+                unsigned::<u32>(&f, "u32"),
+                lexical_core::parse::<u32>(&f).map_err(|_| explain(&f, "u32", false))
+            );
+            prop_assert_eq!(
+                signed(&f),
+                lexical_core::parse::<i64>(&f).map_err(|_| explain(&f, "i64", true))
+            );
+        }
+    }
+
+    #[test]
+    fn integer_limits_read_as_lexical_core_reads_them() {
+        for f in [
+            "0",
+            "00000000",
+            "0000000000000000000",
+            "4294967295",
+            "4294967296",
+            "9223372036854775807",
+            "9223372036854775808",
+            "9999999999999999999",
+            "18446744073709551615",
+            "18446744073709551616",
+            "12345678",
+            "123456789",
+            "1234567890123456",
+        ] {
+            let f = f.as_bytes();
+            assert_eq!(
+                unsigned::<u64>(f, "u64"),
+                lexical_core::parse::<u64>(f).map_err(|_| explain(f, "u64", false))
+            );
+            assert_eq!(
+                unsigned::<u32>(f, "u32"),
+                lexical_core::parse::<u32>(f).map_err(|_| explain(f, "u32", false))
+            );
+            assert_eq!(
+                signed(f),
+                lexical_core::parse::<i64>(f).map_err(|_| explain(f, "i64", true))
+            );
         }
     }
 
