@@ -216,10 +216,12 @@ pub fn plan(p: &Pipeline) -> Plan {
                 "the project's benchmark: {:.0} MB/s per core on plain CSV (README, Performance)",
                 REFERENCE_BYTES_PER_SEC_PER_CORE / 1e6
             );
+            // A float sum starts from -0.0, which would print as "-0.0 s" with no inputs.
             let eta = jobs
                 .iter()
                 .map(|j| j.kind.reference_secs(j.bytes, rate))
-                .sum();
+                .sum::<f64>()
+                + 0.0;
             (rate, source, eta)
         }
     };

@@ -334,6 +334,85 @@ mod tests {
         );
     }
 
+    fn pipeline(dir: &Path, daemon: &str) -> (Pipeline, DaemonSpec) {
+        let text = format!(
+            "[readers.orders]\npath = \"{}/*.csv\"\n[aggregators.stats]\ninputs = [\"orders\"]\n\
+             [sinks.tables]\ninputs = [\"stats\"]\npath = \"out\"\n[daemon]\nstate = \"st\"\n{daemon}\n",
+            dir.display()
+        );
+        let p = crate::config::load("t.toml", &text, &[]).unwrap();
+        let spec = p.daemon.clone().unwrap();
+        (p, spec)
+    }
+
+    fn names(ready: &[Ready]) -> Vec<String> {
+        ready
+            .iter()
+            .map(|r| r.path.file_name().unwrap().to_string_lossy().into_owned())
+            .collect()
+    }
+
+    fn age(path: &Path, secs: u64) {
+        let f = std::fs::File::options().write(true).open(path).unwrap();
+        f.set_modified(SystemTime::now() - Duration::from_secs(secs))
+            .unwrap();
+    }
+
+    #[test]
+    fn settle_waits_for_quiet_files_and_hands_each_on_once() {
+        let d = tempfile::tempdir().unwrap();
+        let (p, spec) = pipeline(d.path(), "complete = \"settle\"\nsettle_secs = 5");
+        let (old, fresh) = (d.path().join("old.csv"), d.path().join("fresh.csv"));
+        std::fs::write(&old, "a\n1\n").unwrap();
+        std::fs::write(&fresh, "a\n2\n").unwrap();
+        age(&old, 60);
+        let mut t = Tracker::default();
+        let mut settling = None;
+        assert_eq!(names(&t.scan(&p, &spec, &mut settling)), ["old.csv"]);
+        // The fresh one is due in about the settle time.
+        let wait = settling.unwrap();
+        assert!(
+            wait > Duration::from_secs(4) && wait <= Duration::from_secs(5),
+            "{wait:?}"
+        );
+        // Handed on once; nothing new while nothing changes.
+        assert!(t.scan(&p, &spec, &mut None).is_empty());
+        // Quiet now, and unchanged since the last look: complete.
+        age(&fresh, 60);
+        assert!(
+            t.scan(&p, &spec, &mut None).is_empty(),
+            "changed since the last look"
+        );
+        assert_eq!(names(&t.scan(&p, &spec, &mut None)), ["fresh.csv"]);
+        // Appended to: looked at again once quiet.
+        std::fs::write(&old, "a\n1\n3\n").unwrap();
+        assert!(t.scan(&p, &spec, &mut None).is_empty());
+        age(&old, 60);
+        t.scan(&p, &spec, &mut None);
+        let again = t.scan(&p, &spec, &mut None);
+        assert_eq!(names(&again), ["old.csv"]);
+        assert_eq!(again[0].fingerprint.size, 6);
+    }
+
+    #[test]
+    fn marker_and_rename_conventions() {
+        let d = tempfile::tempdir().unwrap();
+        let f = d.path().join("a.csv");
+        std::fs::write(&f, "a\n1\n").unwrap();
+        let (p, spec) = pipeline(d.path(), "complete = \"marker\"");
+        let mut t = Tracker::default();
+        assert!(t.scan(&p, &spec, &mut None).is_empty());
+        std::fs::write(marker_of(&f), "").unwrap();
+        assert_eq!(names(&t.scan(&p, &spec, &mut None)), ["a.csv"]);
+
+        let (p, spec) = pipeline(d.path(), "complete = \"rename\"");
+        let mut t = Tracker::default();
+        std::fs::write(d.path().join("empty.csv"), "").unwrap();
+        std::fs::write(d.path().join(".hidden.csv"), "a\n1\n").unwrap();
+        // An empty file is one being created; a hidden one is being written under a temp name.
+        assert_eq!(names(&t.scan(&p, &spec, &mut None)), ["a.csv"]);
+    }
+
     #[test]
     fn the_fingerprint_follows_content_not_name() {
         let d = tempfile::tempdir().unwrap();

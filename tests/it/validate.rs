@@ -82,9 +82,63 @@ partition_by = ["date"]
 }
 
 #[test]
+fn daemon_section_mistakes_are_reported_with_positions() {
+    let s = Scratch::new();
+    s.write(
+        "d.toml",
+        r#"[readers.orders]
+path = "in/*.csv"
+[aggregators.stats]
+inputs = ["orders"]
+[sinks.tables]
+inputs = ["stats"]
+path = "out"
+[daemon]
+state = "st"
+complete = "whenever"
+settle_secs = -1
+changed_files = "merge"
+colour = "blue"
+"#,
+    );
+    let out = s.sweep(&["validate", "d.toml"]);
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    let lines: Vec<&str> = out.stderr.lines().collect();
+    assert_eq!(lines[0], "d.toml has 1 error:", "{}", out.stderr);
+    assert!(
+        lines[1].starts_with("  d.toml:13:1: unknown field `colour`"),
+        "{}",
+        out.stderr
+    );
+    // Without the unknown key, the values themselves are checked, all at once.
+    s.write(
+        "d.toml",
+        s.read("d.toml").replace("colour = \"blue\"\n", ""),
+    );
+    let out = s.sweep(&["validate", "d.toml"]);
+    let lines: Vec<&str> = out.stderr.lines().collect();
+    assert_eq!(
+        lines,
+        [
+            "d.toml has 3 errors:",
+            "  d.toml:10:12: `complete` is \"whenever\"; expected one of \"settle\", \"marker\", \"rename\"",
+            "  d.toml:11:15: settle_secs must be between 0 and 3600",
+            "  d.toml:12:17: `changed_files` is \"merge\"; expected one of \"skip\", \"ingest\"",
+        ]
+    );
+    // `sweep daemon` on a pipeline without the section says what to add.
+    let out = s.sweep(&["daemon", "p.toml"]);
+    assert_eq!(out.code, 2);
+    s.write("p.toml", s.read("d.toml").split("[daemon]").next().unwrap());
+    let out = s.sweep(&["daemon", "p.toml"]);
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert!(out.stderr.contains("no [daemon] section"), "{}", out.stderr);
+}
+
+#[test]
 fn the_shipped_pipelines_are_valid() {
     let s = Scratch::new();
-    for p in ["centrepoint", "bench"] {
+    for p in ["centrepoint", "bench", "centrepoint-daemon"] {
         let path = format!("{}/pipelines/{p}.toml", env!("CARGO_MANIFEST_DIR"));
         let out = s.sweep(&["validate", &path]);
         assert_eq!(out.code, 0, "{p}: {}", out.stderr);
