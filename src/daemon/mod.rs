@@ -407,7 +407,16 @@ impl Daemon {
             }
         }
         for dir in ingest::all_parts_dirs(&self.p) {
-            let _ = std::fs::remove_dir_all(dir.join(ingest::STAGING));
+            let staging = dir.join(ingest::STAGING);
+            let left = std::fs::read_dir(&staging).map_or(0, |rd| rd.count());
+            if left > 0 {
+                tracing::warn!(
+                    "removing {left} staged part(s) in {} of files no commit records (a crash or \
+                     shutdown before their commit); those files are ingested again",
+                    staging.display()
+                );
+            }
+            let _ = std::fs::remove_dir_all(&staging);
             let Ok(rd) = std::fs::read_dir(&dir) else {
                 continue;
             };

@@ -29,8 +29,9 @@ const MAGIC: &[u8; 8] = b"SWEEPST\x01";
 const FORMAT: u32 = 1;
 const HEADER: usize = 8 + 4 + 8 + 4;
 
-/// Test hook: sleep this many milliseconds between the steps of a commit, so a crash test can
-/// kill the process in the middle of one. Never set in production.
+/// Test hook: sleep this many milliseconds between the steps of a commit and after it, so a crash
+/// test can kill the process in the middle of one, or between a commit and the publishing of the
+/// parts it names. Never set in production.
 pub const COMMIT_PAUSE_ENV: &str = "SWEEP_TEST_COMMIT_PAUSE_MS";
 
 #[derive(Debug, thiserror::Error)]
@@ -359,6 +360,8 @@ impl StateStore {
         self.pause();
         fs::rename(&temp, &state).map_err(io_err(&state))?;
         fsync_dir(&self.dir)?;
+        // Committed, but the caller has yet to publish the parts it names.
+        self.pause();
         Ok(bytes.len() as u64)
     }
 }
