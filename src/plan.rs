@@ -167,10 +167,9 @@ pub fn plan(p: &Pipeline) -> Plan {
     let block = p.runtime.block_bytes as u64;
     let cap = p.runtime.edge_capacity as u64;
     let edges = p.stages.iter().map(|s| s.inputs.len()).sum::<usize>() as u64 + 1;
-    let all_columns = p
-        .stages
-        .iter()
-        .any(|s| matches!(&s.kind, StageKind::Reader(r) if r.need == ColumnNeed::All));
+    let all_columns = p.stages.iter().any(
+        |s| matches!(&s.kind, StageKind::Reader(r) if matches!(r.need, ColumnNeed::All { .. })),
+    );
     // A parsed batch of the standard job's columns is about a third of its CSV block; whole rows
     // (for an extract of every column) about the block itself.
     let batch = if all_columns { block } else { block / 3 };

@@ -180,7 +180,14 @@ fuzz_target!(|data: &[u8]| {
     };
     let sizes = [1 + (*b0 as usize % 64), 1 + (*b1 as usize & 63)];
     let delimiter = [b',', b',', b';', b'\t'][(*b1 >> 6) as usize];
-    check(file, sizes, delimiter, &ColumnNeed::All);
+    check(
+        file,
+        sizes,
+        delimiter,
+        &ColumnNeed::All {
+            required: Vec::new(),
+        },
+    );
     let some: Vec<String> = ["order_id", "timestamp", "quantity", "price"]
         .into_iter()
         .map(String::from)

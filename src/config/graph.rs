@@ -312,21 +312,21 @@ fn column_needs(stages: &mut [Stage]) {
             }
             stack.extend(consumers[i].iter().copied());
         }
+        // Catalogue order first, then any other named columns in name order.
+        let mut v: Vec<String> = ORDERS_COLUMNS
+            .iter()
+            .map(|(n, _)| n.to_string())
+            .filter(|n| cols.contains(n))
+            .collect();
+        v.extend(
+            cols.iter()
+                .filter(|c| !v.contains(c))
+                .cloned()
+                .collect::<Vec<_>>(),
+        );
         let need = if all {
-            ColumnNeed::All
+            ColumnNeed::All { required: v }
         } else {
-            // Catalogue order first, then any other named columns in name order.
-            let mut v: Vec<String> = ORDERS_COLUMNS
-                .iter()
-                .map(|(n, _)| n.to_string())
-                .filter(|n| cols.contains(n))
-                .collect();
-            v.extend(
-                cols.iter()
-                    .filter(|c| !v.contains(c))
-                    .cloned()
-                    .collect::<Vec<_>>(),
-            );
             ColumnNeed::Some(v)
         };
         if let StageKind::Reader(spec) = &mut stages[r].kind {

@@ -111,8 +111,9 @@ pub enum OnError {
 /// The columns a reader must materialise.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ColumnNeed {
-    /// Every column in the file's header (a rows sink writes whole rows).
-    All,
+    /// Every column in the file's header (a rows sink writes whole rows), which must include
+    /// `required`: the columns filters and aggregators downstream use, in catalogue order.
+    All { required: Vec<String> },
     /// Only these canonical columns, in catalogue order.
     Some(Vec<String>),
 }

@@ -133,7 +133,14 @@ impl ParsePlan {
             }
         };
         let wanted: Vec<String> = match need {
-            ColumnNeed::All => names.clone(),
+            ColumnNeed::All { required } => {
+                // Whole rows are kept, but what filters and aggregators use must be there: a
+                // stage finding it missing later could not say which file lacks it.
+                for r in required {
+                    find(r)?;
+                }
+                names.clone()
+            }
             ColumnNeed::Some(cols) => cols.clone(),
         };
         let mut columns = Vec::with_capacity(wanted.len());
@@ -729,7 +736,9 @@ mod tests {
             b"",
             b',',
             &BTreeMap::new(),
-            &ColumnNeed::All,
+            &ColumnNeed::All {
+                required: Vec::new(),
+            },
         )
         .unwrap();
         let got = parse_block(&empty, b"\n1", 2, false).unwrap();
@@ -943,7 +952,9 @@ mod tests {
             |(n, mask, all, semicolon)| {
                 let names = &NAMES[..n];
                 let need = if all {
-                    ColumnNeed::All
+                    ColumnNeed::All {
+                        required: Vec::new(),
+                    }
                 } else {
                     ColumnNeed::Some(
                         names

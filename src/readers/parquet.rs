@@ -58,12 +58,14 @@ pub fn read(
                 .map_or_else(|| raw.to_string(), |c| c.to_string())
         })
         .collect();
-    let wanted: Vec<String> = match need {
-        ColumnNeed::All => names.clone(),
-        ColumnNeed::Some(c) => c.clone(),
+    // With whole rows wanted, what filters and aggregators use is checked first, so a file that
+    // lacks it fails here, named, rather than in a later stage.
+    let (wanted, required): (Vec<String>, &[String]) = match need {
+        ColumnNeed::All { required } => (names.clone(), required),
+        ColumnNeed::Some(c) => (c.clone(), &[]),
     };
     let mut roots = Vec::with_capacity(wanted.len());
-    for w in &wanted {
+    for (n, w) in required.iter().chain(&wanted).enumerate() {
         let at: Vec<usize> = names
             .iter()
             .enumerate()
@@ -71,6 +73,7 @@ pub fn read(
             .map(|(i, _)| i)
             .collect();
         match at.as_slice() {
+            [_] if n < required.len() => {}
             [i] => roots.push(*i),
             [] => {
                 return Err(ReaderError::MissingColumn {

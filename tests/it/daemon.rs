@@ -473,7 +473,8 @@ fn corrupt_files_are_recorded_as_failed_and_the_rest_ingested() {
         "{st}"
     );
     assert!(
-        reason("schema.csv.gz").contains("`exchangeordertype`, which the input does not have"),
+        reason("schema.csv.gz")
+            .contains("schema.csv.gz:1: missing required column `security_code`"),
         "{st}"
     );
     for f in &failed {

@@ -54,6 +54,18 @@ fn missing_required_column_is_named_and_nothing_is_written() {
     );
     assert!(!s.exists("out/summary.csv"));
     assert_eq!(s.report()["status"], "failed");
+    // Also when a rows sink keeps whole rows, so the reader reads every column it finds: what
+    // the filter and aggregator use is still checked there, and the error still names the file.
+    let extract = "[sinks.rows]\ninputs = [\"cp\"]\npath = \"out/kept.csv\"\n";
+    let out = s.run(&standard("o.csv", "", extract));
+    assert_eq!(out.code, 1);
+    assert!(
+        out.stderr
+            .contains("o.csv:1: missing required column `quantity`"),
+        "{}",
+        out.stderr
+    );
+    assert!(!s.exists("out/kept.csv"));
 }
 
 #[test]

@@ -451,7 +451,9 @@ fn check_blocks(
         &header,
         b',',
         &BTreeMap::new(),
-        &ColumnNeed::All,
+        &ColumnNeed::All {
+            required: Vec::new(),
+        },
     )
     .unwrap();
     let whole = parse_block(&plan, body, 2, false).unwrap();
