@@ -20,18 +20,39 @@ pub struct Ingested {
     /// Aggregator name → the file's partial state.
     pub states: Vec<(String, AggState)>,
     pub rows: RowCounts,
-    /// (staged path, final path) of every part written.
-    pub parts: Vec<(PathBuf, PathBuf)>,
+    /// The final path of every part written; each waits at its [`staged`] path until published.
+    pub parts: Vec<PathBuf>,
+}
+
+/// A file name split at its first dot: `orders.csv.gz` → (`orders`, `.csv.gz`).
+fn split_name(path: &Path) -> (String, String) {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    match name.find('.') {
+        Some(i) => (name[..i].to_string(), name[i..].to_string()),
+        None => (name, String::new()),
+    }
 }
 
 /// The name a file's parts take: its sequence number, then its own name without extensions.
 fn part_stem(seq: u64, source: &Path) -> String {
-    let name = source
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let stem = name.split('.').next().unwrap_or_default();
-    format!("{seq:06}-{stem}")
+    format!("{seq:06}-{}", split_name(source).0)
+}
+
+/// Whether a name in a parts folder is one of the daemon's parts (`NNNNNN-…`); anything else
+/// there is the user's and is left alone.
+pub fn is_part_name(name: &str) -> bool {
+    let b = name.as_bytes();
+    b.len() > 7 && b[..6].iter().all(u8::is_ascii_digit) && b[6] == b'-'
+}
+
+/// Where the part published at `part` waits for its commit: `.staging` in the same folder, so
+/// publishing is a rename within one filesystem.
+pub fn staged(part: &Path) -> PathBuf {
+    let dir = part.parent().unwrap_or(Path::new(""));
+    dir.join(STAGING).join(part.file_name().unwrap_or_default())
 }
 
 /// Where the parts of an output at `path` go: beside it, in `NAME.parts`, where NAME is the
@@ -41,22 +62,7 @@ pub fn parts_dir(path: &Path, partitioned: bool) -> PathBuf {
     if partitioned {
         return path.to_path_buf();
     }
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let stem = name.split('.').next().unwrap_or_default();
-    path.with_file_name(format!("{stem}.parts"))
-}
-
-/// The extension (all of it: `.csv.gz`) of an output file name.
-fn extension(path: &Path) -> String {
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    name.find('.')
-        .map_or(String::new(), |i| name[i..].to_string())
+    path.with_file_name(format!("{}.parts", split_name(path).0))
 }
 
 /// Every parts folder a pipeline writes to, for cleaning up staging left by a crash.
@@ -75,12 +81,7 @@ pub fn all_parts_dirs(p: &Pipeline) -> Vec<PathBuf> {
 /// The part of `p` that one file of reader `reader` flows through: that reader, every stage
 /// downstream of it, minus the tables sinks (the daemon writes tables from committed state), with
 /// row outputs redirected to staged part paths for sequence number `seq`.
-fn file_pipeline(
-    p: &Pipeline,
-    reader: usize,
-    source: &Path,
-    seq: u64,
-) -> (Pipeline, Vec<(PathBuf, PathBuf)>) {
+fn file_pipeline(p: &Pipeline, reader: usize, source: &Path, seq: u64) -> (Pipeline, Vec<PathBuf>) {
     let mut keep = vec![false; p.stages.len()];
     keep[reader] = true;
     // Stages are in topological order, so one pass sees every input before its consumers.
@@ -105,23 +106,20 @@ fn file_pipeline(
         match &mut kind {
             StageKind::RowSink(r) => {
                 let partitioned = !r.partition_by.is_empty();
-                let dir = parts_dir(&r.path, partitioned);
                 let name = if partitioned {
                     stem.clone()
                 } else {
-                    format!("{stem}{}", extension(&r.path))
+                    format!("{stem}{}", split_name(&r.path).1)
                 };
-                let staged = dir.join(STAGING).join(&name);
-                parts.push((staged.clone(), dir.join(&name)));
-                r.path = staged;
+                let part = parts_dir(&r.path, partitioned).join(name);
+                r.path = staged(&part);
+                parts.push(part);
             }
             StageKind::Reader(r) => {
                 if let Some(j) = &mut r.rejects {
-                    let dir = parts_dir(j, false);
-                    let name = format!("{stem}{}", extension(j));
-                    let staged = dir.join(STAGING).join(&name);
-                    parts.push((staged.clone(), dir.join(&name)));
-                    *j = staged;
+                    let part = parts_dir(j, false).join(format!("{stem}{}", split_name(j).1));
+                    *j = staged(&part);
+                    parts.push(part);
                 }
             }
             _ => {}
@@ -175,9 +173,10 @@ pub fn ingest(
             metrics_installed,
         },
     );
-    let discard = |parts: &[(PathBuf, PathBuf)]| {
-        for (staged, _) in parts {
-            let _ = std::fs::remove_file(staged).or_else(|_| std::fs::remove_dir_all(staged));
+    let discard = |parts: &[PathBuf]| {
+        for part in parts {
+            let s = staged(part);
+            let _ = std::fs::remove_file(&s).or_else(|_| std::fs::remove_dir_all(&s));
         }
     };
     let outcome = match outcome {
@@ -227,7 +226,7 @@ pub fn ingest(
         rejected: n("rows_rejected"),
     };
     // A staged part that was never written (a sink that saw no rows writes none) is not a part.
-    let parts = parts.into_iter().filter(|(s, _)| s.exists()).collect();
+    let parts = parts.into_iter().filter(|p| staged(p).exists()).collect();
     Ok(Ingested {
         states,
         rows,
@@ -253,7 +252,18 @@ mod tests {
             part_stem(12, Path::new("in/orders_2024-09-03.csv.gz")),
             "000012-orders_2024-09-03"
         );
-        assert_eq!(extension(Path::new("a/orders.csv.zst")), ".csv.zst");
+        assert_eq!(
+            split_name(Path::new("a/orders.csv.zst")),
+            ("orders".to_string(), ".csv.zst".to_string())
+        );
+        assert!(is_part_name("000012-orders_2024-09-03.csv.gz"));
+        assert!(
+            !is_part_name("orders.csv.gz") && !is_part_name("000012_x") && !is_part_name("0000001")
+        );
+        assert_eq!(
+            staged(Path::new("out/orders.parts/000012-x.csv.gz")),
+            PathBuf::from("out/orders.parts/.staging/000012-x.csv.gz")
+        );
     }
 
     #[test]
@@ -292,7 +302,7 @@ mod tests {
         for s in &sub.stages {
             assert!(s.inputs.iter().all(|&j| j < sub.stages.len()));
         }
-        let finals: Vec<String> = parts.iter().map(|(_, f)| f.display().to_string()).collect();
+        let finals: Vec<String> = parts.iter().map(|f| f.display().to_string()).collect();
         assert_eq!(
             finals,
             [
@@ -300,6 +310,14 @@ mod tests {
                 "out/orders.parts/000007-day1.csv.gz"
             ]
         );
-        assert!(parts[1].0.starts_with("out/orders.parts/.staging"));
+        // The sink writes where its part waits for the commit.
+        let rows = sub.stages.iter().find(|s| s.name == "rows").unwrap();
+        let StageKind::RowSink(r) = &rows.kind else {
+            panic!("rows is a rows sink")
+        };
+        assert_eq!(
+            r.path,
+            PathBuf::from("out/orders.parts/.staging/000007-day1.csv.gz")
+        );
     }
 }

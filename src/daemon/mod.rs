@@ -87,11 +87,12 @@ fn load(path: &Path, overrides: &[String]) -> Result<(Pipeline, DaemonSpec), Dae
         path: path.to_path_buf(),
         source,
     })?;
-    let p =
+    let mut p =
         config::load(&path.display().to_string(), &text, overrides).map_err(DaemonError::Config)?;
+    // Taken out, so the daemon holds one copy: its per-file runs have no use for it.
     let spec = p
         .daemon
-        .clone()
+        .take()
         .ok_or_else(|| DaemonError::NoDaemonSection(path.display().to_string()))?;
     Ok((p, spec))
 }
@@ -261,7 +262,6 @@ struct Daemon {
     overrides: Vec<String>,
     p: Pipeline,
     spec: DaemonSpec,
-    digest: String,
     store: StateStore,
     doc: StateDoc,
     aggs: BTreeMap<String, AggState>,
@@ -322,7 +322,6 @@ pub fn run(path: &Path, overrides: &[String]) -> Result<(), DaemonError> {
         overrides: overrides.to_vec(),
         p,
         spec,
-        digest,
         store: opened.store,
         doc,
         aggs,
@@ -395,10 +394,11 @@ impl Daemon {
     fn recover_parts(&self) {
         let mut committed = std::collections::HashSet::new();
         for f in &self.doc.files {
-            for (staged, fin) in &f.parts {
-                let (staged, fin) = (Path::new(staged), Path::new(fin));
+            for fin in &f.parts {
+                let fin = Path::new(fin);
+                let staged = ingest::staged(fin);
                 if !fin.exists() && staged.exists() {
-                    match std::fs::rename(staged, fin) {
+                    match std::fs::rename(&staged, fin) {
                         Ok(()) => tracing::info!("published committed part {}", fin.display()),
                         Err(e) => tracing::error!("{}: cannot publish: {e}", fin.display()),
                     }
@@ -422,12 +422,9 @@ impl Daemon {
             };
             for e in rd.filter_map(Result::ok) {
                 let path = e.path();
-                let name = e.file_name().to_string_lossy().into_owned();
-                // Only names of the parts pattern (`NNNNNN-…`): anything else is the user's.
-                let ours = name.len() > 7
-                    && name.as_bytes()[..6].iter().all(u8::is_ascii_digit)
-                    && name.as_bytes()[6] == b'-';
-                if ours && !committed.contains(&path) {
+                if ingest::is_part_name(&e.file_name().to_string_lossy())
+                    && !committed.contains(&path)
+                {
                     tracing::warn!(
                         "removing {}: no committed state names it (a crash before its commit)",
                         path.display()
@@ -660,16 +657,12 @@ impl Daemon {
                 }
                 let mut entry = self.entry(r, FileStatus::Ingested);
                 entry.rows = ing.rows;
-                entry.parts = ing
-                    .parts
-                    .iter()
-                    .map(|(s, f)| (s.display().to_string(), f.display().to_string()))
-                    .collect();
+                entry.parts = ing.parts.iter().map(|f| f.display().to_string()).collect();
                 self.record(entry)?;
                 // Committed: now the parts may be seen. A crash before this line leaves them
                 // staged, and the next start publishes them.
-                for (staged, fin) in &ing.parts {
-                    if let Err(e) = std::fs::rename(staged, fin) {
+                for fin in &ing.parts {
+                    if let Err(e) = std::fs::rename(ingest::staged(fin), fin) {
                         tracing::error!("{}: cannot publish: {e}", fin.display());
                     }
                 }
@@ -821,7 +814,7 @@ impl Daemon {
                     "rows_kept": f.rows.kept,
                     "rows_filtered_out": f.rows.filtered_out,
                     "rows_rejected": f.rows.rejected,
-                    "parts": f.parts.iter().map(|(_, p)| p.clone()).collect::<Vec<_>>(),
+                    "parts": f.parts,
                 });
                 match &f.status {
                     FileStatus::Failed { reason, quarantined } => {
@@ -841,8 +834,7 @@ impl Daemon {
     fn reload(&mut self) {
         notify(&[NotifyState::Reloading]);
         let result = load(&self.path, &self.overrides).and_then(|(p, spec)| {
-            let new_digest = digest(&p);
-            if new_digest != self.digest {
+            if digest(&p) != self.doc.digest {
                 return Err(DaemonError::Mismatch {
                     dir: self.spec.state.clone(),
                     why: "the reloaded file changes them".into(),

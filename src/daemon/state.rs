@@ -123,8 +123,8 @@ pub struct FileEntry {
     /// When the file became complete, and when its rows were committed (Unix milliseconds).
     pub completed_at_ms: u64,
     pub committed_at_ms: u64,
-    /// Output parts written from this file: (staged path, final path).
-    pub parts: Vec<(String, String)>,
+    /// Output parts written from this file, by their published paths.
+    pub parts: Vec<String>,
     /// Other paths the same content was found under (renamed or copied), so that new content
     /// under one of those names is noticed as a change too.
     pub also_seen_as: Vec<String>,
@@ -393,7 +393,7 @@ mod tests {
             },
             completed_at_ms: 1,
             committed_at_ms: 2,
-            parts: vec![("a".into(), "b".into())],
+            parts: vec!["out/a.parts/000001-a.csv".into()],
             also_seen_as: vec!["in/b.csv".into()],
         });
         d
