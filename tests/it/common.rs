@@ -52,6 +52,13 @@ impl Scratch {
         std::fs::read_to_string(self.path(rel)).unwrap_or_else(|e| panic!("{rel}: {e}"))
     }
 
+    /// Drops `contents` into `incoming/NAME` the way exchanges deliver files to a daemon: written
+    /// under a hidden temporary name, then renamed in whole.
+    pub fn drop_in(&self, name: &str, contents: impl AsRef<[u8]>) {
+        let tmp = self.write(&format!("incoming/.{name}.tmp"), contents);
+        std::fs::rename(tmp, self.path(&format!("incoming/{name}"))).expect("rename in");
+    }
+
     pub fn exists(&self, rel: &str) -> bool {
         self.path(rel).exists()
     }

@@ -60,13 +60,6 @@ fn generate(s: &Scratch, n: usize, rows: u64) -> Vec<String> {
 }
 
 /// Drops a file into `incoming/` the way exchanges do: written under a hidden name, renamed in.
-fn drop_in(s: &Scratch, from: &Path, name: &str) {
-    std::fs::create_dir_all(s.path("incoming")).unwrap();
-    let tmp = s.path(&format!("incoming/.{name}.tmp"));
-    std::fs::copy(from, &tmp).unwrap();
-    std::fs::rename(&tmp, s.path(&format!("incoming/{name}"))).unwrap();
-}
-
 /// Polls `ok` until it holds, failing the test after 30 s with `what` and `context()`.
 fn wait_until(what: &str, mut ok: impl FnMut() -> bool, context: impl Fn() -> String) {
     let t0 = Instant::now();
@@ -82,7 +75,17 @@ fn wait_until(what: &str, mut ok: impl FnMut() -> bool, context: impl Fn() -> St
 
 /// Drops the generated file `name` from `src/` into `incoming/`.
 fn feed(s: &Scratch, name: &str) {
-    drop_in(s, &s.path(&format!("src/{name}")), name);
+    s.drop_in(name, std::fs::read(s.path(&format!("src/{name}"))).unwrap());
+}
+
+/// Waits until a file's ingest has begun (its parts are being staged), then stops the daemon.
+fn stop_during_ingest(s: &Scratch, d: Daemon) -> (i32, String) {
+    wait_until(
+        "the ingest to start",
+        || s.exists("out/orders.parts/.staging"),
+        || d.log(),
+    );
+    d.stop()
 }
 
 /// A scratch folder with `n` generated files and a running daemon that has been fed the first.
@@ -392,13 +395,7 @@ fn sigterm_drains_commits_and_exits_0() {
         || said.lock().unwrap().clone(),
     );
     feed(&s, &names[0]);
-    // Wait for the ingest to start, then stop in the middle of it.
-    wait_until(
-        "the ingest to start",
-        || s.exists("out/orders.parts/.staging"),
-        || d.log(),
-    );
-    let (code, log) = d.stop();
+    let (code, log) = stop_during_ingest(&s, d);
     assert_eq!(code, 0, "{log}");
     wait_until(
         "STOPPING=1",
@@ -422,12 +419,7 @@ fn sigterm_drains_commits_and_exits_0() {
     );
     let d = Daemon::start(&s, &[]);
     feed(&s, &names[1]);
-    wait_until(
-        "the ingest to start",
-        || s.exists("out/orders.parts/.staging"),
-        || d.log(),
-    );
-    let (code, log) = d.stop();
+    let (code, log) = stop_during_ingest(&s, d);
     assert_eq!(code, 0, "{log}");
     assert!(log.contains("abandoned"), "{log}");
     assert_eq!(files(&status(&s), "ingested"), 1);
@@ -445,12 +437,10 @@ fn sigterm_drains_commits_and_exits_0() {
 fn corrupt_files_are_recorded_as_failed_and_the_rest_ingested() {
     let (s, names, d) = started(2, 3000);
     let whole = std::fs::read(s.path(&format!("src/{}", names[1]))).unwrap();
-    s.write("bad/truncated.csv.gz", &whole[..whole.len() / 2]);
-    drop_in(&s, &s.path("bad/truncated.csv.gz"), "truncated.csv.gz");
+    s.drop_in("truncated.csv.gz", &whole[..whole.len() / 2]);
     let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
     std::io::Write::write_all(&mut gz, b"order_id,timestamp\n1,2\n").unwrap();
-    s.write("bad/schema.csv.gz", gz.finish().unwrap());
-    drop_in(&s, &s.path("bad/schema.csv.gz"), "schema.csv.gz");
+    s.drop_in("schema.csv.gz", gz.finish().unwrap());
     feed(&s, &names[1]);
     let st = wait_status(&s, &d, "2 ingested and 2 failed", |st| {
         files(st, "ingested") == 2 && files(st, "failed") == 2
@@ -541,7 +531,10 @@ fn renames_changed_files_and_a_damaged_state() {
     feed(&s, &names[1]);
     wait_status(&s, &d, "second file", |st| files(st, "ingested") == 2);
     // New content under the first file's new name.
-    drop_in(&s, &s.path(&format!("src/{}", names[2])), "renamed.csv.gz");
+    s.drop_in(
+        "renamed.csv.gz",
+        std::fs::read(s.path(&format!("src/{}", names[2]))).unwrap(),
+    );
     let st = wait_status(&s, &d, "a changed file", |st| files(st, "changed") == 1);
     assert_eq!(files(&st, "ingested"), 2);
     let (code, log) = d.stop();

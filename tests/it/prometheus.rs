@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::common::Scratch;
+use crate::common::{Scratch, standard};
 
 /// Every metric family sweep's exporter renders, as Prometheus text names.
 const METRICS: [&str; 16] = [
@@ -426,32 +426,14 @@ fn dashboard_and_alert_expressions_return_data_in_prometheus() {
     // hold_secs keeps /metrics up after the run so the end state can be read.
     s.write(
         "p.toml",
-        format!(
-            r#"name = "prom"
-[runtime]
-workers = 2
-block_bytes = 65536
-[readers.orders]
-path = "orders.csv"
-on_error = "reject"
-rejects = "out/rejects.csv"
-[filters.cp]
-inputs = ["orders"]
-exchange_order_types = [64, 256, 2048, 4096, 4098]
-trading_hours = {{ start = "10:00", end = "16:00" }}
-[aggregators.stats]
-inputs = ["cp"]
-[sinks.tables]
-inputs = ["stats"]
-path = "out/tables"
-[sinks.kept]
-inputs = ["cp"]
-path = "out/kept.csv"
-pause_per_batch_ms = {PAUSE_MS}
-[monitor]
-progress = "off"
-hold_secs = 60
-"#
+        standard(
+            "orders.csv",
+            "on_error = \"reject\"\nrejects = \"out/rejects.csv\"",
+            &format!(
+                "hold_secs = 60\n\
+                 [sinks.kept]\ninputs = [\"cp\"]\npath = \"out/kept.csv\"\n\
+                 pause_per_batch_ms = {PAUSE_MS}"
+            ),
         ),
     );
     s.write(
@@ -472,7 +454,13 @@ hold_secs = 60
     procs.spawn(
         "sweep",
         Command::new(env!("CARGO_BIN_EXE_sweep"))
-            .args(["run", "p.toml", "--set"])
+            .args([
+                "run",
+                "p.toml",
+                "--set",
+                "runtime.block_bytes=65536",
+                "--set",
+            ])
             .arg(format!("monitor.prometheus={metrics_addr}"))
             .current_dir(s.dir.path())
             .env("SWEEP_LOG", "warn"),
@@ -496,34 +484,19 @@ hold_secs = 60
     // fails one that lacks columns, and rejects a reload of an invalid pipeline.
     s.write(
         "d.toml",
-        format!(
-            r#"name = "promd"
-[readers.orders]
-path = "incoming/*.csv"
-on_error = "reject"
-rejects = "out/daemon/rejects.csv"
-[filters.cp]
-inputs = ["orders"]
-exchange_order_types = [64, 256, 2048, 4096, 4098]
-[aggregators.stats]
-inputs = ["cp"]
-[sinks.tables]
-inputs = ["stats"]
-path = "out/daemon"
-[monitor]
-progress = "off"
-prometheus = "127.0.0.1:{daemon_port}"
-[daemon]
-state = "dstate"
-complete = "rename"
-poll_secs = 0.2
-"#
+        standard(
+            "incoming/*.csv",
+            "on_error = \"reject\"\nrejects = \"out/daemon-rejects.csv\"",
+            &format!(
+                "prometheus = \"127.0.0.1:{daemon_port}\"\n\
+                 [daemon]\nstate = \"dstate\"\ncomplete = \"rename\"\npoll_secs = 0.2"
+            ),
         ),
     );
     procs.spawn(
         "sweep daemon",
         Command::new(env!("CARGO_BIN_EXE_sweep"))
-            .args(["daemon", "d.toml"])
+            .args(["daemon", "d.toml", "--set", "sinks.tables.path=out/daemon"])
             .current_dir(s.dir.path())
             .env("SWEEP_LOG", "info"),
         s.path("daemon.log"),
@@ -538,9 +511,7 @@ poll_secs = 0.2
         "daemon metrics",
         || get(&http, &daemon_metrics, &[]).map(drop),
     );
-    std::fs::create_dir_all(s.path("incoming")).unwrap();
-    std::fs::copy(s.path("orders.csv"), s.path("incoming/.a.tmp")).unwrap();
-    std::fs::rename(s.path("incoming/.a.tmp"), s.path("incoming/a.csv")).unwrap();
+    s.drop_in("a.csv", std::fs::read(s.path("orders.csv")).unwrap());
 
     let base = format!("http://127.0.0.1:{prom_port}");
     wait_for(
@@ -581,11 +552,9 @@ poll_secs = 0.2
         .filter(|(_, b)| **b == b'\n')
         .nth(1999)
         .map_or(all.len(), |(i, _)| i + 1);
-    s.write("incoming/.c.tmp", &all[..cut]);
-    std::fs::rename(s.path("incoming/.c.tmp"), s.path("incoming/c.csv")).unwrap();
+    s.drop_in("c.csv", &all[..cut]);
     // And, while Prometheus watches, a file that fails and a reload that is refused.
-    s.write("incoming/.b.tmp", "order_id,timestamp\n1,2\n");
-    std::fs::rename(s.path("incoming/.b.tmp"), s.path("incoming/b.csv")).unwrap();
+    s.drop_in("b.csv", "order_id,timestamp\n1,2\n");
     s.write("d.toml", "[daemon\n");
     let hup = Command::new("kill")
         .args(["-HUP", &daemon_pid.to_string()])
