@@ -321,7 +321,31 @@ impl Ctx<'_> {
         }
     }
 
-    /// A count within `range`, or `default` when absent; out of range is an error.
+    /// The value when it lies within `range`; a value outside it is an error. `None` when absent
+    /// or out of range.
+    fn within<T: Copy + PartialOrd + std::fmt::Display>(
+        &mut self,
+        v: &Option<Spanned<T>>,
+        key: &str,
+        range: std::ops::RangeInclusive<T>,
+    ) -> Option<T> {
+        let n = v.as_ref()?;
+        let x = *n.get_ref();
+        if range.contains(&x) {
+            return Some(x);
+        }
+        self.err(
+            n.span(),
+            format!(
+                "{key} must be between {} and {}, not {x}",
+                range.start(),
+                range.end()
+            ),
+        );
+        None
+    }
+
+    /// A count within `range`, or `default` when absent (or out of range, which is an error).
     fn count(
         &mut self,
         v: &Option<Spanned<u64>>,
@@ -329,25 +353,10 @@ impl Ctx<'_> {
         range: std::ops::RangeInclusive<u64>,
         default: usize,
     ) -> usize {
-        match v {
-            None => default,
-            Some(n) if range.contains(n.get_ref()) => *n.get_ref() as usize,
-            Some(n) => {
-                self.err(
-                    n.span(),
-                    format!(
-                        "{key} must be between {} and {}, not {}",
-                        range.start(),
-                        range.end(),
-                        n.get_ref()
-                    ),
-                );
-                default
-            }
-        }
+        self.within(v, key, range).map_or(default, |n| n as usize)
     }
 
-    /// Seconds within `range`, or `default` when absent.
+    /// Seconds within `range`, or `default` when absent (or out of range, which is an error).
     fn secs(
         &mut self,
         v: &Option<Spanned<f64>>,
@@ -355,23 +364,9 @@ impl Ctx<'_> {
         range: std::ops::RangeInclusive<f64>,
         default: Duration,
     ) -> Duration {
-        match v {
-            None => default,
-            Some(s) if s.get_ref().is_finite() && range.contains(s.get_ref()) => {
-                Duration::from_secs_f64(*s.get_ref())
-            }
-            Some(s) => {
-                self.err(
-                    s.span(),
-                    format!(
-                        "{key} must be between {} and {}",
-                        range.start(),
-                        range.end()
-                    ),
-                );
-                default
-            }
-        }
+        // A NaN is in no range, and infinities are outside every finite one.
+        self.within(v, key, range)
+            .map_or(default, Duration::from_secs_f64)
     }
 
     fn names(v: &Option<Spanned<Vec<Spanned<String>>>>) -> Vec<Spanned<String>> {
@@ -887,11 +882,7 @@ fn sink(cx: &mut Ctx, s: &model::SinkConfig, rows: bool) -> StageKind {
             }
         }
         let max_open_files = cx.count(&s.max_open_files, "max_open_files", 1..=4096, 64);
-        if let Some(l) = &s.compression_level
-            && !(0..=22).contains(l.get_ref())
-        {
-            cx.err(l.span(), "compression_level must be between 0 and 22");
-        }
+        let compression_level = cx.within(&s.compression_level, "compression_level", 0..=22);
         StageKind::RowSink(RowSinkSpec {
             path,
             format,
@@ -900,7 +891,7 @@ fn sink(cx: &mut Ctx, s: &model::SinkConfig, rows: bool) -> StageKind {
                 .columns
                 .as_ref()
                 .map(|c| c.get_ref().iter().map(|c| c.get_ref().clone()).collect()),
-            compression_level: s.compression_level.as_ref().map(|l| *l.get_ref()),
+            compression_level,
             max_open_files,
             zone: cx.zone(&s.timezone),
             pause_per_batch: Duration::from_millis(

@@ -122,7 +122,7 @@ colour = "blue"
         [
             "d.toml has 3 errors:",
             "  d.toml:10:12: `complete` is \"whenever\"; expected one of \"settle\", \"marker\", \"rename\"",
-            "  d.toml:11:15: settle_secs must be between 0 and 3600",
+            "  d.toml:11:15: settle_secs must be between 0 and 3600, not -1",
             "  d.toml:12:17: `changed_files` is \"merge\"; expected one of \"skip\", \"ingest\"",
         ]
     );
