@@ -588,11 +588,6 @@ impl Daemon {
         let now = SystemTime::now();
         self.doc.version += 1;
         self.doc.committed_at_ms = unix_ms(now);
-        self.doc.aggregates = self
-            .aggs
-            .iter()
-            .map(|(k, v)| (k.clone(), v.snapshot()))
-            .collect();
         self.state_bytes = self.store.commit(&self.doc)?;
         self.index();
         self.outputs_dirty = true;
@@ -647,13 +642,15 @@ impl Daemon {
         let path = r.path.display().to_string();
         match result {
             Ok(ing) => {
+                // Only the aggregators this file reached change, so only they are snapshotted
+                // again; a commit that records no rows (a failed or changed file) reuses them all.
                 for (name, st) in ing.states {
-                    match self.aggs.get_mut(&name) {
-                        Some(a) => a.merge(st),
-                        None => {
-                            self.aggs.insert(name, st);
-                        }
-                    }
+                    let a = self
+                        .aggs
+                        .entry(name.clone())
+                        .or_insert_with(|| AggState::new(st.spec().clone()));
+                    a.merge(st);
+                    self.doc.aggregates.insert(name, a.snapshot());
                 }
                 let mut entry = self.entry(r, FileStatus::Ingested);
                 entry.rows = ing.rows;
