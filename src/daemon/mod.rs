@@ -146,8 +146,6 @@ fn agg_specs(p: &Pipeline) -> BTreeMap<String, Arc<AggSpec>> {
 #[derive(Default)]
 struct Shared {
     stopping: AtomicBool,
-    /// Set when the shutdown deadline abandoned the file in flight.
-    abandoned: AtomicBool,
     /// The run of the file in flight, to abandon it at the deadline.
     current: Mutex<Option<Arc<Control>>>,
     stats: Arc<Mutex<Option<Arc<RunStats>>>>,
@@ -163,8 +161,7 @@ impl Shared {
             .unwrap_or_else(|e| e.into_inner())
             .as_ref()
         {
-            self.abandoned.store(true, Ordering::Release);
-            c.fail("shutdown: the file in flight was abandoned at the deadline; it is ingested again at the next start".into());
+            c.cancel();
         }
     }
 
@@ -619,7 +616,7 @@ impl Daemon {
             r.reader,
             &r.path,
             seq,
-            control,
+            control.clone(),
             self.shared.stats.clone(),
             self.metrics_on,
         );
@@ -632,15 +629,14 @@ impl Daemon {
         if self.metrics_on {
             m::between_files();
         }
-        if self.shared.abandoned.load(Ordering::Acquire) {
-            tracing::warn!(
-                "{}: abandoned at the shutdown deadline; not committed, so it is ingested again at the next start",
-                r.path.display()
-            );
-            return Ok(());
-        }
         let path = r.path.display().to_string();
         match result {
+            // A run that finished before the cancel reached any stage is whole, and is committed.
+            Err(_) if control.cancelled() => {
+                tracing::warn!(
+                    "{path}: abandoned at the shutdown deadline; not committed, so it is ingested again at the next start"
+                );
+            }
             Ok(ing) => {
                 // Only the aggregators this file reached change, so only they are snapshotted
                 // again; a commit that records no rows (a failed or changed file) reuses them all.

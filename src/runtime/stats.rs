@@ -228,6 +228,7 @@ impl RunStats {
 #[derive(Debug, Default)]
 pub struct Control {
     abort: AtomicBool,
+    cancelled: AtomicBool,
     errors: Mutex<Vec<String>>,
 }
 
@@ -240,6 +241,17 @@ impl Control {
         tracing::error!("{error}");
         lock(&self.errors).push(error);
         self.abort.store(true, Ordering::Release);
+    }
+
+    /// Stops the run without its having failed: the daemon abandoning the file in flight at its
+    /// shutdown deadline. Stages stop as on a failure, and nothing is recorded as an error.
+    pub fn cancel(&self) {
+        self.cancelled.store(true, Ordering::Release);
+        self.abort.store(true, Ordering::Release);
+    }
+
+    pub fn cancelled(&self) -> bool {
+        self.cancelled.load(Ordering::Acquire)
     }
 
     pub fn errors(&self) -> Vec<String> {
