@@ -20,33 +20,40 @@ struct Cli {
     command: Command,
 }
 
+/// The pipeline a subcommand works on, and the overrides applied to it: declared once, so every
+/// subcommand that takes a pipeline documents them alike.
+#[derive(clap::Args)]
+struct PipelineArgs {
+    /// The pipeline file (TOML), e.g. `pipelines/centrepoint.toml`.
+    pipeline: PathBuf,
+    /// Override a pipeline value by its key path, e.g. `--set readers.orders.path=data/*.csv.gz`
+    /// or `--set runtime.workers=1`; repeatable. Values are read as TOML when they parse.
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    set: Vec<String>,
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// Run a pipeline once over its inputs (batch mode).
     Run {
-        /// The pipeline file (TOML).
-        pipeline: PathBuf,
-        /// Override a pipeline value, e.g. `--set readers.orders.path=data/*.csv.gz`.
-        #[arg(long = "set", value_name = "KEY=VALUE")]
-        set: Vec<String>,
+        #[command(flatten)]
+        pipeline: PipelineArgs,
         /// Serve Prometheus metrics on this address (same as `--set monitor.prometheus=ADDR`).
         #[arg(long, value_name = "ADDR")]
         metrics: Option<String>,
     },
-    /// Generate realistic synthetic order events (and the trades that match them).
     /// Follow the readers' paths and fold each new complete file into committed state, keeping
     /// the outputs fresh, until SIGTERM or SIGINT. SIGHUP reloads the pipeline file.
     Daemon {
-        pipeline: PathBuf,
-        #[arg(long = "set", value_name = "KEY=VALUE")]
-        set: Vec<String>,
+        #[command(flatten)]
+        pipeline: PipelineArgs,
     },
+    /// Generate realistic synthetic order events (and the trades that match them).
     Generate(sweep::generate::GenerateArgs),
     /// Show what a run would do: hardware, derived settings, jobs and an ETA. Reads no data.
     Plan {
-        pipeline: PathBuf,
-        #[arg(long = "set", value_name = "KEY=VALUE")]
-        set: Vec<String>,
+        #[command(flatten)]
+        pipeline: PipelineArgs,
         /// Print the plan as JSON.
         #[arg(long)]
         json: bool,
@@ -56,9 +63,8 @@ enum Command {
     Bench(BenchCommand),
     /// Check a pipeline file and report every problem in it, without reading any data.
     Validate {
-        pipeline: PathBuf,
-        #[arg(long = "set", value_name = "KEY=VALUE")]
-        set: Vec<String>,
+        #[command(flatten)]
+        pipeline: PipelineArgs,
     },
 }
 
@@ -153,14 +159,15 @@ fn main() -> anyhow::Result<ExitCode> {
         .init();
     match cli.command {
         Command::Run {
-            pipeline,
-            mut set,
+            pipeline: PipelineArgs { pipeline, mut set },
             metrics,
         } => {
             set.extend(metrics.map(|m| format!("monitor.prometheus={m}")));
             run(&pipeline, &set).context("run failed")
         }
-        Command::Daemon { pipeline, set } => match sweep::daemon::run(&pipeline, &set) {
+        Command::Daemon {
+            pipeline: PipelineArgs { pipeline, set },
+        } => match sweep::daemon::run(&pipeline, &set) {
             Ok(()) => Ok(ExitCode::SUCCESS),
             Err(e) => {
                 let text = e.to_string();
@@ -183,8 +190,7 @@ fn main() -> anyhow::Result<ExitCode> {
         },
         Command::Bench(BenchCommand::Decode { file }) => bench_decode(&file),
         Command::Plan {
-            pipeline,
-            set,
+            pipeline: PipelineArgs { pipeline, set },
             json,
         } => Ok(match load(&pipeline, &set) {
             Err(code) => code,
@@ -202,7 +208,9 @@ fn main() -> anyhow::Result<ExitCode> {
                 }
             }
         }),
-        Command::Validate { pipeline, set } => Ok(match load(&pipeline, &set) {
+        Command::Validate {
+            pipeline: PipelineArgs { pipeline, set },
+        } => Ok(match load(&pipeline, &set) {
             Err(code) => code,
             Ok(p) => {
                 let names: Vec<String> = p

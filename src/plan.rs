@@ -117,11 +117,15 @@ pub fn plan(p: &Pipeline) -> Plan {
     let mut jobs = Vec::new();
     let mut partitions = Vec::new();
     let mut stages_cpu = 0usize;
+    let outputs = crate::config::outputs::Resolved::new(&crate::config::outputs::claims(
+        p,
+        &Default::default(),
+    ));
     for s in &p.stages {
         match &s.kind {
             StageKind::Reader(r) => {
                 stages_cpu += 1;
-                match discover(&r.paths) {
+                match discover(&r.paths, &|f| outputs.writes(f)) {
                     Ok(files) => {
                         for f in files {
                             let bytes = std::fs::metadata(&f).map_or(0, |m| m.len());

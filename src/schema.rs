@@ -91,6 +91,11 @@ pub fn column_type(name: &str) -> ColumnType {
         .map_or(ColumnType::Utf8, |(_, t)| *t)
 }
 
+/// Whether the catalogue names `name` (a column it does not know is carried as text).
+pub fn is_catalogued(name: &str) -> bool {
+    ORDERS_COLUMNS.iter().any(|(n, _)| *n == name)
+}
+
 /// An Arrow schema for the given canonical columns, in order. Columns are non-nullable: a row
 /// with an empty required value is rejected at ingest, never carried as a null.
 pub fn arrow_schema(columns: &[String]) -> Arc<Schema> {

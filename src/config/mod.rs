@@ -9,6 +9,7 @@
 mod error;
 mod graph;
 pub mod model;
+pub mod outputs;
 mod resolve;
 
 use std::ops::Range;

@@ -445,13 +445,34 @@ pub(super) fn resolve(raw: RawPipeline, errors: &mut Vec<ConfigError>) -> Pipeli
         let mut cx = Ctx { errors: errs };
         sink(&mut cx, cfg, rows)
     });
-    Pipeline {
+    let pipeline = Pipeline {
         name,
         runtime,
         stages,
         monitor,
         daemon,
+    };
+    let claims = super::outputs::claims(&pipeline, &output_spans(&raw));
+    super::outputs::check_lexical(&pipeline, &claims, cx.errors);
+    pipeline
+}
+
+/// Where the pipeline text names each output path, for messages about outputs.
+fn output_spans(raw: &RawPipeline) -> super::outputs::OutputSpans {
+    let mut spans = super::outputs::OutputSpans::default();
+    for n in &raw.readers {
+        if let Some(r) = n.config.as_ref().and_then(|c| c.rejects.as_ref()) {
+            spans.stages.push((n.name.clone(), r.span()));
+        }
     }
+    for n in &raw.sinks {
+        if let Some(c) = &n.config {
+            spans.stages.push((n.name.clone(), c.path.span()));
+        }
+    }
+    spans.report = raw.monitor.report.as_ref().map(|r| r.span());
+    spans.state = raw.daemon.as_ref().map(|d| d.state.span());
+    spans
 }
 
 fn daemon(cx: &mut Ctx, d: &model::DaemonConfig) -> DaemonSpec {

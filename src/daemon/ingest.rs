@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex};
 
 use super::state::RowCounts;
 use crate::aggregators::AggState;
+use crate::config::outputs::{parts_dir, split_name};
 use crate::config::{Pipeline, Stage, StageKind};
 use crate::runtime::stats::{Control, RunStats};
 use crate::runtime::{self, RunOptions};
@@ -25,17 +26,6 @@ pub struct Ingested {
 }
 
 /// A file name split at its first dot: `orders.csv.gz` → (`orders`, `.csv.gz`).
-fn split_name(path: &Path) -> (String, String) {
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    match name.find('.') {
-        Some(i) => (name[..i].to_string(), name[i..].to_string()),
-        None => (name, String::new()),
-    }
-}
-
 /// The name a file's parts take: its sequence number, then its own name without extensions.
 fn part_stem(seq: u64, source: &Path) -> String {
     format!("{seq:06}-{}", split_name(source).0)
@@ -53,16 +43,6 @@ pub fn is_part_name(name: &str) -> bool {
 pub fn staged(part: &Path) -> PathBuf {
     let dir = part.parent().unwrap_or(Path::new(""));
     dir.join(STAGING).join(part.file_name().unwrap_or_default())
-}
-
-/// Where the parts of an output at `path` go: beside it, in `NAME.parts`, where NAME is the
-/// output's name without extensions (`out/orders.csv.gz` → `out/orders.parts`). A partitioned
-/// extract's folder holds its parts itself.
-pub fn parts_dir(path: &Path, partitioned: bool) -> PathBuf {
-    if partitioned {
-        return path.to_path_buf();
-    }
-    path.with_file_name(format!("{}.parts", split_name(path).0))
 }
 
 /// Every parts folder a pipeline writes to, for cleaning up staging left by a crash.

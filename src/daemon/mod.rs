@@ -276,6 +276,9 @@ struct Daemon {
     state_bytes: u64,
 }
 
+/// The daemon's status document, in the state folder.
+const STATUS: &str = "status.json";
+
 /// Runs the daemon until SIGTERM or SIGINT.
 pub fn run(path: &Path, overrides: &[String]) -> Result<(), DaemonError> {
     let (p, spec) = load(path, overrides)?;
@@ -335,6 +338,7 @@ pub fn run(path: &Path, overrides: &[String]) -> Result<(), DaemonError> {
         state_bytes: opened.bytes,
     };
     d.index();
+    d.remove_stale_temps();
     d.recover_parts();
     if d.metrics_on {
         m::committed(
@@ -383,6 +387,27 @@ impl Daemon {
                     self.by_path.insert(p.clone(), i);
                 }
             }
+        }
+    }
+
+    /// Removes the temporaries of outputs that a kill during a rewrite left (tables, the run
+    /// report, `status.json`): this daemon owns those paths, and nothing is writing them yet.
+    fn remove_stale_temps(&self) {
+        let mut targets: Vec<PathBuf> =
+            crate::config::outputs::claims(&self.p, &Default::default())
+                .into_iter()
+                .filter(|c| !c.folder)
+                .map(|c| c.path)
+                .collect();
+        targets.push(self.store.dir().join(STATUS));
+        let removed: usize = targets
+            .iter()
+            .map(|t| crate::sinks::atomic::remove_stale_temps(t))
+            .sum();
+        if removed > 0 {
+            tracing::warn!(
+                "removed {removed} temporary file(s) of outputs a kill left half-written"
+            );
         }
     }
 
@@ -523,7 +548,20 @@ impl Daemon {
                 }
                 continue;
             }
-            if queue.iter().any(|q: &Ready| q.fingerprint == r.fingerprint) {
+            if let Some(q) = queue
+                .iter_mut()
+                .find(|q: &&mut Ready| q.fingerprint == r.fingerprint)
+            {
+                // A copy found in the same scan as its original: said and counted now, and its
+                // name is remembered with the original's entry when that is recorded.
+                tracing::info!(
+                    "{path}: same content as {}, found in the same scan; not ingested again",
+                    q.path.display()
+                );
+                if self.metrics_on {
+                    m::file("duplicate");
+                }
+                q.copies.push(path);
                 continue;
             }
             if self.metrics_on {
@@ -568,7 +606,7 @@ impl Daemon {
             completed_at_ms: unix_ms(r.completed_at),
             committed_at_ms: 0,
             parts: Vec::new(),
-            also_seen_as: Vec::new(),
+            also_seen_as: r.copies.clone(),
         }
     }
 
@@ -754,7 +792,7 @@ impl Daemon {
         let status = self.status();
         let mut bytes = serde_json::to_vec_pretty(&status).unwrap_or_default();
         bytes.push(b'\n');
-        if let Err(e) = write_atomic(self.store.dir().join("status.json"), &bytes) {
+        if let Err(e) = write_atomic(self.store.dir().join(STATUS), &bytes) {
             tracing::error!("{e}");
             ok = false;
         }
@@ -808,6 +846,7 @@ impl Daemon {
                     "rows_filtered_out": f.rows.filtered_out,
                     "rows_rejected": f.rows.rejected,
                     "parts": f.parts,
+                    "also_seen_as": f.also_seen_as,
                 });
                 match &f.status {
                     FileStatus::Failed { reason, quarantined } => {

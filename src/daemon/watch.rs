@@ -42,6 +42,9 @@ pub struct Ready {
     pub fingerprint: Fingerprint,
     /// When it became complete, as far as the filesystem tells.
     pub completed_at: SystemTime,
+    /// Other paths with the same content found in the same scan: not ingested, but remembered
+    /// as names of this file.
+    pub copies: Vec<String>,
 }
 
 /// What was last seen of a path.
@@ -88,11 +91,16 @@ impl Tracker {
         let now = SystemTime::now();
         let mut ready = Vec::new();
         let mut present = std::collections::HashSet::new();
+        // The daemon's own outputs may sit in a followed folder; they are never inputs.
+        let outputs = crate::config::outputs::Resolved::new(&crate::config::outputs::claims(
+            p,
+            &Default::default(),
+        ));
         for (i, stage) in p.stages.iter().enumerate() {
             let StageKind::Reader(r) = &stage.kind else {
                 continue;
             };
-            let (files, errors) = discover::scan(&r.paths);
+            let (files, errors) = discover::scan(&r.paths, &|f| outputs.writes(f));
             for e in errors {
                 let msg = format!("reader `{}`: {e}", stage.name);
                 if self.reported.insert(msg.clone()) {
@@ -147,6 +155,7 @@ impl Tracker {
                                 path: path.clone(),
                                 fingerprint: fp,
                                 completed_at: completed_at.min(now),
+                                copies: Vec::new(),
                             });
                         }
                         // It changed under us, or vanished: look again at the next scan.

@@ -289,18 +289,23 @@ async fn read_csv(
     seq: &mut u64,
 ) -> Result<(), ReaderError> {
     let file: Arc<str> = job.path.display().to_string().into();
-    if job.file_bytes == 0 {
+    if job.file_bytes == 0 && !job.stream {
         // An empty file has no header and no rows; compressed or not, there is nothing to read.
         return Ok(());
     }
-    let src = source::open(&job.path, sh.spec.compression).await?;
+    let opened = source::open(&job.path, sh.spec.compression).await?;
+    let compressed = opened.compressed_read.clone();
     let mut blocks =
-        BlockReader::new(src, sh.block_bytes, sh.spec.delimiter).with_pool(sh.pool.clone());
+        BlockReader::new(opened.src, sh.block_bytes, sh.spec.delimiter).with_pool(sh.pool.clone());
+    // Where the error surfaced: the line the block being read starts on and, for a compressed
+    // input, how far into the file the decompressor had got (read when the error happens).
     let io = |line: u64| {
         let file = file.to_string();
+        let compressed = compressed.clone();
         move |e: std::io::Error| ReaderError::Io {
             file,
             line,
+            compressed_at: compressed.map(|c| c.load(Ordering::Relaxed)),
             source: e,
         }
     };

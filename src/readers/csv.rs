@@ -464,7 +464,7 @@ impl<'a> Rows<'a> {
         for c in self.cols.iter_mut() {
             c.truncate(self.rows);
         }
-        self.newlines += bytecount::count(&self.bytes[self.counted..start], b'\n') as u64;
+        self.newlines += super::source::line_ends(&self.bytes[self.counted..start]);
         self.counted = start;
         self.errors.push(RowError {
             line: self.first_line + self.newlines,
@@ -876,19 +876,18 @@ mod tests {
 
     /// The physical line a record starts on. The reader sets a record's position before it skips
     /// the line ends in front of the record: the blank lines before it and, in a CRLF file, the
-    /// `\n` left over from the previous record (the `\r` ended it). Those are counted here, or
-    /// every row after a CRLF line end, or after a blank line, would be reported a line early.
+    /// `\n` left over from the previous record (the `\r` ended it). Lines are counted as the
+    /// reader counts them (`source::line_ends`: `\n`, `\r\n` and a lone `\r` each end one), which
+    /// csv-async does not do for a lone `\r`.
     fn record_line(rec: &ByteRecord, bytes: &[u8], first_line: u64) -> u64 {
         let Some(p) = rec.position() else {
             return first_line;
         };
-        let at = usize::try_from(p.byte()).map_or(bytes.len(), |b| b.min(bytes.len()));
-        let skipped = bytes[at..]
-            .iter()
-            .take_while(|&&b| b == b'\n' || b == b'\r')
-            .filter(|&&b| b == b'\n')
-            .count() as u64;
-        first_line + p.line() - 1 + skipped
+        let mut at = usize::try_from(p.byte()).map_or(bytes.len(), |b| b.min(bytes.len()));
+        while at < bytes.len() && matches!(bytes[at], b'\n' | b'\r') {
+            at += 1;
+        }
+        first_line + crate::readers::source::line_ends(&bytes[..at])
     }
 
     fn raw_row(rec: &ByteRecord, delimiter: u8) -> String {

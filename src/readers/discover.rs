@@ -22,10 +22,16 @@ fn has_glob_chars(s: &str) -> bool {
     s.contains(['*', '?', '['])
 }
 
+/// Files a folder scan or glob passes over: the pipeline's own outputs (see
+/// `config::outputs::Resolved::writes`), so that a run never reads what it or an earlier run
+/// wrote. A file named explicitly is never skipped: naming an output as an input is an error the
+/// build phase reports.
+pub type Skip<'a> = &'a dyn Fn(&Path) -> bool;
+
 /// Expands the entries in order; within a folder or glob, files are sorted by path. A file
 /// named twice is read once.
-pub fn discover(entries: &[String]) -> Result<Vec<PathBuf>, Vec<ReaderError>> {
-    let (files, errors) = expand(entries, true);
+pub fn discover(entries: &[String], skip: Skip) -> Result<Vec<PathBuf>, Vec<ReaderError>> {
+    let (files, errors) = expand(entries, true, skip);
     if errors.is_empty() {
         Ok(files)
     } else {
@@ -36,11 +42,11 @@ pub fn discover(entries: &[String]) -> Result<Vec<PathBuf>, Vec<ReaderError>> {
 /// What the entries match right now, for a daemon that follows them: a missing file, an empty
 /// folder or a glob that matches nothing yet is not a problem, only a malformed glob or an
 /// unreadable folder is.
-pub fn scan(entries: &[String]) -> (Vec<PathBuf>, Vec<ReaderError>) {
-    expand(entries, false)
+pub fn scan(entries: &[String], skip: Skip) -> (Vec<PathBuf>, Vec<ReaderError>) {
+    expand(entries, false, skip)
 }
 
-fn expand(entries: &[String], strict: bool) -> (Vec<PathBuf>, Vec<ReaderError>) {
+fn expand(entries: &[String], strict: bool, skip: Skip) -> (Vec<PathBuf>, Vec<ReaderError>) {
     let mut files: Vec<PathBuf> = Vec::new();
     let mut errors = Vec::new();
     for entry in entries {
@@ -59,7 +65,7 @@ fn expand(entries: &[String], strict: bool) -> (Vec<PathBuf>, Vec<ReaderError>) 
                 Ok(paths) => {
                     for p in paths {
                         match p {
-                            Ok(p) if p.is_file() => found.push(p),
+                            Ok(p) if p.is_file() && !skip(&p) => found.push(p),
                             Ok(_) => {}
                             Err(e) => errors.push(ReaderError::Open {
                                 path: e.path().to_path_buf(),
@@ -86,7 +92,7 @@ fn expand(entries: &[String], strict: bool) -> (Vec<PathBuf>, Vec<ReaderError>) 
                         found.extend(
                             rd.filter_map(Result::ok)
                                 .map(|e| e.path())
-                                .filter(|p| p.is_file() && is_data_file(p)),
+                                .filter(|p| p.is_file() && is_data_file(p) && !skip(p)),
                         );
                         if found.is_empty() && strict {
                             errors.push(ReaderError::FolderEmpty(p));
@@ -117,7 +123,7 @@ mod tests {
             std::fs::write(d.path().join(n), "x").unwrap();
         }
         let folder = d.path().to_string_lossy().to_string();
-        let files = discover(std::slice::from_ref(&folder)).unwrap();
+        let files = discover(std::slice::from_ref(&folder), &|_| false).unwrap();
         let names: Vec<_> = files
             .iter()
             .map(|p| p.file_name().unwrap().to_string_lossy().to_string())
@@ -125,18 +131,44 @@ mod tests {
         assert_eq!(names, ["a.csv.gz", "b.csv", "c.parquet"]);
         let glob = format!("{folder}/*.csv");
         let one = format!("{folder}/b.csv");
-        assert_eq!(discover(&[glob, one]).unwrap().len(), 1);
+        assert_eq!(
+            discover(&[glob.clone(), one.clone()], &|_| false)
+                .unwrap()
+                .len(),
+            1
+        );
+        // An output of the pipeline in the folder or glob is passed over; named, it is kept
+        // (for the build phase to refuse).
+        let is_b = |p: &Path| p.ends_with("b.csv");
+        let files = discover(std::slice::from_ref(&folder), &is_b).unwrap();
+        assert_eq!(files.len(), 2, "{files:?}");
+        assert!(files.iter().all(|f| !f.ends_with("b.csv")));
+        assert_eq!(
+            discover(std::slice::from_ref(&one), &is_b).unwrap().len(),
+            1
+        );
+        assert!(
+            discover(&[glob], &is_b).is_err(),
+            "the glob matches only an output"
+        );
     }
 
     #[test]
     fn missing_inputs_are_all_reported() {
-        let errs = discover(&["/no/such/file.csv".into(), "/no/such/*.csv".into()]).unwrap_err();
+        let errs = discover(
+            &["/no/such/file.csv".into(), "/no/such/*.csv".into()],
+            &|_| false,
+        )
+        .unwrap_err();
         assert_eq!(errs.len(), 2);
         assert!(errs[0].to_string().contains("/no/such/file.csv"));
         assert!(errs[1].to_string().contains("matched no files"));
-        let (none, errs) = scan(&["/no/such/file.csv".into(), "/no/such/*.csv".into()]);
+        let (none, errs) = scan(
+            &["/no/such/file.csv".into(), "/no/such/*.csv".into()],
+            &|_| false,
+        );
         assert!(none.is_empty() && errs.is_empty(), "{errs:?}");
-        let (_, errs) = scan(&["/tmp/[".into()]);
+        let (_, errs) = scan(&["/tmp/[".into()], &|_| false);
         assert_eq!(errs.len(), 1, "a malformed glob is still an error");
     }
 }

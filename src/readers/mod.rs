@@ -51,10 +51,15 @@ pub enum ReaderError {
         line: u64,
         reason: String,
     },
-    #[error("{file}: read failed at or after line {line}: {source}")]
+    #[error(
+        "{file}: read failed at or after line {line}{}: {source}",
+        compressed_at.map_or(String::new(), |b| format!(" (by compressed byte {b})"))
+    )]
     Io {
         file: String,
         line: u64,
+        /// For a compressed input, how far into the file the decompressor had read.
+        compressed_at: Option<u64>,
         #[source]
         source: std::io::Error,
     },
@@ -63,6 +68,17 @@ pub enum ReaderError {
     Row(String),
     #[error("{file}: {reason}")]
     Parquet { file: String, reason: String },
+    #[error(
+        "{file}: column `{column}` is stored as {found}, but the catalogue reads it as {expected}; \
+         only that type or another integer type whose values then convert exactly is accepted \
+         (nothing passes through a float or text)"
+    )]
+    ParquetType {
+        file: String,
+        column: String,
+        found: String,
+        expected: String,
+    },
     #[error("{path}: cannot write rejects: {source}")]
     Rejects {
         path: PathBuf,

@@ -9,13 +9,14 @@ use std::path::Path;
 
 use arrow_array::{Array, ArrayRef, BooleanArray, RecordBatch};
 use arrow_cast::{CastOptions, cast_with_options};
+use arrow_schema::DataType;
 use parquet::arrow::ProjectionMask;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
 use super::ReaderError;
 use super::csv::RowError;
 use crate::config::ColumnNeed;
-use crate::schema;
+use crate::schema::{self, ColumnType};
 
 /// One decoded batch with the row errors found in it.
 pub struct ParquetBatch {
@@ -92,6 +93,20 @@ pub fn read(
             }
         }
     }
+    // Types are checked once per file, before any row: a float or text column would otherwise
+    // be cast row by row, silently truncating `462.5` to 462.
+    for (w, &r) in wanted.iter().zip(&roots) {
+        let found = arrow_schema.field(r).data_type();
+        let expected = schema::column_type(w);
+        if !accepts(found, expected, schema::is_catalogued(w)) {
+            return Err(ReaderError::ParquetType {
+                file: file_name,
+                column: w.clone(),
+                found: found.to_string(),
+                expected: expected.name().to_string(),
+            });
+        }
+    }
     let mask = ProjectionMask::roots(builder.parquet_schema(), roots.iter().copied());
     let reader = builder
         .with_projection(mask)
@@ -165,9 +180,65 @@ pub fn read(
     Ok(())
 }
 
+/// Whether a Parquet column stored as `found` may be read into `expected`. An integer column
+/// takes any integer type: a value that does not fit (a negative id, a u64 past i64::MAX, a
+/// u64 past u32::MAX) is then a row error, like a bad CSV field, never a wrapped or clipped
+/// value. A catalogued text column takes text. A column the catalogue does not know is carried as
+/// text whatever it holds, as CSV carries it.
+fn accepts(found: &DataType, expected: ColumnType, catalogued: bool) -> bool {
+    let text =
+        |t: &DataType| matches!(t, DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View);
+    match expected {
+        ColumnType::U64 | ColumnType::I64 | ColumnType::U32 => found.is_integer(),
+        ColumnType::Utf8 if !catalogued => true,
+        ColumnType::Utf8 => match found {
+            DataType::Dictionary(_, v) => text(v),
+            t => text(t),
+        },
+    }
+}
+
 /// With `format = "auto"`, a file is Parquet by its `.parquet` extension.
 pub fn looks_like_parquet(path: &Path) -> bool {
     path.to_string_lossy()
         .to_ascii_lowercase()
         .ends_with(".parquet")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn integer_columns_take_integers_only_and_text_takes_text() {
+        for t in [
+            DataType::Int8,
+            DataType::Int32,
+            DataType::Int64,
+            DataType::UInt16,
+            DataType::UInt64,
+        ] {
+            assert!(accepts(&t, ColumnType::U64, true), "{t}");
+            assert!(accepts(&t, ColumnType::I64, true), "{t}");
+            assert!(accepts(&t, ColumnType::U32, true), "{t}");
+        }
+        for t in [
+            DataType::Float32,
+            DataType::Float64,
+            DataType::Utf8,
+            DataType::Boolean,
+            DataType::Decimal128(38, 0),
+        ] {
+            assert!(!accepts(&t, ColumnType::U64, true), "{t}");
+        }
+        assert!(accepts(&DataType::LargeUtf8, ColumnType::Utf8, true));
+        assert!(accepts(
+            &DataType::Dictionary(Box::new(DataType::Int32), Box::new(DataType::Utf8)),
+            ColumnType::Utf8,
+            true
+        ));
+        assert!(!accepts(&DataType::Int64, ColumnType::Utf8, true));
+        // A column the catalogue does not know is carried as text, whatever it holds.
+        assert!(accepts(&DataType::Float64, ColumnType::Utf8, false));
+    }
 }

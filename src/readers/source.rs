@@ -10,6 +10,8 @@
 
 use std::path::Path;
 use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use async_compression::tokio::bufread::{GzipDecoder, ZstdDecoder};
 use tokio::io::{AsyncRead, AsyncReadExt, BufReader};
@@ -41,9 +43,37 @@ pub fn compression_of(path: &Path, configured: Compression) -> Compression {
     }
 }
 
+/// Counts the bytes read from the file under a decompressor, so that an error in a compressed
+/// stream can name the compressed offset it was found at (a truncated or damaged member).
+struct Counted<R> {
+    inner: R,
+    read: Arc<AtomicU64>,
+}
+
+impl<R: AsyncRead + Unpin> AsyncRead for Counted<R> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let polled = Pin::new(&mut self.inner).poll_read(cx, buf);
+        let n = (buf.filled().len() - before) as u64;
+        self.read.fetch_add(n, Ordering::Relaxed);
+        polled
+    }
+}
+
+/// An opened input: its (decompressed) bytes, and for a compressed input how many compressed
+/// bytes have been taken from the file so far.
+pub struct Opened {
+    pub src: Source,
+    pub compressed_read: Option<Arc<AtomicU64>>,
+}
+
 /// Opens `path` for reading through its decompressor. Concatenated gzip or zstd members are
 /// read as one stream, as `zcat` does.
-pub async fn open(path: &Path, compression: Compression) -> Result<Source, ReaderError> {
+pub async fn open(path: &Path, compression: Compression) -> Result<Opened, ReaderError> {
     let file = tokio::fs::File::open(path)
         .await
         .map_err(|e| ReaderError::Open {
@@ -56,10 +86,18 @@ pub async fn open(path: &Path, compression: Compression) -> Result<Source, Reade
     let compression = compression_of(path, compression);
     if compression == Compression::None || compression == Compression::Auto {
         // Plain input is read straight into the block buffers: a BufReader would only add a copy.
-        return Ok(Box::pin(file));
+        return Ok(Opened {
+            src: Box::pin(file),
+            compressed_read: None,
+        });
     }
-    let buffered = BufReader::with_capacity(READ_BYTES, file);
-    Ok(match compression {
+    let read = Arc::new(AtomicU64::new(0));
+    let counted = Counted {
+        inner: file,
+        read: read.clone(),
+    };
+    let buffered = BufReader::with_capacity(READ_BYTES, counted);
+    let src: Source = match compression {
         Compression::Gzip => {
             let mut d = GzipDecoder::new(buffered);
             d.multiple_members(true);
@@ -71,13 +109,17 @@ pub async fn open(path: &Path, compression: Compression) -> Result<Source, Reade
             Box::pin(d)
         }
         Compression::None | Compression::Auto => Box::pin(buffered),
+    };
+    Ok(Opened {
+        src,
+        compressed_read: Some(read),
     })
 }
 
 /// Reads `path` through its decompressor and throws the bytes away: the decode-only time that
 /// bounds how fast a compressed job can go (`sweep bench decode`). Returns decompressed bytes.
 pub async fn decode_only(path: &Path) -> Result<u64, ReaderError> {
-    let mut src = open(path, Compression::Auto).await?;
+    let mut src = open(path, Compression::Auto).await?.src;
     // One reused buffer, filled without zeroing: the output goes nowhere.
     let mut buf: Vec<u8> = Vec::with_capacity(READ_BYTES);
     let mut total = 0u64;
@@ -86,6 +128,7 @@ pub async fn decode_only(path: &Path) -> Result<u64, ReaderError> {
         let n = src.read_buf(&mut buf).await.map_err(|e| ReaderError::Io {
             file: path.display().to_string(),
             line: 0,
+            compressed_at: None,
             source: e,
         })?;
         if n == 0 {
@@ -207,7 +250,7 @@ impl BlockReader {
             if let Some(end) = first_record_end(&buf[bom..], self.delimiter).map(|e| e + bom) {
                 let mut header = buf[..end].to_vec();
                 self.carry = buf.split_off(end);
-                self.line += bytecount::count(&header, b'\n') as u64;
+                self.line += line_ends(&header);
                 strip_terminator(&mut header);
                 return Ok(Some(strip_bom(header)));
             }
@@ -216,7 +259,7 @@ impl BlockReader {
                     return Ok(None);
                 }
                 // A header with no line end: the whole input is the header.
-                self.line += bytecount::count(&buf, b'\n') as u64;
+                self.line += line_ends(&buf);
                 strip_terminator(&mut buf);
                 return Ok(Some(strip_bom(buf)));
             }
@@ -260,7 +303,7 @@ impl BlockReader {
         self.carry.extend_from_slice(&buf[cut..]);
         buf.truncate(cut);
         let first_line = self.line;
-        self.line += bytecount::count(&buf, b'\n') as u64;
+        self.line += line_ends(&buf);
         Ok(Some(Block {
             bytes: buf,
             first_line,
@@ -293,14 +336,36 @@ fn strip_terminator(v: &mut Vec<u8>) {
     }
 }
 
-/// Calls `end` with the offset just past each newline outside quotes, in order, until it returns
-/// `false`. `buf` starts on a record boundary. Quotes follow the CSV parser (csv-core): see the
-/// module comment.
+/// The physical lines that `bytes` ends: every `\n`, and every `\r` not followed by a `\n`
+/// (old Mac line ends; csv-core ends a record at each of `\r`, `\n` and `\r\n`). A `\r` that is
+/// the last byte counts: slices are only ever cut after a decided line end or at the end of the
+/// input, never between the two bytes of a `\r\n`.
+pub fn line_ends(bytes: &[u8]) -> u64 {
+    let lf = bytecount::count(bytes, b'\n') as u64;
+    // The usual file has no `\r` at all (or only `\r\n`s): one more SIMD scan tells.
+    if memchr::memchr(b'\r', bytes).is_none() {
+        return lf;
+    }
+    lf + memchr::memchr_iter(b'\r', bytes)
+        .filter(|&i| bytes.get(i + 1) != Some(&b'\n'))
+        .count() as u64
+}
+
+/// Whether the line end byte at `i` ends a record, as far as `buf` can tell: a `\n` does; a `\r`
+/// does unless a `\n` follows (then that `\n` ends it), and a `\r` that is the last byte of a
+/// buffer that more input may follow is undecided, so it is not taken as an end.
+fn ends_record(buf: &[u8], i: usize) -> bool {
+    buf[i] == b'\n' || matches!(buf.get(i + 1), Some(b) if *b != b'\n')
+}
+
+/// Calls `end` with the offset just past each line end outside quotes (see `ends_record`), in
+/// order, until it returns `false`. `buf` starts on a record boundary. Quotes follow the CSV
+/// parser (csv-core): see the module comment.
 fn record_ends(buf: &[u8], delimiter: u8, mut end: impl FnMut(usize) -> bool) {
     let mut in_quotes = false;
     // Where the last quoted field was closed: a quote right after it is `""`, an escaped quote.
     let mut closed_at = usize::MAX;
-    for i in memchr::memchr2_iter(b'"', b'\n', buf) {
+    for i in memchr::memchr3_iter(b'"', b'\n', b'\r', buf) {
         match buf[i] {
             b'"' if in_quotes => {
                 in_quotes = false;
@@ -312,14 +377,14 @@ fn record_ends(buf: &[u8], delimiter: u8, mut end: impl FnMut(usize) -> bool) {
                     || matches!(buf[i - 1], b'\n' | b'\r')
                     || buf[i - 1] == delimiter;
             }
-            // A newline outside quotes ends a record; stop when `end` has seen enough.
-            _ if !in_quotes && !end(i + 1) => return,
+            // A line end outside quotes ends a record; stop when `end` has seen enough.
+            _ if !in_quotes && ends_record(buf, i) && !end(i + 1) => return,
             _ => {}
         }
     }
 }
 
-/// Offset just past the first newline outside quotes, if any.
+/// Offset just past the first line end outside quotes, if any.
 fn first_record_end(buf: &[u8], delimiter: u8) -> Option<usize> {
     let mut first = None;
     record_ends(buf, delimiter, |e| {
@@ -329,10 +394,17 @@ fn first_record_end(buf: &[u8], delimiter: u8) -> Option<usize> {
     first
 }
 
-/// Offset just past the last newline outside quotes, if any. `buf` starts on a record boundary.
+/// Offset just past the last line end outside quotes, if any. `buf` starts on a record boundary.
 fn last_record_end(buf: &[u8], delimiter: u8) -> Option<usize> {
     if memchr::memchr(b'"', buf).is_none() {
-        return memchr::memrchr(b'\n', buf).map(|i| i + 1);
+        let mut upto = buf.len();
+        while let Some(i) = memchr::memrchr2(b'\n', b'\r', &buf[..upto]) {
+            if ends_record(buf, i) {
+                return Some(i + 1);
+            }
+            upto = i;
+        }
+        return None;
     }
     let mut last = None;
     record_ends(buf, delimiter, |e| {
@@ -372,6 +444,35 @@ mod tests {
             blocks(r).await,
             [(2, "1\n".into()), (3, "22\n".into()), (4, "333\n".into())]
         );
+    }
+
+    /// Old Mac files end lines with a bare `\r`: once read as one header line and no rows.
+    #[tokio::test]
+    async fn bare_cr_line_ends_cut_blocks_and_count_lines() {
+        let mut r = reader(b"h\r1\r22\r333\r", 4096);
+        assert_eq!(r.header().await.unwrap().unwrap(), b"h");
+        assert_eq!(r.line(), 2);
+        r.block_bytes = 3;
+        assert_eq!(
+            blocks(r).await,
+            [(2, "1\r".into()), (3, "22\r".into()), (4, "333\r".into())]
+        );
+        // A `\r\n` is one line end even when a block window ends between its two bytes: the cut
+        // waits for the byte after a `\r`, so no line is counted twice.
+        for block in 1..12 {
+            let mut r = reader(b"h\r\na\r\nbb\rc\n\r\nd", block);
+            r.header().await.unwrap();
+            let got = blocks(r).await;
+            let lines: Vec<u64> = got.iter().map(|(l, _)| *l).collect();
+            let text: String = got.iter().map(|(_, t)| t.as_str()).collect();
+            assert_eq!(text, "a\r\nbb\rc\n\r\nd", "block {block}");
+            assert_eq!(lines.first(), Some(&2), "block {block}: {got:?}");
+            if block == 1 {
+                assert_eq!(lines, [2, 3, 4, 5, 6], "block {block}: {got:?}");
+            }
+        }
+        assert_eq!(line_ends(b"a\rb\r\nc\n\rd\r"), 5);
+        assert_eq!(line_ends(b"no line end"), 0);
     }
 
     #[tokio::test]

@@ -194,6 +194,13 @@ pub fn run_with(p: &Pipeline, opts: RunOptions) -> Result<RunOutcome, BuildError
 
     // Build phase: inputs and outputs, before any actor starts.
     let mut input_errors = Vec::new();
+    // Every path the pipeline writes, through links: discovery passes over them, and none may
+    // land on an input or on another output.
+    let outputs = crate::config::outputs::Resolved::new(&crate::config::outputs::claims(
+        p,
+        &Default::default(),
+    ));
+    let skip = |f: &Path| outputs.writes(f);
     let mut files: Vec<Vec<PathBuf>> = vec![Vec::new(); p.stages.len()];
     for (i, s) in p.stages.iter().enumerate() {
         if let StageKind::Reader(r) = &s.kind {
@@ -201,7 +208,7 @@ pub fn run_with(p: &Pipeline, opts: RunOptions) -> Result<RunOutcome, BuildError
                 files[i] = given.get(i).cloned().unwrap_or_default();
                 continue;
             }
-            match discover(&r.paths) {
+            match discover(&r.paths, &skip) {
                 Ok(f) => files[i] = f,
                 Err(errs) => {
                     input_errors.extend(errs.iter().map(|e| format!("reader `{}`: {e}", s.name)))
@@ -209,19 +216,42 @@ pub fn run_with(p: &Pipeline, opts: RunOptions) -> Result<RunOutcome, BuildError
             }
         }
     }
-    let mut sizes: HashMap<PathBuf, u64> = HashMap::new();
-    for f in files.iter().flatten() {
-        match std::fs::File::open(f).and_then(|h| h.metadata()) {
-            Ok(m) => {
-                sizes.insert(f.clone(), m.len());
+    // (size, is a stream) of every input. A named pipe must not be opened here: opening and
+    // closing it would end its writer (SIGPIPE) before the reader gets to it.
+    let mut sizes: HashMap<PathBuf, (u64, bool)> = HashMap::new();
+    for (i, fs) in files.iter().enumerate() {
+        let StageKind::Reader(r) = &p.stages[i].kind else {
+            continue;
+        };
+        for f in fs {
+            let meta = std::fs::metadata(f).and_then(|m| {
+                if m.is_file() {
+                    // Readable now, or say so before anything runs.
+                    std::fs::File::open(f).map(|_| m)
+                } else {
+                    Ok(m)
+                }
+            });
+            match meta {
+                Ok(m) if m.is_file() => {
+                    sizes.insert(f.clone(), (m.len(), false));
+                }
+                Ok(_) if crate::readers::actor::is_parquet(r, f) => input_errors.push(format!(
+                    "{}: not a regular file (a pipe or device); Parquet needs a seekable file, \
+                     so copy it to a file first",
+                    f.display()
+                )),
+                Ok(_) => {
+                    sizes.insert(f.clone(), (0, true));
+                }
+                Err(e) => input_errors.push(format!("{}: {e}", f.display())),
             }
-            Err(e) => input_errors.push(format!("{}: {e}", f.display())),
         }
     }
     if !input_errors.is_empty() {
         return Err(BuildError::Inputs(input_errors));
     }
-    let mut output_errors = Vec::new();
+    let mut output_errors = outputs.conflicts(files.iter().flatten().map(PathBuf::as_path));
     let mut outputs: Vec<PathBuf> = Vec::new();
     for s in &p.stages {
         match &s.kind {
@@ -282,7 +312,8 @@ pub fn run_with(p: &Pipeline, opts: RunOptions) -> Result<RunOutcome, BuildError
     let mut jobs_by_reader: Vec<Vec<Arc<stats::JobStats>>> = vec![Vec::new(); p.stages.len()];
     for (i, fs) in files.iter().enumerate() {
         for f in fs {
-            jobs_by_reader[i].push(stats.add_job(i, f.clone(), sizes.get(f).copied().unwrap_or(0)));
+            let (bytes, stream) = sizes.get(f).copied().unwrap_or((0, false));
+            jobs_by_reader[i].push(stats.add_job(i, f.clone(), bytes, stream));
         }
     }
     if let Some(slot) = &opts.stats_slot {
@@ -479,6 +510,12 @@ pub fn run_with(p: &Pipeline, opts: RunOptions) -> Result<RunOutcome, BuildError
                     arbiters.push(arbiter);
                 }
             }
+        }
+        // Every edge and job exists now: publish the gauges at once, so that a run shorter than
+        // the monitor's 1 s tick still serves them (born at their start values).
+        if metrics_on {
+            let res = sampler.lock().unwrap_or_else(|e| e.into_inner()).sample();
+            monitor::metrics::publish(&stats, &res);
         }
         // Only producers may hold consumer addresses now, or the pools would never stop.
         drop(inboxes);

@@ -35,8 +35,11 @@ pub struct JobStats {
     /// Index of the reader stage that owns the job.
     pub reader: usize,
     pub path: PathBuf,
-    /// Size on disk.
+    /// Size on disk (0 for a stream).
     pub file_bytes: u64,
+    /// The path is a named pipe or another stream, not a regular file: it is read once, to its
+    /// end, with nothing known of its size in advance.
+    pub stream: bool,
     /// Bytes after decompression.
     pub bytes_read: AtomicU64,
     pub rows_read: AtomicU64,
@@ -192,13 +195,20 @@ impl RunStats {
         self.jobs.read().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
-    pub fn add_job(&self, reader: usize, path: PathBuf, file_bytes: u64) -> Arc<JobStats> {
+    pub fn add_job(
+        &self,
+        reader: usize,
+        path: PathBuf,
+        file_bytes: u64,
+        stream: bool,
+    ) -> Arc<JobStats> {
         let mut jobs = self.jobs.write().unwrap_or_else(|e| e.into_inner());
         let job = Arc::new(JobStats {
             id: jobs.len() as JobId,
             reader,
             path,
             file_bytes,
+            stream,
             bytes_read: AtomicU64::new(0),
             rows_read: AtomicU64::new(0),
             rejected: AtomicU64::new(0),

@@ -48,6 +48,33 @@ fn prepare(target: &Path) -> Result<(PathBuf, String), OutputError> {
     Ok((target.to_path_buf(), format!(".{name}.")))
 }
 
+/// Removes the temporaries a killed writer of `target` left beside it (`.NAME.XXXXXX.tmp`,
+/// files or folders). Only for a process that owns `target` alone, at its start: a live writer's
+/// temporary would be removed too. Returns how many were removed.
+pub fn remove_stale_temps(target: &Path) -> usize {
+    let (Some(dir), Some(name)) = (Some(parent_of(target)), target.file_name()) else {
+        return 0;
+    };
+    let prefix = format!(".{}.", name.to_string_lossy());
+    let Ok(rd) = fs::read_dir(dir) else {
+        return 0;
+    };
+    let mut removed = 0;
+    for e in rd.filter_map(Result::ok) {
+        let n = e.file_name().to_string_lossy().into_owned();
+        if n.len() > prefix.len() + ".tmp".len() && n.starts_with(&prefix) && n.ends_with(".tmp") {
+            let path = e.path();
+            if fs::remove_file(&path)
+                .or_else(|_| fs::remove_dir_all(&path))
+                .is_ok()
+            {
+                removed += 1;
+            }
+        }
+    }
+    removed
+}
+
 fn parent_of(path: &Path) -> &Path {
     match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p,

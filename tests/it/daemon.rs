@@ -308,6 +308,13 @@ fn kill_9_at_random_moments_loses_and_duplicates_nothing() {
     assert_eq!(registry.len(), 20, "each file recorded once: {st}");
 
     assert_tables_equal_batch(&s);
+    // No temporaries of half-written tables are left: the last start removed what kills left.
+    let stray: Vec<_> = std::fs::read_dir(s.path("out"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".tmp"))
+        .collect();
+    assert!(stray.is_empty(), "stray temporaries: {stray:?}");
     // The parts: one per file, and together exactly the batch extract's rows.
     let parts: Vec<_> = std::fs::read_dir(s.path("out/orders.parts"))
         .unwrap()
@@ -565,4 +572,74 @@ fn renames_changed_files_and_a_damaged_state() {
         "{}",
         out.stderr
     );
+}
+
+/// A copy found in the same scan as its original is said, counted as a duplicate and remembered
+/// at once; temporaries a kill left in the output folder are removed at start.
+#[test]
+fn copies_in_one_scan_are_counted_and_stale_temps_removed() {
+    let s = Scratch::new();
+    let names = generate(&s, 1, 500);
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    s.write(
+        "p.toml",
+        daemon_toml("").replace(
+            "progress = \"off\"",
+            &format!("progress = \"off\"\nprometheus = \"127.0.0.1:{port}\""),
+        ),
+    );
+    // Both names are there before the daemon starts, so one scan finds them together.
+    feed(&s, &names[0]);
+    s.drop_in(
+        "copy.csv.gz",
+        std::fs::read(s.path(&format!("src/{}", names[0]))).unwrap(),
+    );
+    for stale in [".by_date.csv.Ab12Cd.tmp", ".summary.csv.x9Y8z7.tmp"] {
+        s.write(&format!("out/{stale}"), "half a table");
+    }
+    s.write("out/.notes.tmp", "not a temporary of ours");
+    let d = Daemon::start(&s, &[]);
+    let st = wait_status(&s, &d, "the original ingested", |st| {
+        files(st, "ingested") == 1
+    });
+    let registry = st["registry"].as_array().unwrap();
+    assert_eq!(registry.len(), 1, "{st}");
+    let (orig, copy) = (
+        format!("incoming/{}", names[0]),
+        "incoming/copy.csv.gz".to_string(),
+    );
+    // Sorted scan: `copy.csv.gz` comes before `f00.csv.gz`, so the copy is the one ingested.
+    assert_eq!(registry[0]["path"], copy.as_str(), "{st}");
+    assert_eq!(
+        registry[0]["also_seen_as"],
+        serde_json::json!([orig]),
+        "{st}"
+    );
+    let metrics = {
+        let mut body = String::new();
+        let mut conn = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        write!(conn, "GET /metrics HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").unwrap();
+        conn.read_to_string(&mut body).unwrap();
+        body
+    };
+    let (code, log) = d.stop();
+    assert_eq!(code, 0, "{log}");
+    assert!(
+        metrics.contains("sweep_daemon_files_total{outcome=\"duplicate\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        log.contains(&format!(
+            "{orig}: same content as {copy}, found in the same scan; not ingested again"
+        )),
+        "{log}"
+    );
+    assert!(log.contains("removed 2 temporary file(s)"), "{log}");
+    assert!(!s.exists("out/.by_date.csv.Ab12Cd.tmp"));
+    assert!(!s.exists("out/.summary.csv.x9Y8z7.tmp"));
+    assert!(s.exists("out/.notes.tmp"), "only our own temporaries go");
 }

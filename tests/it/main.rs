@@ -4,6 +4,7 @@ mod common;
 mod daemon;
 mod edge_cases;
 mod golden;
+mod hardening;
 mod outputs;
 mod plan;
 mod prometheus;

@@ -792,3 +792,86 @@ fn comparisons_become_bool() {
     assert_eq!(comparisons_as_bool("a != b"), "a != bool b");
     assert_eq!(comparisons_as_bool("a<booly"), "a< bool booly");
 }
+
+/// A run far shorter than the monitor's 1 s tick still serves every gauge, and a scrape during
+/// `hold_secs` sees the final values. Needs no Prometheus: it reads the endpoint directly.
+#[test]
+fn a_short_run_serves_its_gauges_with_final_values() {
+    let s = crate::common::Scratch::new();
+    let rows: String = (0..50)
+        .map(|i| {
+            let mut r = crate::common::Row::new(crate::common::syd("2024-09-02 11:00:00") + i);
+            r.id += i as u64;
+            format!("{}\n", r.line())
+        })
+        .collect();
+    s.write("in.csv", format!("{}\n{rows}", crate::common::HEADER));
+    let [port] = free_ports::<1>();
+    s.write(
+        "p.toml",
+        crate::common::standard("in.csv", "", "hold_secs = 30").replace(
+            "[monitor]",
+            &format!("[monitor]\nprometheus = \"127.0.0.1:{port}\""),
+        ),
+    );
+    let mut procs = Processes {
+        children: Vec::new(),
+    };
+    procs.spawn(
+        "sweep run",
+        Command::new(env!("CARGO_BIN_EXE_sweep"))
+            .args(["run", "p.toml"])
+            .current_dir(s.dir.path()),
+        s.path("run.log"),
+    );
+    let agent = agent();
+    let url = format!("http://127.0.0.1:{port}/metrics");
+    let body = wait_for(
+        &mut procs,
+        Duration::from_secs(30),
+        "the run's final metrics",
+        || {
+            // The run is over once its one job is done; the process is then in its hold
+            // (`wait_for` fails if it has exited).
+            let (_, body) = get(&agent, &url, &[])?;
+            match sample(&body, "sweep_jobs{state=\"done\"}") {
+                Some(1.0) => Ok(body),
+                _ => Err(format!("not done yet:\n{body}")),
+            }
+        },
+    );
+    assert_eq!(
+        sample(&body, "sweep_jobs{state=\"done\"}"),
+        Some(1.0),
+        "{body}"
+    );
+    assert_eq!(
+        sample(&body, "sweep_jobs{state=\"pending\"}"),
+        Some(0.0),
+        "{body}"
+    );
+    assert_eq!(
+        sample(&body, "sweep_jobs{state=\"running\"}"),
+        Some(0.0),
+        "{body}"
+    );
+    assert_eq!(
+        sample(&body, "sweep_edge_capacity{from=\"orders\",to=\"cp\"}"),
+        Some(8.0),
+        "{body}"
+    );
+    assert_eq!(
+        sample(&body, "sweep_edge_in_flight{from=\"orders\",to=\"cp\"}"),
+        Some(0.0),
+        "{body}"
+    );
+    assert!(
+        sample(&body, "sweep_process_resident_memory_bytes").is_some_and(|v| v > 1e6),
+        "{body}"
+    );
+    // Present; its value is in clock ticks (10 ms), which a 50-row run may not reach.
+    assert!(
+        sample(&body, "sweep_process_cpu_seconds_total").is_some_and(|v| v >= 0.0),
+        "{body}"
+    );
+}
