@@ -385,7 +385,7 @@ fn end_to_end(c: &mut Criterion) {
     eprintln!(
         "end_to_end: {} bytes, {rows} rows, {} kept, workers {}",
         csv.len(),
-        first.report["totals"]["rows_kept"],
+        first.report.totals.rows_kept,
         runtime::workers(&pipeline)
     );
     let mut g = c.benchmark_group("end_to_end_standard_job");

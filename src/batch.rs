@@ -1,4 +1,5 @@
-//! The message that flows along data edges: a typed, columnar slice of one job's rows.
+//! The messages that flow along data edges: a typed, columnar slice of one job's rows, and an
+//! aggregator's finished tables.
 
 use arrow_array::RecordBatch;
 
@@ -18,4 +19,12 @@ impl Batch {
     pub fn num_rows(&self) -> usize {
         self.rows.num_rows()
     }
+}
+
+/// The merged result of an aggregator: what tables sinks receive.
+#[derive(Debug)]
+pub struct TableSet {
+    pub aggregator: String,
+    pub rows: u64,
+    pub tables: Vec<crate::table::Table>,
 }

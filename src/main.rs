@@ -119,17 +119,17 @@ fn run(path: &Path, set: &[String]) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::from(USAGE));
         }
     };
-    let t = &outcome.report["totals"];
+    let (r, t) = (&outcome.report, &outcome.report.totals);
     eprintln!(
         "sweep: {} {}: {} job(s), {} rows read = {} kept + {} filtered out + {} rejected, in {:.3} s",
         pipeline.name,
-        outcome.report["status"].as_str().unwrap_or("?"),
-        t["jobs"],
-        t["rows_read"],
-        t["rows_kept"],
-        t["rows_filtered_out"],
-        t["rows_rejected"],
-        outcome.report["duration_sec"].as_f64().unwrap_or(0.0),
+        r.status.as_str(),
+        t.jobs,
+        t.rows_read,
+        t.rows_kept,
+        t.rows_filtered_out,
+        t.rows_rejected,
+        r.duration_sec,
     );
     for s in &outcome.sinks {
         match &s.result {

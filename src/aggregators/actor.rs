@@ -9,33 +9,38 @@ use std::time::Instant;
 use actix::prelude::*;
 use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender};
 
-use super::{AggSpec, AggState, Table};
-use crate::batch::Batch;
-use crate::runtime::StageCtx;
-use crate::runtime::edge::{Envelope, Outlet};
+use super::{AggSpec, AggState};
+use crate::batch::{Batch, TableSet};
+use crate::config::AggregatorSpec;
+use crate::flow::edge::{Envelope, Outlet};
+use crate::flow::{Capture, ErrorKind, Inbox, Outlets, StageCtx, Start, Wiring};
 
-/// The merged result of an aggregator: what tables sinks receive.
-#[derive(Debug)]
-pub struct TableSet {
-    pub aggregator: String,
-    pub rows: u64,
-    pub tables: Vec<Table>,
+impl Start for AggregatorSpec {
+    fn start(&self, w: &mut Wiring, ctx: StageCtx, out: Outlets) -> Inbox {
+        let spec = Arc::new(AggSpec {
+            groupings: self.group_by.clone(),
+            zone: self.zone,
+            quantiles: self.quantiles.clone(),
+        });
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        let (s2, c2) = (spec.clone(), ctx.clone());
+        let addr = SyncArbiter::start(w.workers, move || AggWorker {
+            state: Some(AggState::new(s2.clone())),
+            ctx: c2.clone(),
+            partials: tx.clone(),
+        });
+        let collector = actix::spawn(collect(spec, ctx, rx, out.tables, w.capture.clone()));
+        w.finish_with(async move {
+            let _ = collector.await;
+        });
+        Inbox::Rows(addr.recipient())
+    }
 }
 
-pub struct AggWorker {
+struct AggWorker {
     state: Option<AggState>,
     ctx: StageCtx,
     partials: UnboundedSender<AggState>,
-}
-
-impl AggWorker {
-    pub fn new(spec: Arc<AggSpec>, ctx: StageCtx, partials: UnboundedSender<AggState>) -> Self {
-        AggWorker {
-            state: Some(AggState::new(spec)),
-            ctx,
-            partials,
-        }
-    }
 }
 
 impl Actor for AggWorker {
@@ -53,31 +58,31 @@ impl Handler<Envelope<Batch>> for AggWorker {
     type Result = ();
 
     fn handle(&mut self, msg: Envelope<Batch>, _: &mut Self::Context) {
-        let t0 = Instant::now();
+        let Some(msg) = self.ctx.open(msg) else {
+            return;
+        };
         let Some(state) = self.state.as_mut() else {
             return;
         };
-        if self.ctx.control.aborted() {
-            return;
-        }
         let rows = msg.item.num_rows() as u64;
         if let Err(e) = state.update(&msg.item.rows) {
-            return self
-                .ctx
-                .fail("schema", format!("aggregator `{}`: {e}", self.ctx.name));
+            return self.ctx.fail(
+                ErrorKind::Schema,
+                format!("aggregator `{}`: {e}", self.ctx.name),
+            );
         }
-        self.ctx.stats.batch(rows, 0, t0.elapsed());
+        self.ctx.stats.batch(rows, 0, msg.started.elapsed());
     }
 }
 
 /// Merges the workers' partials once all have arrived, then sends the tables downstream, or
 /// with `capture` hands the merged state over unfinished.
-pub async fn collect(
+async fn collect(
     spec: Arc<AggSpec>,
     ctx: StageCtx,
     mut partials: UnboundedReceiver<AggState>,
     out: Outlet<Arc<TableSet>>,
-    capture: Option<UnboundedSender<(usize, AggState)>>,
+    capture: Option<Capture>,
 ) {
     let mut merged = AggState::new(spec);
     while let Some(p) = partials.recv().await {
@@ -88,7 +93,7 @@ pub async fn collect(
     }
     if let Some(capture) = capture {
         // The receiver is the daemon, which outlives the run.
-        let _ = capture.send((ctx.index, merged));
+        let _ = capture.send((ctx.index, Box::new(merged)));
         return;
     }
     let t0 = Instant::now();

@@ -26,8 +26,8 @@ mod snapshot;
 
 pub use snapshot::{AggSnapshot, SnapshotError};
 
-use super::tables::{Cell, Table};
 use crate::schema::col;
+use crate::table::{Cell, Table};
 use crate::time::{LocalClock, Zone, format_day};
 
 /// One aggregation table of the standard job.

@@ -10,7 +10,7 @@ use super::ConfigError;
 use super::model::SinkConfig;
 use super::resolve::{ColumnNeed, Output, Stage, StageKind};
 use crate::schema::{ORDERS_COLUMNS, col};
-use crate::sinks::extract::PartitionKey;
+use crate::sinks::format::PartitionKey;
 
 pub(super) struct Node {
     name: String,

@@ -10,7 +10,8 @@ use serde_spanned::Spanned;
 use super::model::{self, Workers};
 use super::{ConfigError, Named, RawPipeline, graph};
 use crate::aggregators::Grouping;
-use crate::sinks::extract::{PartitionKey, RowFormat};
+use crate::flow::{Kind, Start};
+use crate::sinks::format::{PartitionKey, RowFormat};
 use crate::time::{self, HOUR_NS, Zone};
 
 /// A checked pipeline, ready for the runtime's build phase.
@@ -76,13 +77,30 @@ impl StageKind {
         }
     }
 
-    pub fn label(&self) -> &'static str {
+    /// What the stage is, for metrics and messages.
+    pub fn kind(&self) -> Kind {
         match self {
-            StageKind::Reader(_) => "reader",
-            StageKind::Filter(_) => "filter",
-            StageKind::Aggregator(_) => "aggregator",
-            StageKind::RowSink(_) => "rows sink",
-            StageKind::TableSink(_) => "tables sink",
+            StageKind::Reader(_) => Kind::Reader,
+            StageKind::Filter(_) => Kind::Filter,
+            StageKind::Aggregator(_) => Kind::Aggregator,
+            StageKind::RowSink(_) => Kind::RowSink,
+            StageKind::TableSink(_) => Kind::TableSink,
+        }
+    }
+
+    /// The name people read: "reader", "rows sink"…
+    pub fn label(&self) -> &'static str {
+        self.kind().label()
+    }
+
+    /// How this kind starts; each spec type implements [`Start`] in its stage's folder.
+    pub fn starter(&self) -> &dyn Start {
+        match self {
+            StageKind::Reader(s) => s,
+            StageKind::Filter(s) => s,
+            StageKind::Aggregator(s) => s,
+            StageKind::RowSink(s) => s,
+            StageKind::TableSink(s) => s,
         }
     }
 }
@@ -903,7 +921,21 @@ fn sink(cx: &mut Ctx, s: &model::SinkConfig, rows: bool) -> StageKind {
             }
         }
         let max_open_files = cx.count(&s.max_open_files, "max_open_files", 1..=4096, 64);
-        let compression_level = cx.within(&s.compression_level, "compression_level", 0..=22);
+        // The format's own range, the one the writer checks: `csv.gz` takes 0 to 9.
+        let compression_level = match format.level_range() {
+            Some(range) => cx.within(&s.compression_level, "compression_level", range),
+            None => {
+                if let Some(l) = &s.compression_level {
+                    cx.err(
+                        l.span(),
+                        format!(
+                            "compression_level does not apply to {format}, which is not compressed"
+                        ),
+                    );
+                }
+                None
+            }
+        };
         StageKind::RowSink(RowSinkSpec {
             path,
             format,

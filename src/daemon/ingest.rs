@@ -10,7 +10,7 @@ use super::state::RowCounts;
 use crate::aggregators::AggState;
 use crate::config::outputs::{parts_dir, split_name};
 use crate::config::{Pipeline, Stage, StageKind};
-use crate::runtime::stats::{Control, RunStats};
+use crate::flow::stats::{Control, RunStats};
 use crate::runtime::{self, RunOptions};
 
 /// Folder name, inside a parts folder, where parts wait for their commit.
@@ -169,7 +169,7 @@ pub fn ingest(
     if !outcome.ok {
         discard(&parts);
         // The run's own errors say why; sinks then only report that they wrote nothing.
-        let mut reasons = outcome.errors.clone();
+        let mut reasons: Vec<String> = outcome.errors.iter().map(|e| e.to_string()).collect();
         if reasons.is_empty() {
             reasons.extend(
                 outcome
@@ -182,12 +182,22 @@ pub fn ingest(
     }
     let mut states = Vec::new();
     while let Ok((i, st)) = rx.try_recv() {
-        states.push((sub.stages[i].name.clone(), st));
+        // Only aggregators hand state over, and they hand over their `AggState`.
+        match st.downcast::<AggState>() {
+            Ok(st) => states.push((sub.stages[i].name.clone(), *st)),
+            Err(_) => {
+                discard(&parts);
+                return Err(format!(
+                    "internal error: stage `{}` handed over a state that is not an aggregate",
+                    sub.stages[i].name
+                ));
+            }
+        }
     }
     let aggregators = sub
         .stages
         .iter()
-        .filter(|s| matches!(s.kind, StageKind::Aggregator(_)))
+        .filter(|s| s.kind.kind() == crate::flow::Kind::Aggregator)
         .count();
     if states.len() != aggregators {
         // Recording the file without its aggregates would lose its rows silently.
@@ -197,13 +207,12 @@ pub fn ingest(
             states.len()
         ));
     }
-    let t = &outcome.report["totals"];
-    let n = |k: &str| t[k].as_u64().unwrap_or(0);
+    let t = &outcome.report.totals;
     let rows = RowCounts {
-        read: n("rows_read"),
-        kept: n("rows_kept"),
-        filtered_out: n("rows_filtered_out"),
-        rejected: n("rows_rejected"),
+        read: t.rows_read,
+        kept: t.rows_kept,
+        filtered_out: t.rows_filtered_out,
+        rejected: t.rows_rejected,
     };
     // A staged part that was never written (a sink that saw no rows writes none) is not a part.
     let parts = parts.into_iter().filter(|p| staged(p).exists()).collect();

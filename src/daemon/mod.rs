@@ -27,11 +27,11 @@ use std::time::{Duration, Instant, SystemTime};
 use sd_notify::NotifyState;
 use serde_json::json;
 
-use crate::aggregators::actor::TableSet;
 use crate::aggregators::{AggSpec, AggState};
+use crate::batch::TableSet;
 use crate::config::{self, BadFiles, ChangedFiles, ConfigErrors, DaemonSpec, Pipeline, StageKind};
+use crate::flow::stats::{Control, RunStats};
 use crate::monitor::metrics::{self, daemon as m};
-use crate::runtime::stats::{Control, RunStats};
 use crate::sinks::atomic::write_atomic;
 use crate::sinks::tables::write_tables;
 use state::{FileEntry, FileStatus, Fingerprint, StateDoc, StateError, StateStore};

@@ -7,13 +7,12 @@
 
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
-use std::time::Duration;
 
-use metrics::{Counter, Histogram, counter, gauge, histogram};
+use metrics::{counter, gauge};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder};
 
 use super::Resources;
-use crate::runtime::stats::{JobState, RunStats};
+use crate::flow::stats::{JobState, RunStats};
 
 pub const BATCH_DURATION: &str = "sweep_component_batch_duration_seconds";
 
@@ -136,92 +135,6 @@ fn describe() {
         "sweep_daemon_reloads_total",
         "SIGHUP reloads, by result: applied or rejected (the old pipeline kept running)."
     );
-}
-
-/// One stage's metric handles.
-#[derive(Debug, Clone)]
-pub struct StageMetrics {
-    id: String,
-    kind: &'static str,
-    received: Counter,
-    sent: Counter,
-    /// Only the stages that can discard or read get these series.
-    filtered: Option<Counter>,
-    rejected: Option<Counter>,
-    input_bytes: Option<Counter>,
-    duration: Histogram,
-}
-
-impl StageMetrics {
-    pub fn new(id: &str, kind: &'static str) -> Self {
-        let l = || {
-            [
-                ("component_id", id.to_string()),
-                ("component_kind", kind.to_string()),
-            ]
-        };
-        let reason = |r: &'static str| {
-            let mut v = l().to_vec();
-            v.push(("reason", r.to_string()));
-            counter!("sweep_component_discarded_records_total", &v)
-        };
-        // Errors are rare: their series exist from the start, at zero, so dashboards and alerts
-        // see a rate of 0 rather than no data.
-        let types: &[&str] = match kind {
-            "reader" => &["bad_row", "parse", "schema", "io"],
-            "rows_sink" | "tables_sink" => &["output"],
-            _ => &["schema"],
-        };
-        for t in types {
-            let mut v = l().to_vec();
-            v.push(("error_type", t.to_string()));
-            counter!("sweep_component_errors_total", &v).increment(0);
-        }
-        StageMetrics {
-            id: id.to_string(),
-            kind,
-            received: counter!("sweep_component_received_records_total", &l()),
-            sent: counter!("sweep_component_sent_records_total", &l()),
-            filtered: (kind == "filter").then(|| reason("filtered")),
-            rejected: (kind == "reader").then(|| reason("rejected")),
-            input_bytes: (kind == "reader").then(|| counter!("sweep_input_bytes_total", &l())),
-            duration: histogram!(BATCH_DURATION, &l()),
-        }
-    }
-
-    pub fn batch(&self, rows_in: u64, rows_out: u64, took: Duration) {
-        self.received.increment(rows_in);
-        self.sent.increment(rows_out);
-        self.duration.record(took.as_secs_f64());
-    }
-
-    pub fn filtered(&self, n: u64) {
-        if let Some(c) = &self.filtered {
-            c.increment(n);
-        }
-    }
-
-    pub fn rejected(&self, n: u64) {
-        if let Some(c) = &self.rejected {
-            c.increment(n);
-        }
-    }
-
-    pub fn input_bytes(&self, n: u64) {
-        if let Some(c) = &self.input_bytes {
-            c.absolute(n);
-        }
-    }
-
-    pub fn error(&self, error_type: &'static str) {
-        counter!(
-            "sweep_component_errors_total",
-            "component_id" => self.id.clone(),
-            "component_kind" => self.kind,
-            "error_type" => error_type
-        )
-        .increment(1);
-    }
 }
 
 /// Publishes the sampled gauges: edges, jobs, input bytes and the process's resources.

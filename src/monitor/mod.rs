@@ -1,25 +1,23 @@
 //! The monitor: live progress (an indicatif bar on a terminal, tracing log lines otherwise),
-//! process resource sampling through sysinfo, and the run report `execution_metrics.json`.
-//!
-//! Each job's rows are reconciled: rows read = kept + filtered out + rejected, where "kept" and
-//! "filtered out" follow the chain of filters from the job's reader. When a reader feeds more
-//! than one filter path, each path is reported and reconciles on its own.
+//! process resource sampling through sysinfo (`metrics` serves them to Prometheus), and the run
+//! report `execution_metrics.json` (`report`).
 
 pub mod metrics;
+pub mod report;
+
+pub use report::{RunReport, RunStatus, report};
 
 use std::io::IsTerminal;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 use indicatif::{ProgressBar, ProgressStyle};
-use serde_json::{Value, json};
 use sysinfo::{Pid, ProcessRefreshKind, ProcessesToUpdate, System};
 
 use crate::config::ProgressMode;
-use crate::runtime::stats::{Control, JobState, JobStats, RunStats};
-use crate::sinks::SinkReport;
+use crate::flow::stats::{Control, JobState, RunStats};
 
 /// Process-level resource readings.
 #[derive(Debug, Default, Clone, Copy)]
@@ -243,159 +241,4 @@ impl Actor for Monitor {
             bar.finish_and_clear();
         }
     }
-}
-
-fn secs(d: Duration) -> f64 {
-    (d.as_secs_f64() * 1e6).round() / 1e6
-}
-
-fn per_sec(n: f64, d: Duration) -> f64 {
-    if d.is_zero() {
-        0.0
-    } else {
-        (n / d.as_secs_f64()).round()
-    }
-}
-
-/// One job's counts, with kept / filtered-out along each filter path.
-fn job_json(job: &JobStats, topo: &Topology, filter_names: &[String]) -> (Value, u64, u64) {
-    let read = job.rows_read.load(Ordering::Relaxed);
-    let rejected = job.rejected.load(Ordering::Relaxed);
-    let parsed = read - rejected.min(read);
-    let paths = topo
-        .filter_paths
-        .get(job.reader)
-        .cloned()
-        .unwrap_or_default();
-    let path_counts: Vec<(u64, u64, Vec<String>)> = if paths.is_empty() {
-        vec![(parsed, 0, Vec::new())]
-    } else {
-        paths
-            .iter()
-            .map(|p| {
-                let dropped: u64 = p
-                    .iter()
-                    .map(|&f| job.filters[f].dropped.load(Ordering::Relaxed))
-                    .sum();
-                let kept = p
-                    .last()
-                    .map_or(parsed, |&f| job.filters[f].kept.load(Ordering::Relaxed));
-                (
-                    kept,
-                    dropped,
-                    p.iter().map(|&f| filter_names[f].clone()).collect(),
-                )
-            })
-            .collect()
-    };
-    let (kept, filtered, _) = path_counts[0].clone();
-    let d = job.duration();
-    let mut v = json!({
-        "job": job.id,
-        "reader": topo.stages.get(job.reader).map(|s| s.0.clone()),
-        "file": job.path.display().to_string(),
-        "status": job.state(),
-        "error": job.error(),
-        "file_bytes": job.file_bytes,
-        "bytes_read": job.bytes_read.load(Ordering::Relaxed),
-        "rows_read": read,
-        "rows_kept": kept,
-        "rows_filtered_out": filtered,
-        "rows_rejected": rejected,
-        "duration_sec": secs(d),
-        "rows_per_sec": per_sec(read as f64, d),
-        "mb_per_sec": per_sec(job.bytes_read.load(Ordering::Relaxed) as f64 / 1e6, d),
-    });
-    if path_counts.len() > 1 {
-        v["paths"] = path_counts
-            .iter()
-            .map(|(k, f, names)| json!({"filters": names, "rows_kept": k, "rows_filtered_out": f}))
-            .collect();
-    }
-    (v, kept, filtered)
-}
-
-/// The run report.
-pub fn report(
-    stats: &RunStats,
-    control: &Control,
-    topo: &Topology,
-    sinks: &[SinkReport],
-    res: Resources,
-    started_at: SystemTime,
-) -> Value {
-    let jobs = stats.jobs();
-    let mut total = (0u64, 0u64, 0u64, 0u64, 0u64, 0u64);
-    let job_values: Vec<Value> = jobs
-        .iter()
-        .map(|j| {
-            let (v, kept, filtered) = job_json(j, topo, &stats.filter_names);
-            total.0 += j.rows_read.load(Ordering::Relaxed);
-            total.1 += kept;
-            total.2 += filtered;
-            total.3 += j.rejected.load(Ordering::Relaxed);
-            total.4 += j.bytes_read.load(Ordering::Relaxed);
-            total.5 += j.file_bytes;
-            v
-        })
-        .collect();
-    let elapsed = stats.started.elapsed();
-    let errors = control.errors();
-    let failed_sinks = sinks.iter().any(|s| s.result.is_err());
-    let ok = errors.is_empty() && !failed_sinks;
-    let count = |s: JobState| jobs.iter().filter(|j| j.state() == s).count();
-    json!({
-        "pipeline": topo.pipeline,
-        "status": if ok { "ok" } else { "failed" },
-        "errors": errors,
-        "started_at": chrono::DateTime::<chrono::Utc>::from(started_at).to_rfc3339(),
-        "duration_sec": secs(elapsed),
-        "totals": {
-            "jobs": jobs.len(),
-            "jobs_done": count(JobState::Done),
-            "jobs_failed": count(JobState::Failed),
-            "jobs_not_started": count(JobState::Pending),
-            "rows_read": total.0,
-            "rows_kept": total.1,
-            "rows_filtered_out": total.2,
-            "rows_rejected": total.3,
-            "bytes_read": total.4,
-            "file_bytes": total.5,
-            "rows_per_sec": per_sec(total.0 as f64, elapsed),
-            "mb_per_sec": per_sec(total.4 as f64 / 1e6, elapsed),
-        },
-        "jobs": job_values,
-        "process": {
-            "cpu_seconds": (res.cpu_seconds * 1000.0).round() / 1000.0,
-            "peak_rss_bytes": res.peak_rss_bytes,
-            "peak_rss_mib": ((res.peak_rss_bytes as f64 / 1048576.0) * 10.0).round() / 10.0,
-            "disk_read_bytes": res.disk_read_bytes,
-            "disk_written_bytes": res.disk_written_bytes,
-        },
-        "stages": stats.stages.iter().enumerate().map(|(i, s)| {
-            let (p50, p99, max) = s.latency();
-            json!({
-                "name": s.name,
-                "kind": s.kind,
-                "workers": topo.stages.get(i).map_or(1, |t| t.2),
-                "rows_in": s.rows_in.load(Ordering::Relaxed),
-                "rows_out": s.rows_out.load(Ordering::Relaxed),
-                "batches": s.batches.load(Ordering::Relaxed),
-                "batch_latency_sec": {"p50": p50, "p99": p99, "max": max},
-            })
-        }).collect::<Vec<_>>(),
-        "edges": stats.edges().iter().map(|e| json!({
-            "from": e.from,
-            "to": e.to,
-            "capacity": e.capacity,
-            "max_depth": e.max_depth(),
-            "messages": e.sent.load(Ordering::Relaxed),
-        })).collect::<Vec<_>>(),
-        "sinks": sinks.iter().map(|s| json!({
-            "name": s.sink,
-            "path": s.path.display().to_string(),
-            "status": if s.result.is_ok() { "written" } else { "not written" },
-            "detail": match &s.result { Ok(d) | Err(d) => d },
-        })).collect::<Vec<_>>(),
-    })
 }

@@ -19,28 +19,88 @@ use super::source::{self, Block, BlockPool, BlockReader};
 use super::{ReaderError, parquet};
 use crate::batch::{Batch, JobId};
 use crate::config::{InputFormat, OnError, ReaderSpec};
-use crate::runtime::StageCtx;
-use crate::runtime::edge::{Envelope, Outlet};
-use crate::runtime::stats::JobStats;
+use crate::flow::edge::{Envelope, Outlet};
+use crate::flow::stats::JobStats;
+use crate::flow::{ErrorKind, Inbox, Outlets, StageCtx, Start, Wiring};
 use crate::sinks::atomic::{AtomicWriter, OutputError};
+
+impl Start for ReaderSpec {
+    fn start(&self, w: &mut Wiring, ctx: StageCtx, out: Outlets) -> Inbox {
+        // The build phase has checked that the rejects folder takes a file, so this fails only
+        // if the file system changed since; the run then fails, and consumers see no input.
+        let rejects = match (&self.rejects, self.on_error) {
+            (Some(path), OnError::Reject) => match Rejects::create(path) {
+                Ok(r) => Some(r),
+                Err(e) => {
+                    ctx.fail(ErrorKind::Output, e);
+                    return Inbox::None;
+                }
+            },
+            _ => None,
+        };
+        let shared = Arc::new(ReaderShared {
+            spec: self.clone(),
+            rejects,
+            ctx: ctx.clone(),
+            block_bytes: w.block_bytes,
+            // Blocks in flight: one edge's worth plus one per parse worker.
+            pool: Arc::new(BlockPool::new(w.edge_capacity + w.workers + 1)),
+        });
+        let (sh, rows) = (shared.clone(), out.rows.clone());
+        let parse_addr = SyncArbiter::start(w.workers, move || ParseWorker {
+            shared: sh.clone(),
+            out: rows.clone(),
+        });
+        let mut parse: Outlet<RawBlock> = Outlet::new();
+        parse.connect(
+            w.edge(&ctx.name, &format!("{}.parse", ctx.name)),
+            parse_addr.recipient(),
+        );
+        let gates = OrderGates {
+            gates: w.gates_of(ctx.index),
+            window: w.reorder_window,
+        };
+        let jobs = w
+            .jobs
+            .get_mut(ctx.index)
+            .map(std::mem::take)
+            .unwrap_or_default();
+        let (done_tx, done_rx) = tokio::sync::oneshot::channel();
+        // The rejects are committed whatever the run's outcome: the rows they list were
+        // rejected either way.
+        let sh = shared.clone();
+        w.finish_with(async move {
+            let _ = done_rx.await;
+            if let Some(rj) = &sh.rejects
+                && let Err(e) = rj.commit()
+            {
+                sh.ctx.fail(ErrorKind::Output, e);
+            }
+        });
+        ReaderActor::start_in_arbiter(&w.arbiter(), move |_| {
+            ReaderActor::new(shared, jobs, parse, out.rows, gates, done_tx)
+        });
+        Inbox::None
+    }
+}
 
 /// A block on its way to a parse worker.
 #[derive(Clone)]
-pub struct RawBlock {
-    pub job: JobId,
-    pub seq: u64,
-    pub plan: Arc<ParsePlan>,
-    pub block: Arc<Block>,
+struct RawBlock {
+    job: JobId,
+    seq: u64,
+    plan: Arc<ParsePlan>,
+    block: Arc<Block>,
 }
 
 /// The rejects file of a reader with `on_error = "reject"`.
-pub struct Rejects {
+struct Rejects {
     path: PathBuf,
     out: Mutex<Option<csv::Writer<AtomicWriter>>>,
 }
 
 impl Rejects {
-    pub fn create(path: &Path) -> Result<Self, OutputError> {
+    fn create(path: &Path) -> Result<Self, OutputError> {
         let file = AtomicWriter::create(path)?;
         let mut w = csv::Writer::from_writer(file);
         w.write_record(["file", "line", "column", "reason", "row"])
@@ -73,7 +133,7 @@ impl Rejects {
 
     /// Makes the rejects file visible. Called whatever the run's outcome: the rows it lists were
     /// rejected either way.
-    pub fn commit(&self) -> Result<(), OutputError> {
+    fn commit(&self) -> Result<(), OutputError> {
         let taken = self.out.lock().unwrap_or_else(|e| e.into_inner()).take();
         let Some(w) = taken else { return Ok(()) };
         let file = w
@@ -84,12 +144,12 @@ impl Rejects {
 }
 
 /// What the reader stage shares between its actor and its parse workers.
-pub struct ReaderShared {
-    pub spec: ReaderSpec,
-    pub rejects: Option<Rejects>,
-    pub ctx: StageCtx,
-    pub block_bytes: usize,
-    pub pool: Arc<BlockPool>,
+struct ReaderShared {
+    spec: ReaderSpec,
+    rejects: Option<Rejects>,
+    ctx: StageCtx,
+    block_bytes: usize,
+    pool: Arc<BlockPool>,
 }
 
 impl ReaderShared {
@@ -110,16 +170,16 @@ impl ReaderShared {
         }
     }
 
-    fn fail(&self, job: &JobStats, error_type: &'static str, msg: String) {
+    fn fail(&self, job: &JobStats, kind: ErrorKind, msg: String) {
         job.fail(msg.clone());
-        self.ctx.fail(error_type, msg);
+        self.ctx.fail(kind, msg);
     }
 }
 
 /// Parses blocks; runs on a SyncArbiter thread.
-pub struct ParseWorker {
-    pub shared: Arc<ReaderShared>,
-    pub out: Outlet<Batch>,
+struct ParseWorker {
+    shared: Arc<ReaderShared>,
+    out: Outlet<Batch>,
 }
 
 impl Actor for ParseWorker {
@@ -147,7 +207,7 @@ impl Handler<Envelope<RawBlock>> for ParseWorker {
         let stop_first = sh.spec.on_error == OnError::Fail;
         let parsed = match parse_block(&plan, &block.bytes, block.first_line, stop_first) {
             Ok(p) => p,
-            Err(e) => return sh.fail(&stats, "parse", e.to_string()),
+            Err(e) => return sh.fail(&stats, ErrorKind::Parse, e.to_string()),
         };
         // This worker holds the only reference now: hand the buffer back for the next block.
         if let Ok(b) = Arc::try_unwrap(block) {
@@ -157,7 +217,7 @@ impl Handler<Envelope<RawBlock>> for ParseWorker {
             .rows_read
             .fetch_add(parsed.rows_read, Ordering::Relaxed);
         if let Err(msg) = sh.row_errors(&stats, &parsed.errors) {
-            return sh.fail(&stats, "bad_row", msg);
+            return sh.fail(&stats, ErrorKind::BadRow, msg);
         }
         let rows = parsed.batch.num_rows() as u64;
         sh.ctx.stats.batch(parsed.rows_read, rows, t0.elapsed());
@@ -183,9 +243,9 @@ impl Handler<Envelope<RawBlock>> for ParseWorker {
 /// Ordered sinks downstream publish the next sequence number they need; the reader stays at
 /// most `window` batches ahead of the slowest, so their reorder buffers stay bounded.
 #[derive(Clone)]
-pub struct OrderGates {
-    pub gates: Vec<watch::Receiver<u64>>,
-    pub window: u64,
+struct OrderGates {
+    gates: Vec<watch::Receiver<u64>>,
+    window: u64,
 }
 
 impl OrderGates {
@@ -199,12 +259,12 @@ impl OrderGates {
 }
 
 /// Reads the jobs of one reader stage, one file after another.
-pub struct ReaderActor {
+struct ReaderActor {
     task: Option<Pin<Box<dyn Future<Output = ()>>>>,
 }
 
 impl ReaderActor {
-    pub fn new(
+    fn new(
         shared: Arc<ReaderShared>,
         jobs: Vec<Arc<JobStats>>,
         parse: Outlet<RawBlock>,
@@ -267,11 +327,12 @@ async fn read_all(
             }
             Err(e) => {
                 let kind = match &e {
-                    ReaderError::Row(_) => "bad_row",
+                    ReaderError::Row(_) => ErrorKind::BadRow,
                     ReaderError::MissingColumn { .. }
                     | ReaderError::DuplicateColumn { .. }
-                    | ReaderError::Header { .. } => "schema",
-                    _ => "io",
+                    | ReaderError::ParquetType { .. }
+                    | ReaderError::Header { .. } => ErrorKind::Schema,
+                    _ => ErrorKind::Io,
                 };
                 shared.fail(&job, kind, e.to_string());
                 break;

@@ -1,19 +1,8 @@
 //! Sinks: where kept rows and aggregate tables are written. `atomic` makes every file appear
-//! whole or not at all; `extract` writes rows (CSV, gzip, zstd, Parquet, partitioned);
-//! `rows` and `tables` are the sink actors.
+//! whole or not at all; `format` names the formats and partition keys the configuration
+//! chooses from; `rows` is the rows sink (its actor and writers); `tables` the tables sink.
 
 pub mod atomic;
-pub mod extract;
+pub mod format;
 pub mod rows;
 pub mod tables;
-
-use std::path::PathBuf;
-
-/// What a sink did, sent when it stops.
-#[derive(Debug, Clone)]
-pub struct SinkReport {
-    pub sink: String,
-    pub path: PathBuf,
-    /// What was written, or why nothing was.
-    pub result: Result<String, String>,
-}

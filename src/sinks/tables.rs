@@ -5,28 +5,40 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Instant;
 
 use actix::prelude::*;
 
-use super::SinkReport;
 use super::atomic::{AtomicFile, OutputError};
-use crate::aggregators::actor::TableSet;
-use crate::aggregators::summary_json;
-use crate::config::TableFormat;
-use crate::runtime::StageCtx;
-use crate::runtime::edge::Envelope;
+use crate::batch::TableSet;
+use crate::config::{TableFormat, TableSinkSpec};
+use crate::flow::edge::Envelope;
+use crate::flow::{ErrorKind, Inbox, Outlets, ReportGuard, StageCtx, Start, Wiring};
+use crate::table::summary_json;
 
-pub struct TableSinkWorker {
-    pub dir: PathBuf,
-    pub formats: Vec<TableFormat>,
-    pub pipeline: String,
-    pub ctx: StageCtx,
-    pub report: tokio::sync::mpsc::UnboundedSender<SinkReport>,
-    pub written: Vec<String>,
-    pub error: Option<String>,
-    /// Set when the actor stops; sent on drop, so a worker that dies still reports.
-    pub outcome: Option<Result<String, String>>,
+impl Start for TableSinkSpec {
+    fn start(&self, w: &mut Wiring, ctx: StageCtx, _: Outlets) -> Inbox {
+        let (spec, pipeline, report) = (self.clone(), w.pipeline.clone(), w.reports.clone());
+        let addr = SyncArbiter::start(1, move || TableSinkWorker {
+            report: ReportGuard::new(&ctx, spec.path.clone(), report.clone()),
+            dir: spec.path.clone(),
+            formats: spec.formats.clone(),
+            pipeline: pipeline.clone(),
+            ctx: ctx.clone(),
+            written: Vec::new(),
+            error: None,
+        });
+        Inbox::Tables(addr.recipient())
+    }
+}
+
+struct TableSinkWorker {
+    dir: PathBuf,
+    formats: Vec<TableFormat>,
+    pipeline: String,
+    ctx: StageCtx,
+    report: ReportGuard,
+    written: Vec<String>,
+    error: Option<String>,
 }
 
 impl TableSinkWorker {
@@ -100,25 +112,12 @@ impl Actor for TableSinkWorker {
     type Context = SyncContext<Self>;
 
     fn stopped(&mut self, _: &mut Self::Context) {
-        self.outcome = Some(match (&self.error, self.written.is_empty()) {
-            (Some(e), _) => Err(e.clone()),
-            (None, true) => Err("not written: the run failed".to_string()),
-            (None, false) => Ok(format!("{} file(s)", self.written.len())),
-        });
-    }
-}
-
-impl Drop for TableSinkWorker {
-    fn drop(&mut self) {
-        let result = self
-            .outcome
-            .take()
-            .unwrap_or_else(|| Err("the sink's worker stopped unexpectedly".to_string()));
-        let _ = self.report.send(SinkReport {
-            sink: self.ctx.name.to_string(),
-            path: self.dir.clone(),
-            result,
-        });
+        self.report
+            .set(match (&self.error, self.written.is_empty()) {
+                (Some(e), _) => Err(e.clone()),
+                (None, true) => Err("not written: the run failed".to_string()),
+                (None, false) => Ok(format!("{} file(s)", self.written.len())),
+            });
     }
 }
 
@@ -126,19 +125,18 @@ impl Handler<Envelope<Arc<TableSet>>> for TableSinkWorker {
     type Result = ();
 
     fn handle(&mut self, msg: Envelope<Arc<TableSet>>, _: &mut Self::Context) {
-        let t0 = Instant::now();
-        if self.ctx.control.aborted() {
+        let Some(msg) = self.ctx.open(msg) else {
             return;
-        }
+        };
         match self.write(&msg.item) {
             Ok(names) => self.written.extend(names),
             Err(e) => {
                 let e = format!("sink `{}`: {e}", self.ctx.name);
-                self.ctx.fail("output", e.clone());
+                self.ctx.fail(ErrorKind::Output, e.clone());
                 self.error = Some(e);
             }
         }
         let rows: u64 = msg.item.tables.iter().map(|t| t.rows.len() as u64).sum();
-        self.ctx.stats.batch(rows, rows, t0.elapsed());
+        self.ctx.stats.batch(rows, rows, msg.started.elapsed());
     }
 }

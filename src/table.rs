@@ -1,5 +1,6 @@
-//! Finished aggregate tables and their encodings: CSV (the standard job's contract), Parquet and
-//! the JSON summary. Only bytes and values are produced here; writing files is the sinks' job.
+//! Finished tables, as aggregators hand them to sinks, and their encodings: CSV (the standard
+//! job's contract), Parquet and the JSON summary. Only bytes and values are produced here;
+//! writing files is the sinks' job.
 
 use std::fmt::{self, Write as _};
 use std::sync::Arc;

@@ -9,8 +9,9 @@ use std::time::{Duration, Instant};
 use hdrhistogram::Histogram;
 
 use super::edge::Edge;
+use super::metrics::StageMetrics;
+use super::{Kind, StageError};
 use crate::batch::JobId;
-use crate::monitor::metrics::StageMetrics;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -106,7 +107,7 @@ impl JobStats {
 #[derive(Debug)]
 pub struct StageStats {
     pub name: String,
-    pub kind: &'static str,
+    pub kind: Kind,
     pub rows_in: AtomicU64,
     pub rows_out: AtomicU64,
     pub batches: AtomicU64,
@@ -116,7 +117,7 @@ pub struct StageStats {
 }
 
 impl StageStats {
-    pub fn new(name: &str, kind: &'static str) -> Arc<Self> {
+    pub fn new(name: &str, kind: Kind) -> Arc<Self> {
         Arc::new(StageStats {
             name: name.to_string(),
             kind,
@@ -124,7 +125,7 @@ impl StageStats {
             rows_out: AtomicU64::new(0),
             batches: AtomicU64::new(0),
             latency: Mutex::new(new_histogram()),
-            metrics: StageMetrics::new(name, metric_kind(kind)),
+            metrics: StageMetrics::new(name, kind),
         })
     }
 
@@ -150,15 +151,6 @@ impl StageStats {
             s(h.value_at_quantile(0.99)),
             s(h.max()),
         )
-    }
-}
-
-/// The `component_kind` label for a stage kind label ("rows sink" → "rows_sink").
-fn metric_kind(kind: &'static str) -> &'static str {
-    match kind {
-        "rows sink" => "rows_sink",
-        "tables sink" => "tables_sink",
-        other => other,
     }
 }
 
@@ -239,7 +231,7 @@ impl RunStats {
 pub struct Control {
     abort: AtomicBool,
     cancelled: AtomicBool,
-    errors: Mutex<Vec<String>>,
+    errors: Mutex<Vec<Arc<StageError>>>,
 }
 
 impl Control {
@@ -247,9 +239,9 @@ impl Control {
         self.abort.load(Ordering::Acquire)
     }
 
-    pub fn fail(&self, error: String) {
+    pub fn fail(&self, error: StageError) {
         tracing::error!("{error}");
-        lock(&self.errors).push(error);
+        lock(&self.errors).push(Arc::new(error));
         self.abort.store(true, Ordering::Release);
     }
 
@@ -264,7 +256,8 @@ impl Control {
         self.cancelled.load(Ordering::Acquire)
     }
 
-    pub fn errors(&self) -> Vec<String> {
+    /// The failures so far, first first.
+    pub fn errors(&self) -> Vec<Arc<StageError>> {
         lock(&self.errors).clone()
     }
 }

@@ -91,6 +91,15 @@ impl<T: Send + 'static> Message for Envelope<T> {
     type Result = ();
 }
 
+/// An envelope opened by a handler (`StageCtx::open`): the item, the credit (dropped when the
+/// handler is done with the item, or earlier to free the edge), and when handling started.
+#[derive(Debug)]
+pub struct Opened<T> {
+    pub item: T,
+    pub credit: Credit,
+    pub started: std::time::Instant,
+}
+
 /// The consumer went away before the item could be sent.
 #[derive(Debug, Clone, Copy, thiserror::Error)]
 #[error("the downstream stage has stopped")]

@@ -1,4 +1,4 @@
-//! The rows sink actor: writes kept rows through an [`ExtractWriter`] in file order.
+//! The rows sink as an actor: writes kept rows through a [`RowWriter`] in file order.
 //!
 //! Parallel parse and filter workers finish batches out of order. The sink puts them back in
 //! order with a small reorder buffer keyed by (reader, sequence number) and publishes the next
@@ -7,25 +7,49 @@
 //! very batch the buffer waits for).
 
 use std::collections::BTreeMap;
-use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 use arrow_array::RecordBatch;
 use arrow_schema::Schema;
 use tokio::sync::watch;
 
-use super::SinkReport;
-use super::extract::{ExtractSpec, ExtractSummary, ExtractWriter};
+use super::writer::{RowWriter, RowsWritten};
 use crate::batch::Batch;
-use crate::runtime::StageCtx;
-use crate::runtime::edge::Envelope;
+use crate::config::RowSinkSpec;
+use crate::flow::edge::Envelope;
+use crate::flow::{ErrorKind, Inbox, Outlets, ReportGuard, StageCtx, Start, Wiring};
 use crate::schema;
 
-pub struct RowSinkWorker {
-    spec: ExtractSpec,
-    columns: Option<Vec<String>>,
-    pause: Duration,
-    writer: Option<ExtractWriter>,
+impl Start for RowSinkSpec {
+    fn start(&self, w: &mut Wiring, ctx: StageCtx, _: Outlets) -> Inbox {
+        let readers = w
+            .upstream_readers
+            .get(ctx.index)
+            .cloned()
+            .unwrap_or_default();
+        let mut gates: Vec<Option<watch::Sender<u64>>> =
+            vec![None; readers.iter().max().map_or(0, |m| m + 1)];
+        for r in readers {
+            gates[r] = Some(w.gate_on(r));
+        }
+        let (spec, report) = (self.clone(), w.reports.clone());
+        let addr = SyncArbiter::start(1, move || RowSinkWorker {
+            report: ReportGuard::new(&ctx, spec.path.clone(), report.clone()),
+            spec: spec.clone(),
+            writer: None,
+            pending: BTreeMap::new(),
+            next: vec![0; gates.len()],
+            gates: gates.clone(),
+            ctx: ctx.clone(),
+            failed: None,
+        });
+        Inbox::Rows(addr.recipient())
+    }
+}
+
+struct RowSinkWorker {
+    spec: RowSinkSpec,
+    writer: Option<RowWriter>,
     /// Batches waiting for an earlier sequence number, by (reader stage, seq).
     pending: BTreeMap<(usize, u64), RecordBatch>,
     /// Next sequence number to write, per reader stage index.
@@ -33,38 +57,13 @@ pub struct RowSinkWorker {
     /// Where the next numbers are published, per reader stage index.
     gates: Vec<Option<watch::Sender<u64>>>,
     ctx: StageCtx,
-    report: tokio::sync::mpsc::UnboundedSender<SinkReport>,
+    report: ReportGuard,
     failed: Option<String>,
-    /// Set when the actor stops; sent on drop, so a worker that dies still reports.
-    outcome: Option<Result<String, String>>,
 }
 
 impl RowSinkWorker {
-    pub fn new(
-        spec: ExtractSpec,
-        columns: Option<Vec<String>>,
-        pause: Duration,
-        gates: Vec<Option<watch::Sender<u64>>>,
-        ctx: StageCtx,
-        report: tokio::sync::mpsc::UnboundedSender<SinkReport>,
-    ) -> Self {
-        RowSinkWorker {
-            spec,
-            columns,
-            pause,
-            writer: None,
-            pending: BTreeMap::new(),
-            next: vec![0; gates.len()],
-            gates,
-            ctx,
-            report,
-            failed: None,
-            outcome: None,
-        }
-    }
-
     fn project(&self, rows: &RecordBatch) -> Result<RecordBatch, String> {
-        let Some(cols) = &self.columns else {
+        let Some(cols) = &self.spec.columns else {
             return Ok(rows.clone());
         };
         let schema = rows.schema();
@@ -83,7 +82,7 @@ impl RowSinkWorker {
         let rows = self.project(rows)?;
         if self.writer.is_none() {
             self.writer =
-                Some(ExtractWriter::create(&self.spec, rows.schema()).map_err(|e| e.to_string())?);
+                Some(RowWriter::create(&self.spec, rows.schema()).map_err(|e| e.to_string())?);
         }
         if let Some(w) = self.writer.as_mut()
             && rows.num_rows() > 0
@@ -107,13 +106,13 @@ impl RowSinkWorker {
     }
 
     fn fail(&mut self, msg: String) {
-        self.ctx.fail("output", msg.clone());
+        self.ctx.fail(ErrorKind::Output, msg.clone());
         self.failed = Some(msg);
         self.writer = None;
         self.pending.clear();
     }
 
-    fn finish(&mut self) -> Result<ExtractSummary, String> {
+    fn finish(&mut self) -> Result<RowsWritten, String> {
         if let Some(f) = &self.failed {
             return Err(f.clone());
         }
@@ -128,18 +127,17 @@ impl RowSinkWorker {
         if self.writer.is_none() {
             // No batch arrived (no input rows, no header): write an empty file with the
             // columns we know of.
-            let cols = self.columns.clone().unwrap_or_default();
+            let cols = self.spec.columns.clone().unwrap_or_default();
             let schema = if cols.is_empty() {
                 std::sync::Arc::new(Schema::empty())
             } else {
                 schema::arrow_schema(&cols)
             };
-            self.writer =
-                Some(ExtractWriter::create(&self.spec, schema).map_err(|e| e.to_string())?);
+            self.writer = Some(RowWriter::create(&self.spec, schema).map_err(|e| e.to_string())?);
         }
         match self.writer.take() {
             Some(w) => w.commit().map_err(|e| e.to_string()),
-            None => Ok(ExtractSummary::default()),
+            None => Ok(RowsWritten::default()),
         }
     }
 }
@@ -148,24 +146,10 @@ impl Actor for RowSinkWorker {
     type Context = SyncContext<Self>;
 
     fn stopped(&mut self, _: &mut Self::Context) {
-        self.outcome = Some(
-            self.finish()
-                .map(|s| format!("{} rows in {} file(s), {} bytes", s.rows, s.files, s.bytes)),
-        );
-    }
-}
-
-impl Drop for RowSinkWorker {
-    fn drop(&mut self) {
-        let result = self
-            .outcome
-            .take()
-            .unwrap_or_else(|| Err("the sink's worker stopped unexpectedly".to_string()));
-        let _ = self.report.send(SinkReport {
-            sink: self.ctx.name.to_string(),
-            path: self.spec.path.clone(),
-            result,
-        });
+        let outcome = self
+            .finish()
+            .map(|s| format!("{} rows in {} file(s), {} bytes", s.rows, s.files, s.bytes));
+        self.report.set(outcome);
     }
 }
 
@@ -173,17 +157,16 @@ impl Handler<Envelope<Batch>> for RowSinkWorker {
     type Result = ();
 
     fn handle(&mut self, msg: Envelope<Batch>, _: &mut Self::Context) {
-        let t0 = Instant::now();
-        let Envelope {
-            item: batch,
-            credit,
-        } = msg;
-        if self.failed.is_some() || self.ctx.control.aborted() {
+        if self.failed.is_some() {
             return;
         }
-        if !self.pause.is_zero() {
-            std::thread::sleep(self.pause);
+        let Some(msg) = self.ctx.open(msg) else {
+            return;
+        };
+        if !self.spec.pause_per_batch.is_zero() {
+            std::thread::sleep(self.spec.pause_per_batch);
         }
+        let batch = msg.item;
         let Some(job) = self.ctx.run.job(batch.job) else {
             return;
         };
@@ -195,7 +178,7 @@ impl Handler<Envelope<Batch>> for RowSinkWorker {
         if let Err(e) = self.drain() {
             return self.fail(e);
         }
-        drop(credit);
-        self.ctx.stats.batch(rows, rows, t0.elapsed());
+        drop(msg.credit);
+        self.ctx.stats.batch(rows, rows, msg.started.elapsed());
     }
 }

@@ -1,0 +1,11 @@
+//! The rows sink: kept rows, in input-file order, to CSV (plain, gzip, zstd) or Parquet, as one
+//! file or partitioned into folders. `actor` is the stage (ordering, bookkeeping); `writer` the
+//! formats and the atomic file; `partition` the partitioned folder.
+
+mod actor;
+mod partition;
+#[cfg(test)]
+mod tests;
+mod writer;
+
+pub use writer::{RowWriter, RowsError, RowsWritten};
