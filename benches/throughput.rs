@@ -18,7 +18,8 @@ use std::time::Duration;
 use arrow_array::RecordBatch;
 use chrono::TimeZone as _;
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
-use sweep::aggregators::{AggSpec, AggState};
+use sweep::aggregators::AggState;
+use sweep::config::AggregatorSpec;
 use sweep::config::{self, ColumnNeed, FilterSpec, Pipeline, StageKind};
 use sweep::filters::Predicate;
 use sweep::readers::csv::{ParsePlan, parse_block};
@@ -320,7 +321,7 @@ fn filter(c: &mut Criterion) {
 
 fn aggregate(c: &mut Criterion) {
     let (need, spec) = standard_job();
-    let agg = Arc::new(AggSpec::standard());
+    let agg = Arc::new(AggregatorSpec::standard());
     let mut predicate = Predicate::new(&spec);
     let kept_a = predicate
         .apply(&standard_batch(BATCH_ROWS, 31, &need))

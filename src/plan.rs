@@ -71,7 +71,7 @@ fn hardware(p: &Pipeline) -> Hardware {
         let out = match &s.kind {
             StageKind::RowSink(r) => r.path.clone(),
             StageKind::TableSink(t) => t.path.clone(),
-            _ => continue,
+            StageKind::Reader(_) | StageKind::Filter(_) | StageKind::Aggregator(_) => continue,
         };
         let abs = std::path::absolute(&out).unwrap_or(out);
         // The disk whose mount point is the longest prefix of the output path.
@@ -164,7 +164,8 @@ pub fn plan(p: &Pipeline) -> Plan {
                 }
             }
             StageKind::Aggregator(_) => stages_cpu += 1,
-            _ => {}
+            // Sinks write on one thread each, mostly waiting on I/O.
+            StageKind::RowSink(_) | StageKind::TableSink(_) => {}
         }
     }
     let total_input_bytes: u64 = jobs.iter().map(|j| j.bytes).sum();

@@ -9,7 +9,7 @@ use std::time::Instant;
 use actix::prelude::*;
 use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender};
 
-use super::{AggSpec, AggState};
+use super::AggState;
 use crate::batch::{Batch, TableSet};
 use crate::config::AggregatorSpec;
 use crate::flow::edge::{Envelope, Outlet};
@@ -17,11 +17,7 @@ use crate::flow::{Capture, ErrorKind, Inbox, Outlets, StageCtx, Start, Wiring};
 
 impl Start for AggregatorSpec {
     fn start(&self, w: &mut Wiring, ctx: StageCtx, out: Outlets) -> Inbox {
-        let spec = Arc::new(AggSpec {
-            groupings: self.group_by.clone(),
-            zone: self.zone,
-            quantiles: self.quantiles.clone(),
-        });
+        let spec = Arc::new(self.clone());
         let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
         let (s2, c2) = (spec.clone(), ctx.clone());
         let addr = SyncArbiter::start(w.workers, move || AggWorker {
@@ -78,7 +74,7 @@ impl Handler<Envelope<Batch>> for AggWorker {
 /// Merges the workers' partials once all have arrived, then sends the tables downstream, or
 /// with `capture` hands the merged state over unfinished.
 async fn collect(
-    spec: Arc<AggSpec>,
+    spec: Arc<AggregatorSpec>,
     ctx: StageCtx,
     mut partials: UnboundedReceiver<AggState>,
     out: Outlet<Arc<TableSet>>,

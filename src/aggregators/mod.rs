@@ -1,10 +1,15 @@
 //! Aggregation of kept rows: a mergeable state per partition, finished into the standard tables.
+//! `grouping` names the tables; `acc` holds the exact accumulators; `state` folds batches into
+//! them, merges partial states and finishes tables (`state::snapshot` persists them for the
+//! daemon); `actor` runs it all as a stage.
 
-pub mod state;
-
-pub use state::{
-    AggError, AggSnapshot, AggSpec, AggState, Grouping, ParseGroupingError, SnapshotError,
-    quantile_column,
-};
-
+mod acc;
 pub mod actor;
+mod grouping;
+mod state;
+#[cfg(test)]
+mod tests;
+
+pub use acc::quantile_column;
+pub use grouping::{Grouping, ParseGroupingError};
+pub use state::{AggError, AggSnapshot, AggState, SnapshotError};

@@ -195,11 +195,25 @@ impl FilterSpec {
     }
 }
 
-#[derive(Debug, Clone)]
+/// What to aggregate: the tables wanted (summary is always produced), the zone that local dates
+/// and hours are taken in, and the quantity quantiles to add as columns.
+#[derive(Debug, Clone, PartialEq)]
 pub struct AggregatorSpec {
     pub group_by: Vec<Grouping>,
     pub zone: Zone,
+    /// Quantiles in (0, 1]; each adds a `quantity_p<percent>` column.
     pub quantiles: Vec<f64>,
+}
+
+impl AggregatorSpec {
+    /// The standard job: every table, Australia/Sydney, no quantiles.
+    pub fn standard() -> Self {
+        AggregatorSpec {
+            group_by: Grouping::ALL.to_vec(),
+            zone: Zone::default(),
+            quantiles: Vec::new(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -27,8 +27,9 @@ use std::time::{Duration, Instant, SystemTime};
 use sd_notify::NotifyState;
 use serde_json::json;
 
-use crate::aggregators::{AggSpec, AggState};
+use crate::aggregators::AggState;
 use crate::batch::TableSet;
+use crate::config::AggregatorSpec;
 use crate::config::{self, BadFiles, ChangedFiles, ConfigErrors, DaemonSpec, Pipeline, StageKind};
 use crate::flow::stats::{Control, RunStats};
 use crate::monitor::metrics::{self, daemon as m};
@@ -125,18 +126,11 @@ fn digest(p: &Pipeline) -> String {
     format!("{:032x}", xxhash_rust::xxh3::xxh3_128(shape(p).as_bytes()))
 }
 
-fn agg_specs(p: &Pipeline) -> BTreeMap<String, Arc<AggSpec>> {
+fn agg_specs(p: &Pipeline) -> BTreeMap<String, Arc<AggregatorSpec>> {
     p.stages
         .iter()
         .filter_map(|s| match &s.kind {
-            StageKind::Aggregator(a) => Some((
-                s.name.clone(),
-                Arc::new(AggSpec {
-                    groupings: a.group_by.clone(),
-                    zone: a.zone,
-                    quantiles: a.quantiles.clone(),
-                }),
-            )),
+            StageKind::Aggregator(a) => Some((s.name.clone(), Arc::new(a.clone()))),
             _ => None,
         })
         .collect()

@@ -254,7 +254,10 @@ impl FsWatch {
             .iter()
             .filter_map(|s| match &s.kind {
                 StageKind::Reader(r) => Some(r.paths.iter().map(|e| watch_roots(e))),
-                _ => None,
+                StageKind::Filter(_)
+                | StageKind::Aggregator(_)
+                | StageKind::RowSink(_)
+                | StageKind::TableSink(_) => None,
             })
             .flatten()
             .collect();

@@ -18,7 +18,8 @@ use chrono_tz::Australia::Sydney;
 use proptest::collection::vec;
 use proptest::prelude::*;
 use proptest::sample::{Index, select};
-use sweep::aggregators::{AggSpec, AggState};
+use sweep::aggregators::AggState;
+use sweep::config::AggregatorSpec;
 use sweep::config::ColumnNeed;
 use sweep::readers::csv::{ParsePlan, parse_block};
 use sweep::readers::source::BlockReader;
@@ -508,13 +509,13 @@ fn check_merge(
     merges: Vec<(Index, Index)>,
     quantiles: bool,
 ) -> Result<(), TestCaseError> {
-    let spec = Arc::new(AggSpec {
+    let spec = Arc::new(AggregatorSpec {
         quantiles: if quantiles {
             vec![0.5, 0.99]
         } else {
             Vec::new()
         },
-        ..AggSpec::standard()
+        ..AggregatorSpec::standard()
     });
     let mut one = AggState::new(spec.clone());
     one.update(&batch(&rows)).unwrap();

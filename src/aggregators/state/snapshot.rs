@@ -13,7 +13,8 @@ use hdrhistogram::serialization::{Deserializer, Serializer, V2Serializer};
 use rustc_hash::FxHashSet;
 use serde::{Deserialize, Serialize};
 
-use super::{Acc, AggSpec, AggState, Groups};
+use super::{Acc, AggState, Groups};
+use crate::config::AggregatorSpec;
 
 /// Why a snapshot cannot become a state.
 #[derive(Debug, thiserror::Error)]
@@ -172,7 +173,7 @@ impl AggState {
     }
 
     /// The state a snapshot was taken of, under `spec` (which must be the spec it was built with).
-    pub fn restore(spec: Arc<AggSpec>, s: &AggSnapshot) -> Result<AggState, SnapshotError> {
+    pub fn restore(spec: Arc<AggregatorSpec>, s: &AggSnapshot) -> Result<AggState, SnapshotError> {
         let mut st = AggState::new(spec);
         st.rows = s.rows;
         st.slots.restore(&s.slots, "hour slots")?;
