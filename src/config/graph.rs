@@ -8,7 +8,7 @@ use serde_spanned::Spanned;
 
 use super::ConfigError;
 use super::model::SinkConfig;
-use super::resolve::{ColumnNeed, Output, Stage, StageKind};
+use super::spec::{ColumnNeed, Output, Stage, StageKind};
 use crate::schema::{ORDERS_COLUMNS, col};
 use crate::sinks::format::PartitionKey;
 

@@ -11,6 +11,8 @@ mod graph;
 pub mod model;
 pub mod outputs;
 mod resolve;
+mod spec;
+mod stages;
 
 use std::ops::Range;
 
@@ -19,7 +21,7 @@ use serde_spanned::Spanned;
 use toml::de::{DeTable, DeValue, ValueDeserializer};
 
 pub use error::{ConfigError, ConfigErrors, line_col};
-pub use resolve::*;
+pub use spec::*;
 
 /// Sections a pipeline file may have.
 const SECTIONS: &[&str] = &[

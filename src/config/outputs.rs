@@ -13,7 +13,7 @@ use std::ops::Range;
 use std::path::{Component, Path, PathBuf};
 
 use super::ConfigError;
-use super::resolve::{Pipeline, StageKind, TableFormat};
+use super::spec::{Pipeline, StageKind, TableFormat};
 
 /// One path that a pipeline writes.
 #[derive(Debug, Clone, PartialEq, Eq)]

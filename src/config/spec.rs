@@ -1,0 +1,305 @@
+//! The checked pipeline: every stage's typed settings, as the resolver produces them from the
+//! file and the build phase, the runtime and the daemon consume them.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::aggregators::Grouping;
+use crate::flow::{Kind, Start};
+use crate::sinks::format::{PartitionKey, RowFormat};
+use crate::time::Zone;
+
+/// A checked pipeline, ready for the runtime's build phase.
+#[derive(Debug, Clone)]
+pub struct Pipeline {
+    pub name: String,
+    pub runtime: RuntimeSpec,
+    /// Stages in topological order: every stage comes after its inputs.
+    pub stages: Vec<Stage>,
+    pub monitor: MonitorSpec,
+    /// The `[daemon]` section, when the file has one.
+    pub daemon: Option<DaemonSpec>,
+}
+
+impl Pipeline {
+    pub fn stage(&self, name: &str) -> Option<&Stage> {
+        self.stages.iter().find(|s| s.name == name)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RuntimeSpec {
+    /// `None` means one worker per core, decided at build time.
+    pub workers: Option<usize>,
+    pub block_bytes: usize,
+    pub edge_capacity: usize,
+}
+
+pub const DEFAULT_BLOCK_BYTES: usize = 1 << 20;
+pub const DEFAULT_EDGE_CAPACITY: usize = 8;
+
+#[derive(Debug, Clone)]
+pub struct Stage {
+    pub name: String,
+    /// Indexes of the input stages in `Pipeline::stages`.
+    pub inputs: Vec<usize>,
+    pub kind: StageKind,
+}
+
+#[derive(Debug, Clone)]
+pub enum StageKind {
+    Reader(ReaderSpec),
+    Filter(FilterSpec),
+    Aggregator(AggregatorSpec),
+    RowSink(RowSinkSpec),
+    TableSink(TableSinkSpec),
+}
+
+/// What a stage emits, for checking that edges connect compatible stages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Output {
+    Rows,
+    Tables,
+    Nothing,
+}
+
+impl StageKind {
+    pub fn output(&self) -> Output {
+        match self {
+            StageKind::Reader(_) | StageKind::Filter(_) => Output::Rows,
+            StageKind::Aggregator(_) => Output::Tables,
+            StageKind::RowSink(_) | StageKind::TableSink(_) => Output::Nothing,
+        }
+    }
+
+    /// What the stage is, for metrics and messages.
+    pub fn kind(&self) -> Kind {
+        match self {
+            StageKind::Reader(_) => Kind::Reader,
+            StageKind::Filter(_) => Kind::Filter,
+            StageKind::Aggregator(_) => Kind::Aggregator,
+            StageKind::RowSink(_) => Kind::RowSink,
+            StageKind::TableSink(_) => Kind::TableSink,
+        }
+    }
+
+    /// The name people read: "reader", "rows sink"…
+    pub fn label(&self) -> &'static str {
+        self.kind().label()
+    }
+
+    /// How this kind starts; each spec type implements [`Start`] in its stage's folder.
+    pub fn starter(&self) -> &dyn Start {
+        match self {
+            StageKind::Reader(s) => s,
+            StageKind::Filter(s) => s,
+            StageKind::Aggregator(s) => s,
+            StageKind::RowSink(s) => s,
+            StageKind::TableSink(s) => s,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InputFormat {
+    Auto,
+    Csv,
+    Parquet,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Compression {
+    Auto,
+    None,
+    Gzip,
+    Zstd,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnError {
+    Fail,
+    Reject,
+}
+
+/// The columns a reader must materialise.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ColumnNeed {
+    /// Every column in the file's header (a rows sink writes whole rows), which must include
+    /// `required`: the columns filters and aggregators downstream use, in catalogue order.
+    All { required: Vec<String> },
+    /// Only these canonical columns, in catalogue order.
+    Some(Vec<String>),
+}
+
+#[derive(Debug, Clone)]
+pub struct ReaderSpec {
+    pub paths: Vec<String>,
+    pub format: InputFormat,
+    pub compression: Compression,
+    pub delimiter: u8,
+    /// Canonical name → header name in the file.
+    pub columns: BTreeMap<String, String>,
+    pub on_error: OnError,
+    pub rejects: Option<PathBuf>,
+    /// Filled in by the graph check from what downstream stages use.
+    pub need: ColumnNeed,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OrderTypeMatch {
+    Exact,
+    AnyBit,
+}
+
+#[derive(Debug, Clone)]
+pub struct HoursSpec {
+    /// Nanoseconds after local midnight; rows with `start <= t < end` are kept.
+    pub start: i64,
+    pub end: i64,
+    pub zone: Zone,
+}
+
+#[derive(Debug, Clone)]
+pub struct FilterSpec {
+    pub order_types: Option<(OrderTypeMatch, Vec<u32>)>,
+    pub securities: Option<Vec<u32>>,
+    pub participants: Option<Vec<u32>>,
+    /// Inclusive local day numbers (days since 1970-01-01); either end may be open.
+    pub dates: Option<(Option<i32>, Option<i32>)>,
+    pub date_zone: Zone,
+    pub hours: Option<HoursSpec>,
+}
+
+impl FilterSpec {
+    pub fn columns(&self) -> Vec<&'static str> {
+        use crate::schema::col;
+        let mut c = Vec::new();
+        if self.order_types.is_some() {
+            c.push(col::ORDER_TYPE);
+        }
+        if self.securities.is_some() {
+            c.push(col::SECURITY);
+        }
+        if self.participants.is_some() {
+            c.push(col::PARTICIPANT);
+        }
+        if self.dates.is_some() || self.hours.is_some() {
+            c.push(col::TIMESTAMP);
+        }
+        c
+    }
+}
+
+/// What to aggregate: the tables wanted (summary is always produced), the zone that local dates
+/// and hours are taken in, and the quantity quantiles to add as columns.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AggregatorSpec {
+    pub group_by: Vec<Grouping>,
+    pub zone: Zone,
+    /// Quantiles in (0, 1]; each adds a `quantity_p<percent>` column.
+    pub quantiles: Vec<f64>,
+}
+
+impl AggregatorSpec {
+    /// The standard job: every table, Australia/Sydney, no quantiles.
+    pub fn standard() -> Self {
+        AggregatorSpec {
+            group_by: Grouping::ALL.to_vec(),
+            zone: Zone::default(),
+            quantiles: Vec::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TableFormat {
+    Csv,
+    Parquet,
+    Json,
+}
+
+#[derive(Debug, Clone)]
+pub struct TableSinkSpec {
+    pub path: PathBuf,
+    pub formats: Vec<TableFormat>,
+}
+
+#[derive(Debug, Clone)]
+pub struct RowSinkSpec {
+    pub path: PathBuf,
+    pub format: RowFormat,
+    pub partition_by: Vec<PartitionKey>,
+    pub columns: Option<Vec<String>>,
+    pub compression_level: Option<i32>,
+    pub max_open_files: usize,
+    pub zone: Zone,
+    pub pause_per_batch: Duration,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProgressMode {
+    Auto,
+    Bar,
+    Log,
+    Off,
+}
+
+#[derive(Debug, Clone)]
+pub struct MonitorSpec {
+    pub report: Option<PathBuf>,
+    pub progress: ProgressMode,
+    pub log_interval: Duration,
+    pub prometheus: Option<std::net::SocketAddr>,
+    pub hold: Duration,
+}
+
+/// `"127.0.0.1:9898"`, `"[::1]:9898"`, `":9898"` or `"9898"` (the last two bind loopback).
+/// When a followed file counts as complete.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Completion {
+    Settle,
+    Marker,
+    Rename,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WatchMode {
+    Auto,
+    Poll,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChangedFiles {
+    Skip,
+    Ingest,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BadFiles {
+    Quarantine,
+    Skip,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct DaemonSpec {
+    pub state: PathBuf,
+    pub complete: Completion,
+    pub settle: Duration,
+    pub watch: WatchMode,
+    pub poll: Duration,
+    pub outputs_interval: Duration,
+    pub changed_files: ChangedFiles,
+    pub bad_files: BadFiles,
+    pub quarantine: PathBuf,
+    pub shutdown_timeout: Duration,
+}
+
+pub fn parse_listen(s: &str) -> Option<std::net::SocketAddr> {
+    let t = s.trim();
+    if let Ok(a) = t.parse() {
+        return Some(a);
+    }
+    let port: u16 = t.strip_prefix(':').unwrap_or(t).parse().ok()?;
+    Some(std::net::SocketAddr::from(([127, 0, 0, 1], port)))
+}
