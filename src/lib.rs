@@ -19,5 +19,6 @@ pub mod readers;
 pub mod runtime;
 pub mod schema;
 pub mod sinks;
+pub mod sweeps;
 pub mod table;
 pub mod time;

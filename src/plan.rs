@@ -71,7 +71,10 @@ fn hardware(p: &Pipeline) -> Hardware {
         let out = match &s.kind {
             StageKind::RowSink(r) => r.path.clone(),
             StageKind::TableSink(t) => t.path.clone(),
-            StageKind::Reader(_) | StageKind::Filter(_) | StageKind::Aggregator(_) => continue,
+            StageKind::Reader(_)
+            | StageKind::Filter(_)
+            | StageKind::Aggregator(_)
+            | StageKind::Sweeps(_) => continue,
         };
         let abs = std::path::absolute(&out).unwrap_or(out);
         // The disk whose mount point is the longest prefix of the output path.
@@ -163,7 +166,7 @@ pub fn plan(p: &Pipeline) -> Plan {
                     }
                 }
             }
-            StageKind::Aggregator(_) => stages_cpu += 1,
+            StageKind::Aggregator(_) | StageKind::Sweeps(_) => stages_cpu += 1,
             // Sinks write on one thread each, mostly waiting on I/O.
             StageKind::RowSink(_) | StageKind::TableSink(_) => {}
         }

@@ -9,7 +9,7 @@ use serde_spanned::Spanned;
 use super::ConfigError;
 use super::model::SinkConfig;
 use super::spec::{ColumnNeed, Output, Stage, StageKind};
-use crate::schema::{ORDERS_COLUMNS, col};
+use crate::schema::{ORDERS_COLUMNS, TRADES_COLUMNS, col};
 use crate::sinks::format::PartitionKey;
 
 pub(super) struct Node {
@@ -278,9 +278,22 @@ fn column_needs(stages: &mut [Stage]) {
         }
         let mut all = false;
         let mut cols: BTreeSet<String> = BTreeSet::new();
+        // (stage, the stage it is reached from): a stage with inputs of different roles needs
+        // different columns through each.
         let mut seen = vec![false; stages.len()];
-        let mut stack = consumers[r].clone();
-        while let Some(i) = stack.pop() {
+        let mut stack: Vec<(usize, usize)> = consumers[r].iter().map(|&i| (i, r)).collect();
+        while let Some((i, from)) = stack.pop() {
+            if let StageKind::Sweeps(_) = &stages[i].kind {
+                // Inputs are [orders, trades]; nothing downstream of an analysis reads rows.
+                let trades = stages[i].inputs.get(1) == Some(&from);
+                let needed: &[&str] = if trades {
+                    &crate::sweeps::TRADE_COLUMNS
+                } else {
+                    &crate::sweeps::ORDER_COLUMNS
+                };
+                cols.extend(needed.iter().map(|c| c.to_string()));
+                continue;
+            }
             if std::mem::replace(&mut seen[i], true) {
                 continue;
             }
@@ -310,14 +323,15 @@ fn column_needs(stages: &mut [Stage]) {
                 }
                 _ => {}
             }
-            stack.extend(consumers[i].iter().copied());
+            stack.extend(consumers[i].iter().map(|&c| (c, i)));
         }
         // Catalogue order first, then any other named columns in name order.
-        let mut v: Vec<String> = ORDERS_COLUMNS
-            .iter()
-            .map(|(n, _)| n.to_string())
-            .filter(|n| cols.contains(n))
-            .collect();
+        let mut v: Vec<String> = Vec::new();
+        for (n, _) in ORDERS_COLUMNS.iter().chain(TRADES_COLUMNS) {
+            if cols.contains(*n) && !v.iter().any(|c| c == n) {
+                v.push(n.to_string());
+            }
+        }
         v.extend(
             cols.iter()
                 .filter(|c| !v.contains(c))

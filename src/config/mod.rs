@@ -30,6 +30,7 @@ const SECTIONS: &[&str] = &[
     "readers",
     "filters",
     "aggregators",
+    "sweeps",
     "sinks",
     "monitor",
     "daemon",
@@ -92,6 +93,7 @@ pub struct RawPipeline {
     pub readers: Vec<Named<model::ReaderConfig>>,
     pub filters: Vec<Named<model::FilterConfig>>,
     pub aggregators: Vec<Named<model::AggregatorConfig>>,
+    pub sweeps: Vec<Named<crate::sweeps::SweepsConfig>>,
     pub sinks: Vec<Named<model::SinkConfig>>,
     pub monitor: model::MonitorConfig,
     pub daemon: Option<model::DaemonConfig>,
@@ -138,6 +140,7 @@ fn sections(root: DeTable<'_>, errors: &mut Vec<ConfigError>) -> RawPipeline {
             "readers" => raw.readers = stages("readers", v, errors),
             "filters" => raw.filters = stages("filters", v, errors),
             "aggregators" => raw.aggregators = stages("aggregators", v, errors),
+            "sweeps" => raw.sweeps = stages("sweeps", v, errors),
             "sinks" => raw.sinks = stages("sinks", v, errors),
             other => errors.push(ConfigError::at(
                 key_span,

@@ -82,6 +82,9 @@ pub struct ReaderConfig {
     /// Where rejected rows are written (CSV of file, line, column, reason, raw row). Required
     /// with `on_error = "reject"`.
     pub rejects: Option<Spanned<String>>,
+    /// `"orders"` (order events, the default) or `"trades"`; a reader that only feeds the
+    /// `trades` input of a sweep analysis reads trades without saying so.
+    pub kind: Option<Spanned<String>>,
 }
 
 /// `[filters.NAME]`: keeps the rows that satisfy every condition given.

@@ -84,15 +84,9 @@ pub fn claims(p: &Pipeline, spans: &OutputSpans) -> Vec<Claim> {
             }
             StageKind::TableSink(t) => {
                 for &input in &s.inputs {
-                    let Some(StageKind::Aggregator(a)) = p.stages.get(input).map(|s| &s.kind)
-                    else {
+                    let Some(stems) = p.stages.get(input).and_then(|s| s.kind.tables()) else {
                         continue;
                     };
-                    let stems = a
-                        .group_by
-                        .iter()
-                        .map(|g| g.table_name())
-                        .chain(std::iter::once("summary"));
                     for stem in stems {
                         for f in &t.formats {
                             let file = match f {
@@ -115,7 +109,7 @@ pub fn claims(p: &Pipeline, spans: &OutputSpans) -> Vec<Claim> {
                     }
                 }
             }
-            StageKind::Filter(_) | StageKind::Aggregator(_) => {}
+            StageKind::Filter(_) | StageKind::Aggregator(_) | StageKind::Sweeps(_) => {}
         }
     }
     if let Some(report) = &p.monitor.report {

@@ -9,7 +9,7 @@ use serde_spanned::Spanned;
 
 use super::model::{self, Workers};
 use super::spec::*;
-use super::stages::{aggregator, filter, reader, sink};
+use super::stages::{aggregator, filter, reader, sink, sweeps};
 use super::{ConfigError, Named, RawPipeline, graph};
 use crate::sinks::format::RowFormat;
 use crate::time::{self, Zone};
@@ -163,6 +163,17 @@ pub(super) fn resolve(raw: RawPipeline, errors: &mut Vec<ConfigError>) -> Pipeli
             None => broken.push((name.clone(), Output::Tables)),
         }
     }
+    for Named { name, span, config } in &raw.sweeps {
+        match config {
+            Some(c) => nodes.push(graph::Node::new(
+                name,
+                span,
+                vec![c.orders.clone(), c.trades.clone()],
+                StageKind::Sweeps(sweeps(&mut cx, c)),
+            )),
+            None => broken.push((name.clone(), Output::Tables)),
+        }
+    }
     for Named { name, span, config } in &raw.sinks {
         match config {
             Some(c) => {
@@ -183,6 +194,7 @@ pub(super) fn resolve(raw: RawPipeline, errors: &mut Vec<ConfigError>) -> Pipeli
         let mut cx = Ctx { errors: errs };
         sink(&mut cx, cfg, rows)
     });
+    let stages = roles(stages, &raw, cx.errors);
     let pipeline = Pipeline {
         name,
         runtime,
@@ -364,4 +376,98 @@ fn monitor(cx: &mut Ctx, m: &model::MonitorConfig) -> MonitorSpec {
         prometheus,
         hold,
     }
+}
+
+/// Settles what each input of a sweep analysis is: its `orders` input must carry order events
+/// (a reader of order files, or a filter over one) and its `trades` input must be a reader of
+/// trades, which thereby reads trades. A reader told `kind = "orders"` cannot be the trades
+/// input, nor one told `kind = "trades"` feed the orders input.
+fn roles(mut stages: Vec<Stage>, raw: &RawPipeline, errors: &mut Vec<ConfigError>) -> Vec<Stage> {
+    let index = |name: &str| stages.iter().position(|s| s.name == name);
+    let reader_kind_span = |name: &str| {
+        raw.readers
+            .iter()
+            .find(|r| r.name == name)
+            .and_then(|r| r.config.as_ref())
+            .and_then(|c| c.kind.as_ref())
+            .map(|k| k.span())
+    };
+    let mut trades_readers = Vec::new();
+    let mut settled = Vec::new();
+    for Named { name, config, .. } in &raw.sweeps {
+        let (Some(c), Some(at)) = (config, index(name)) else {
+            continue;
+        };
+        let (Some(o), Some(t)) = (index(c.orders.get_ref()), index(c.trades.get_ref())) else {
+            // An unknown input is already reported by the graph check.
+            continue;
+        };
+        match &stages[t].kind {
+            StageKind::Reader(r)
+                if r.kind == crate::schema::FileKind::Orders
+                    && reader_kind_span(&stages[t].name).is_some() =>
+            {
+                errors.push(ConfigError::at(
+                    c.trades.span(),
+                    format!(
+                        "`trades` names reader `{}`, which says `kind = \"orders\"`",
+                        stages[t].name
+                    ),
+                ));
+            }
+            StageKind::Reader(_) => trades_readers.push(t),
+            other => errors.push(ConfigError::at(
+                c.trades.span(),
+                format!(
+                    "`trades` must name a reader of trade files, not the {} `{}`",
+                    other.label(),
+                    stages[t].name
+                ),
+            )),
+        }
+        // The orders input and everything above it must carry order events.
+        let mut stack = vec![o];
+        while let Some(i) = stack.pop() {
+            match &stages[i].kind {
+                StageKind::Reader(r) if r.kind == crate::schema::FileKind::Trades => {
+                    errors.push(ConfigError::at(
+                        c.orders.span(),
+                        format!(
+                            "`orders` reads from reader `{}`, which reads trades",
+                            stages[i].name
+                        ),
+                    ))
+                }
+                StageKind::Reader(_) => {}
+                StageKind::Filter(_) => stack.extend(stages[i].inputs.iter().copied()),
+                other => errors.push(ConfigError::at(
+                    c.orders.span(),
+                    format!(
+                        "`orders` must name a reader of order files or a filter over one, not the {} `{}`",
+                        other.label(),
+                        stages[i].name
+                    ),
+                )),
+            }
+        }
+        if o == t {
+            errors.push(ConfigError::at(
+                c.trades.span(),
+                "`orders` and `trades` name the same stage; they are two different files",
+            ));
+        }
+        settled.push((at, o, t));
+    }
+    for t in trades_readers {
+        if let StageKind::Reader(r) = &mut stages[t].kind {
+            r.kind = crate::schema::FileKind::Trades;
+        }
+    }
+    for (at, o, t) in settled {
+        if let StageKind::Sweeps(s) = &mut stages[at].kind {
+            s.orders = o;
+            s.trades = t;
+        }
+    }
+    stages
 }

@@ -7,7 +7,9 @@ use std::time::Duration;
 
 use crate::aggregators::Grouping;
 use crate::flow::{Kind, Start};
+use crate::schema::FileKind;
 use crate::sinks::format::{PartitionKey, RowFormat};
+pub use crate::sweeps::SweepsSpec;
 use crate::time::Zone;
 
 /// A checked pipeline, ready for the runtime's build phase.
@@ -52,6 +54,7 @@ pub enum StageKind {
     Reader(ReaderSpec),
     Filter(FilterSpec),
     Aggregator(AggregatorSpec),
+    Sweeps(SweepsSpec),
     RowSink(RowSinkSpec),
     TableSink(TableSinkSpec),
 }
@@ -68,8 +71,27 @@ impl StageKind {
     pub fn output(&self) -> Output {
         match self {
             StageKind::Reader(_) | StageKind::Filter(_) => Output::Rows,
-            StageKind::Aggregator(_) => Output::Tables,
+            StageKind::Aggregator(_) | StageKind::Sweeps(_) => Output::Tables,
             StageKind::RowSink(_) | StageKind::TableSink(_) => Output::Nothing,
+        }
+    }
+
+    /// The stems of the tables a stage hands to tables sinks (`summary` last for an aggregator),
+    /// or `None` for a stage that emits rows or nothing.
+    pub fn tables(&self) -> Option<Vec<&'static str>> {
+        match self {
+            StageKind::Aggregator(a) => Some(
+                a.group_by
+                    .iter()
+                    .map(|g| g.table_name())
+                    .chain(std::iter::once("summary"))
+                    .collect(),
+            ),
+            StageKind::Sweeps(_) => Some(crate::sweeps::TABLES.to_vec()),
+            StageKind::Reader(_)
+            | StageKind::Filter(_)
+            | StageKind::RowSink(_)
+            | StageKind::TableSink(_) => None,
         }
     }
 
@@ -79,6 +101,7 @@ impl StageKind {
             StageKind::Reader(_) => Kind::Reader,
             StageKind::Filter(_) => Kind::Filter,
             StageKind::Aggregator(_) => Kind::Aggregator,
+            StageKind::Sweeps(_) => Kind::SweepAnalysis,
             StageKind::RowSink(_) => Kind::RowSink,
             StageKind::TableSink(_) => Kind::TableSink,
         }
@@ -95,6 +118,7 @@ impl StageKind {
             StageKind::Reader(s) => s,
             StageKind::Filter(s) => s,
             StageKind::Aggregator(s) => s,
+            StageKind::Sweeps(s) => s,
             StageKind::RowSink(s) => s,
             StageKind::TableSink(s) => s,
         }
@@ -142,6 +166,9 @@ pub struct ReaderSpec {
     pub columns: BTreeMap<String, String>,
     pub on_error: OnError,
     pub rejects: Option<PathBuf>,
+    /// Order events or trades: the catalogue its columns come from. Set by `kind`, or by the
+    /// role the reader plays (the `trades` input of a sweep analysis reads trades).
+    pub kind: FileKind,
     /// Filled in by the graph check from what downstream stages use.
     pub need: ColumnNeed,
 }

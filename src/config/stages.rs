@@ -11,6 +11,7 @@ use super::model;
 use super::resolve::Ctx;
 use super::spec::*;
 use crate::aggregators::Grouping;
+use crate::schema::FileKind;
 use crate::sinks::format::{PartitionKey, RowFormat};
 use crate::time::{self, HOUR_NS, Zone};
 
@@ -73,6 +74,12 @@ pub(super) fn reader(cx: &mut Ctx, r: &model::ReaderConfig) -> ReaderSpec {
         }
         columns.insert(canon.clone(), raw.get_ref().trim().to_string());
     }
+    let kind = cx.choice(
+        &r.kind,
+        "kind",
+        FileKind::Orders,
+        &[("orders", FileKind::Orders), ("trades", FileKind::Trades)],
+    );
     ReaderSpec {
         paths,
         format,
@@ -81,7 +88,17 @@ pub(super) fn reader(cx: &mut Ctx, r: &model::ReaderConfig) -> ReaderSpec {
         columns,
         on_error,
         rejects: r.rejects.as_ref().map(|p| PathBuf::from(p.get_ref())),
+        kind,
         need: ColumnNeed::Some(Vec::new()),
+    }
+}
+
+/// A sweep analysis; its inputs are `[orders, trades]`, whose roles `resolve::roles` checks.
+pub(super) fn sweeps(cx: &mut Ctx, s: &crate::sweeps::SweepsConfig) -> SweepsSpec {
+    SweepsSpec {
+        zone: cx.zone(&s.timezone),
+        orders: 0,
+        trades: 0,
     }
 }
 

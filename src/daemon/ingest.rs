@@ -52,7 +52,10 @@ pub fn all_parts_dirs(p: &Pipeline) -> Vec<PathBuf> {
         match &s.kind {
             StageKind::RowSink(r) => out.push(parts_dir(&r.path, !r.partition_by.is_empty())),
             StageKind::Reader(r) => out.extend(r.rejects.as_ref().map(|j| parts_dir(j, false))),
-            StageKind::Filter(_) | StageKind::Aggregator(_) | StageKind::TableSink(_) => {}
+            StageKind::Filter(_)
+            | StageKind::Aggregator(_)
+            | StageKind::Sweeps(_)
+            | StageKind::TableSink(_) => {}
         }
     }
     out
@@ -103,7 +106,10 @@ fn file_pipeline(p: &Pipeline, reader: usize, source: &Path, seq: u64) -> (Pipel
                 }
             }
             // Nothing else writes per file; tables sinks are not part of a file's pipeline.
-            StageKind::Filter(_) | StageKind::Aggregator(_) | StageKind::TableSink(_) => {}
+            StageKind::Filter(_)
+            | StageKind::Aggregator(_)
+            | StageKind::Sweeps(_)
+            | StageKind::TableSink(_) => {}
         }
         stages.push(Stage {
             name: s.name.clone(),

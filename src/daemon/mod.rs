@@ -31,6 +31,7 @@ use crate::aggregators::AggState;
 use crate::batch::TableSet;
 use crate::config::AggregatorSpec;
 use crate::config::{self, BadFiles, ChangedFiles, ConfigErrors, DaemonSpec, Pipeline, StageKind};
+use crate::flow::Kind;
 use crate::flow::stats::{Control, RunStats};
 use crate::monitor::metrics::{self, daemon as m};
 use crate::sinks::atomic::write_atomic;
@@ -66,6 +67,12 @@ pub enum DaemonError {
     Metrics(String),
     #[error("cannot handle signals: {0}")]
     Signals(std::io::Error),
+    #[error(
+        "{path}: sweep analysis `{stage}` cannot run in the daemon yet: its per-order state is \
+         not kept between files, so an order whose events or trades arrive in different files \
+         would be analysed in pieces. Run it with `sweep run` over the day's files"
+    )]
+    Unsupported { path: String, stage: String },
 }
 
 impl DaemonError {
@@ -95,6 +102,16 @@ fn load(path: &Path, overrides: &[String]) -> Result<(Pipeline, DaemonSpec), Dae
         .daemon
         .take()
         .ok_or_else(|| DaemonError::NoDaemonSection(path.display().to_string()))?;
+    if let Some(s) = p
+        .stages
+        .iter()
+        .find(|s| s.kind.kind() == Kind::SweepAnalysis)
+    {
+        return Err(DaemonError::Unsupported {
+            path: path.display().to_string(),
+            stage: s.name.clone(),
+        });
+    }
     Ok((p, spec))
 }
 

@@ -256,6 +256,7 @@ impl FsWatch {
                 StageKind::Reader(r) => Some(r.paths.iter().map(|e| watch_roots(e))),
                 StageKind::Filter(_)
                 | StageKind::Aggregator(_)
+                | StageKind::Sweeps(_)
                 | StageKind::RowSink(_)
                 | StageKind::TableSink(_) => None,
             })

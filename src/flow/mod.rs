@@ -32,6 +32,7 @@ pub enum Kind {
     Reader,
     Filter,
     Aggregator,
+    SweepAnalysis,
     RowSink,
     TableSink,
 }
@@ -43,6 +44,7 @@ impl Kind {
             Kind::Reader => "reader",
             Kind::Filter => "filter",
             Kind::Aggregator => "aggregator",
+            Kind::SweepAnalysis => "sweep_analysis",
             Kind::RowSink => "rows_sink",
             Kind::TableSink => "tables_sink",
         }
@@ -54,6 +56,7 @@ impl Kind {
             Kind::Reader => "reader",
             Kind::Filter => "filter",
             Kind::Aggregator => "aggregator",
+            Kind::SweepAnalysis => "sweep analysis",
             Kind::RowSink => "rows sink",
             Kind::TableSink => "tables sink",
         }
@@ -64,7 +67,7 @@ impl Kind {
     pub fn workers(self, workers: usize) -> usize {
         match self {
             Kind::RowSink | Kind::TableSink => 1,
-            Kind::Reader | Kind::Filter | Kind::Aggregator => workers,
+            Kind::Reader | Kind::Filter | Kind::Aggregator | Kind::SweepAnalysis => workers,
         }
     }
 
@@ -79,6 +82,7 @@ impl Kind {
             ],
             Kind::RowSink | Kind::TableSink => &[ErrorKind::Output],
             Kind::Filter | Kind::Aggregator => &[ErrorKind::Schema],
+            Kind::SweepAnalysis => &[ErrorKind::Schema, ErrorKind::BadRow],
         }
     }
 }

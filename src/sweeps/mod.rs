@@ -1,0 +1,12 @@
+//! The sweep fill analysis (docs/sweep-analysis.md): order events joined to trades, reported
+//! per sweep and summarised per security and date. `config` is the stage's section; `state` the
+//! exact, mergeable analysis; `actor` runs it as a stage with two inputs, orders and trades.
+
+mod actor;
+pub mod config;
+pub mod state;
+#[cfg(test)]
+mod tests;
+
+pub use config::{SweepsConfig, SweepsSpec};
+pub use state::{ORDER_COLUMNS, SweepError, SweepState, TABLES, TRADE_COLUMNS};
