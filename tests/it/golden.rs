@@ -10,15 +10,15 @@ fn default_pipeline_reproduces_the_golden_tables() {
     let s = Scratch::new();
     let pipeline = format!("{}/pipelines/centrepoint.toml", env!("CARGO_MANIFEST_DIR"));
     let sample = data("orders_sample.csv.gz");
-    let out = s.sweep(&[
+    s.sweep(&[
         "run",
         &pipeline,
         "--set",
         &format!("readers.orders.path={}", sample.display()),
         "--set",
         "monitor.progress=off",
-    ]);
-    assert_eq!(out.code, 0, "{}", out.stderr);
+    ])
+    .assert_success();
     for t in TABLES {
         let expected = std::fs::read_to_string(data(&format!("golden/{t}.csv"))).unwrap();
         assert_eq!(
