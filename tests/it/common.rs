@@ -72,23 +72,21 @@ impl Out {
     /// stderr holds `needle`.
     #[track_caller]
     pub fn assert_stderr_contains(&self, needle: &str) -> &Self {
-        assert!(
-            self.stderr.contains(needle),
-            "{}stderr lacks {needle:?}:\n{}",
-            self.case,
-            self.stderr
-        );
-        self
+        self.assert_contains("stderr", &self.stderr, needle)
     }
 
     /// stdout holds `needle`.
     #[track_caller]
     pub fn assert_stdout_contains(&self, needle: &str) -> &Self {
+        self.assert_contains("stdout", &self.stdout, needle)
+    }
+
+    #[track_caller]
+    fn assert_contains(&self, stream: &str, text: &str, needle: &str) -> &Self {
         assert!(
-            self.stdout.contains(needle),
-            "{}stdout lacks {needle:?}:\n{}",
-            self.case,
-            self.stdout
+            text.contains(needle),
+            "{}{stream} lacks {needle:?}:\n{text}",
+            self.case
         );
         self
     }
@@ -314,6 +312,11 @@ pub fn syd(local: &str) -> i64 {
         .single()
         .expect("unambiguous");
     t.timestamp_nanos_opt().expect("in range")
+}
+
+/// The report's `totals` named by `keys`, in their order.
+pub fn totals<const N: usize>(report: &serde_json::Value, keys: [&str; N]) -> [Option<u64>; N] {
+    keys.map(|k| report["totals"][k].as_u64())
 }
 
 /// A table's rows without the header.

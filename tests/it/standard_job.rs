@@ -1,6 +1,6 @@
 //! The standard job's semantics, end to end through the binary.
 
-use crate::common::{HEADER, Pipeline, Row, Scratch, body, csv, syd};
+use crate::common::{HEADER, Pipeline, Row, Scratch, body, csv, syd, totals};
 
 #[test]
 fn trading_hour_boundaries_on_aest_and_aedt_days() {
@@ -200,15 +200,17 @@ fn the_report_reconciles_every_job() {
     s.run(&Pipeline::standard("in").rejects("out/rejects.csv"))
         .assert_success();
     let r = s.report();
-    let t = &r["totals"];
     assert_eq!(
-        (
-            t["rows_read"].as_u64(),
-            t["rows_kept"].as_u64(),
-            t["rows_filtered_out"].as_u64(),
-            t["rows_rejected"].as_u64()
+        totals(
+            &r,
+            [
+                "rows_read",
+                "rows_kept",
+                "rows_filtered_out",
+                "rows_rejected"
+            ]
         ),
-        (Some(7), Some(4), Some(2), Some(1))
+        [Some(7), Some(4), Some(2), Some(1)]
     );
     for j in r["jobs"].as_array().unwrap() {
         let n = |k: &str| j[k].as_u64().unwrap();
