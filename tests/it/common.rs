@@ -1,4 +1,6 @@
-//! Shared helpers: a scratch folder per test, the `sweep` binary, and order-file builders.
+//! Shared helpers: a scratch folder per test, the `sweep` binary and assertions on what it gave
+//! back, a pipeline builder, order-file builders, and the output contract's table and measure
+//! names.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -17,10 +19,77 @@ pub const TABLES: [&str; 8] = [
     "summary",
 ];
 
+/// Every table's measure columns, in output order, after its one key column (the summary has
+/// none).
+pub const MEASURES: [&str; 12] = [
+    "orders",
+    "quantity_sum",
+    "quantity_mean",
+    "quantity_std",
+    "price_mean",
+    "price_min",
+    "price_max",
+    "vwap",
+    "participants",
+    "securities",
+    "first_ts",
+    "last_ts",
+];
+
+/// What one run of the binary gave back. The `assert_*` methods show stderr when they fail.
 pub struct Out {
     pub code: i32,
     pub stdout: String,
     pub stderr: String,
+    /// Which case of a loop this run is, for failure messages; empty outside loops.
+    case: String,
+}
+
+impl Out {
+    /// Names this run in the messages of failed assertions (a loop's case).
+    pub fn case(mut self, what: impl std::fmt::Display) -> Self {
+        self.case = format!("{what}: ");
+        self
+    }
+
+    /// The exit code is `code`.
+    #[track_caller]
+    pub fn assert_code(&self, code: i32) -> &Self {
+        assert_eq!(
+            self.code, code,
+            "{}exit code {} instead of {code}; stderr:\n{}",
+            self.case, self.code, self.stderr
+        );
+        self
+    }
+
+    /// The exit code is 0.
+    #[track_caller]
+    pub fn assert_success(&self) -> &Self {
+        self.assert_code(0)
+    }
+
+    /// stderr holds `needle`.
+    #[track_caller]
+    pub fn assert_stderr_contains(&self, needle: &str) -> &Self {
+        self.assert_contains("stderr", &self.stderr, needle)
+    }
+
+    /// stdout holds `needle`.
+    #[track_caller]
+    pub fn assert_stdout_contains(&self, needle: &str) -> &Self {
+        self.assert_contains("stdout", &self.stdout, needle)
+    }
+
+    #[track_caller]
+    fn assert_contains(&self, stream: &str, text: &str, needle: &str) -> &Self {
+        assert!(
+            text.contains(needle),
+            "{}{stream} lacks {needle:?}:\n{text}",
+            self.case
+        );
+        self
+    }
 }
 
 /// A scratch folder the binary runs in; pipelines use paths relative to it.
@@ -74,12 +143,13 @@ impl Scratch {
             code: o.status.code().unwrap_or(-1),
             stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
             stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
+            case: String::new(),
         }
     }
 
-    /// Writes `toml` as `p.toml` and runs it.
-    pub fn run(&self, toml: &str) -> Out {
-        self.write("p.toml", toml);
+    /// Writes `pipeline` as `p.toml` and runs it.
+    pub fn run(&self, pipeline: &Pipeline) -> Out {
+        self.write("p.toml", pipeline.toml());
         self.sweep(&["run", "p.toml"])
     }
 
@@ -88,20 +158,18 @@ impl Scratch {
     }
 }
 
-/// The standard job over `input`, tables to `out/`, report to `out/execution_metrics.json`,
-/// with `extra` appended (more sections or keys).
-pub fn standard(input: &str, reader_extra: &str, extra: &str) -> String {
-    format!(
-        r#"name = "t"
+/// The standard job: orders read from `readers.orders.path`, the Centre Point filter in trading
+/// hours, the statistics aggregator, its tables to `out/` and the report to
+/// `out/execution_metrics.json`.
+const STANDARD: &str = r#"name = "t"
 [runtime]
 workers = 2
 [readers.orders]
-path = "{input}"
-{reader_extra}
+path = "orders.csv"
 [filters.cp]
 inputs = ["orders"]
 exchange_order_types = [64, 256, 2048, 4096, 4098]
-trading_hours = {{ start = "10:00", end = "16:00" }}
+trading_hours = { start = "10:00", end = "16:00" }
 [aggregators.stats]
 inputs = ["cp"]
 [sinks.tables]
@@ -110,9 +178,84 @@ path = "out"
 [monitor]
 report = "out/execution_metrics.json"
 progress = "off"
-{extra}
-"#
-    )
+"#;
+
+/// A pipeline file built from the standard job: `set` adds or replaces one `key = value` line in
+/// a section, `toml` renders the text. Sections keep their order; a new one goes at the end.
+#[derive(Clone, Debug)]
+pub struct Pipeline {
+    /// Each `[section]` with its lines; the first, unnamed, holds the top-level keys.
+    sections: Vec<(String, Vec<String>)>,
+}
+
+impl Pipeline {
+    /// The standard job ([`STANDARD`]) over `input`.
+    pub fn standard(input: &str) -> Self {
+        let mut p = Pipeline {
+            sections: vec![(String::new(), Vec::new())],
+        };
+        for line in STANDARD.lines() {
+            if let Some(name) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
+                p.sections.push((name.to_string(), Vec::new()));
+            } else if let Some((_, lines)) = p.sections.last_mut() {
+                lines.push(line.to_string());
+            }
+        }
+        p.set("readers.orders", &format!("path = \"{input}\""))
+    }
+
+    /// `line` (`key = value`) in `[section]`, in place of the key's line if it has one.
+    pub fn set(mut self, section: &str, line: &str) -> Self {
+        let key = |l: &str| l.split('=').next().unwrap_or_default().trim().to_string();
+        let lines = match self.sections.iter().position(|(s, _)| s == section) {
+            Some(i) => &mut self.sections[i].1,
+            None => {
+                self.sections.push((section.to_string(), Vec::new()));
+                &mut self.sections.last_mut().expect("just pushed").1
+            }
+        };
+        match lines.iter().position(|l| key(l) == key(line)) {
+            Some(i) => lines[i] = line.to_string(),
+            None => lines.push(line.to_string()),
+        }
+        self
+    }
+
+    /// Each of `lines` set in `[section]`.
+    pub fn section(self, section: &str, lines: &[&str]) -> Self {
+        lines.iter().fold(self, |p, l| p.set(section, l))
+    }
+
+    /// A sink `[sinks.NAME]` of the filter's rows (an extract) at `path`.
+    pub fn sink(self, name: &str, path: &str) -> Self {
+        self.section(
+            &format!("sinks.{name}"),
+            &["inputs = [\"cp\"]", &format!("path = \"{path}\"")],
+        )
+    }
+
+    /// Bad rows rejected to `path` instead of failing the job.
+    pub fn rejects(self, path: &str) -> Self {
+        self.section(
+            "readers.orders",
+            &["on_error = \"reject\"", &format!("rejects = \"{path}\"")],
+        )
+    }
+
+    /// The pipeline file's text.
+    pub fn toml(&self) -> String {
+        let mut text = String::new();
+        for (name, lines) in &self.sections {
+            if !name.is_empty() {
+                text.push_str(&format!("[{name}]\n"));
+            }
+            for l in lines {
+                text.push_str(l);
+                text.push('\n');
+            }
+        }
+        text
+    }
 }
 
 /// One order event with the columns the standard job uses.
@@ -169,6 +312,11 @@ pub fn syd(local: &str) -> i64 {
         .single()
         .expect("unambiguous");
     t.timestamp_nanos_opt().expect("in range")
+}
+
+/// The report's `totals` named by `keys`, in their order.
+pub fn totals<const N: usize>(report: &serde_json::Value, keys: [&str; N]) -> [Option<u64>; N] {
+    keys.map(|k| report["totals"][k].as_u64())
 }
 
 /// A table's rows without the header.

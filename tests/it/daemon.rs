@@ -10,25 +10,23 @@ use std::time::{Duration, Instant};
 use rand::{RngExt, SeedableRng};
 use serde_json::Value;
 
-use crate::common::{Scratch, TABLES, standard};
+use crate::common::{Pipeline, Scratch, TABLES};
 
 /// The standard job over `input` with a gzip CSV extract of the kept rows.
-fn job(input: &str, extra: &str) -> String {
-    standard(
-        input,
-        "",
-        &format!("[sinks.extract]\ninputs = [\"cp\"]\npath = \"out/orders.csv.gz\"\n{extra}"),
-    )
+fn job(input: &str) -> Pipeline {
+    Pipeline::standard(input).sink("extract", "out/orders.csv.gz")
 }
 
 /// The job over `incoming/*.csv.gz` as a daemon pipeline.
-fn daemon_toml(daemon_extra: &str) -> String {
-    job(
-        "incoming/*.csv.gz",
-        &format!(
-            "[daemon]\nstate = \"state\"\ncomplete = \"rename\"\npoll_secs = 0.1\n\
-             outputs_interval_secs = 0\n{daemon_extra}"
-        ),
+fn daemon_pipeline() -> Pipeline {
+    job("incoming/*.csv.gz").section(
+        "daemon",
+        &[
+            "state = \"state\"",
+            "complete = \"rename\"",
+            "poll_secs = 0.1",
+            "outputs_interval_secs = 0",
+        ],
     )
 }
 
@@ -40,7 +38,7 @@ fn generate(s: &Scratch, n: usize, rows: u64) -> Vec<String> {
             let name = format!("f{i:02}.csv.gz");
             let day =
                 chrono::NaiveDate::from_ymd_opt(2024, 9, 2).unwrap() + chrono::Days::new(i as u64);
-            let out = s.sweep(&[
+            s.sweep(&[
                 "generate",
                 "--orders",
                 &format!("src/{name}"),
@@ -52,14 +50,13 @@ fn generate(s: &Scratch, n: usize, rows: u64) -> Vec<String> {
                 "1",
                 "--start-date",
                 &day.to_string(),
-            ]);
-            assert_eq!(out.code, 0, "{}", out.stderr);
+            ])
+            .assert_success();
             name
         })
         .collect()
 }
 
-/// Drops a file into `incoming/` the way exchanges do: written under a hidden name, renamed in.
 /// Polls `ok` until it holds, failing the test after 30 s with `what` and `context()`.
 fn wait_until(what: &str, mut ok: impl FnMut() -> bool, context: impl Fn() -> String) {
     let t0 = Instant::now();
@@ -92,7 +89,7 @@ fn stop_during_ingest(s: &Scratch, d: Daemon) -> (i32, String) {
 fn started(n: usize, rows: u64) -> (Scratch, Vec<String>, Daemon) {
     let s = Scratch::new();
     let names = generate(&s, n, rows);
-    s.write("p.toml", daemon_toml(""));
+    s.write("p.toml", daemon_pipeline().toml());
     let d = Daemon::start(&s, &[]);
     feed(&s, &names[0]);
     (s, names, d)
@@ -228,8 +225,8 @@ fn gz_rows(path: &Path) -> u64 {
 
 /// Every table the daemon wrote equals the batch run's, byte for byte.
 fn assert_tables_equal_batch(s: &Scratch) {
-    s.write("batch.toml", job("src/*.csv.gz", ""));
-    let out = s.sweep(&[
+    s.write("batch.toml", job("src/*.csv.gz").toml());
+    s.sweep(&[
         "run",
         "batch.toml",
         "--set",
@@ -238,8 +235,8 @@ fn assert_tables_equal_batch(s: &Scratch) {
         "sinks.extract.path=batch/orders.csv.gz",
         "--set",
         "monitor.report=batch/execution_metrics.json",
-    ]);
-    assert_eq!(out.code, 0, "{}", out.stderr);
+    ])
+    .assert_success();
     for t in TABLES {
         let (daemon, batch) = (
             s.read(&format!("out/{t}.csv")),
@@ -261,7 +258,7 @@ fn assert_tables_equal_batch(s: &Scratch) {
 fn kill_9_at_random_moments_loses_and_duplicates_nothing() {
     let s = Scratch::new();
     let names = generate(&s, 20, 1500);
-    s.write("p.toml", daemon_toml(""));
+    s.write("p.toml", daemon_pipeline().toml());
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(7);
     let mut next = 0;
     let mut kills_in_commit = 0;
@@ -361,13 +358,10 @@ fn sigterm_drains_commits_and_exits_0() {
     let s = Scratch::new();
     let names = generate(&s, 2, 20000);
     // Small blocks and a slow extract make the ingest take a second or more.
-    let slow = "pause_per_batch_ms = 60";
-    let toml = daemon_toml("").replace(
-        "path = \"out/orders.csv.gz\"",
-        &format!("path = \"out/orders.csv.gz\"\n{slow}"),
-    );
-    let toml = toml.replace("workers = 2", "workers = 2\nblock_bytes = 65536");
-    s.write("p.toml", &toml);
+    let slow = daemon_pipeline()
+        .set("sinks.extract", "pause_per_batch_ms = 60")
+        .set("runtime", "block_bytes = 65536");
+    s.write("p.toml", slow.toml());
     // systemd's end of the notify socket: read continuously, as systemd does (a full socket
     // queue would block the daemon's next notification).
     let sock_path = s.path("notify.sock");
@@ -419,10 +413,9 @@ fn sigterm_drains_commits_and_exits_0() {
     // Too short a deadline: the second file is abandoned, not committed, not lost.
     s.write(
         "p.toml",
-        toml.replace(
-            "outputs_interval_secs = 0",
-            "outputs_interval_secs = 0\nshutdown_timeout_secs = 0.05",
-        ),
+        slow.clone()
+            .set("daemon", "shutdown_timeout_secs = 0.05")
+            .toml(),
     );
     let d = Daemon::start(&s, &[]);
     feed(&s, &names[1]);
@@ -430,7 +423,7 @@ fn sigterm_drains_commits_and_exits_0() {
     assert_eq!(code, 0, "{log}");
     assert!(log.contains("abandoned"), "{log}");
     assert_eq!(files(&status(&s), "ingested"), 1);
-    s.write("p.toml", &toml);
+    s.write("p.toml", slow.toml());
     let d = Daemon::start(&s, &[]);
     wait_status(&s, &d, "the abandoned file ingested", |st| {
         files(st, "ingested") == 2
@@ -490,13 +483,10 @@ fn corrupt_files_are_recorded_as_failed_and_the_rest_ingested() {
 #[test]
 fn an_invalid_reload_keeps_the_old_pipeline_running() {
     let (s, names, d) = started(3, 2000);
-    let good = daemon_toml("");
+    let good = daemon_pipeline();
     wait_status(&s, &d, "first file", |st| files(st, "ingested") == 1);
 
-    s.write(
-        "p.toml",
-        good.replace("[filters.cp]", "[filters.cp]\nbogus = 1"),
-    );
+    s.write("p.toml", good.clone().set("filters.cp", "bogus = 1").toml());
     d.signal("HUP");
     d.wait_log("a rejected reload", |l| l.contains("reload rejected"));
     assert!(d.log().contains("unknown field `bogus`"), "{}", d.log());
@@ -508,14 +498,16 @@ fn an_invalid_reload_keeps_the_old_pipeline_running() {
     // Valid TOML, but other filters: the state would mix two pipelines.
     s.write(
         "p.toml",
-        good.replace("[64, 256, 2048, 4096, 4098]", "[64]"),
+        good.clone()
+            .set("filters.cp", "exchange_order_types = [64]")
+            .toml(),
     );
     d.signal("HUP");
     d.wait_log("a second rejected reload", |l| {
         l.matches("reload rejected").count() == 2
     });
     // A change that leaves the aggregates' meaning alone is applied.
-    s.write("p.toml", good.replace("workers = 2", "workers = 1"));
+    s.write("p.toml", good.set("runtime", "workers = 1").toml());
     d.signal("HUP");
     d.wait_log("an applied reload", |l| l.contains("reloaded p.toml"));
     feed(&s, &names[2]);
@@ -565,13 +557,9 @@ fn renames_changed_files_and_a_damaged_state() {
     // Both copies unusable: a clear error and exit 2, not a silent fresh start.
     std::fs::write(s.path("state/state"), b"junk").unwrap();
     std::fs::write(s.path("state/state.bak"), b"").unwrap();
-    let out = s.sweep(&["daemon", "p.toml"]);
-    assert_eq!(out.code, 2, "{}", out.stderr);
-    assert!(
-        out.stderr.contains("move it away to start again"),
-        "{}",
-        out.stderr
-    );
+    s.sweep(&["daemon", "p.toml"])
+        .assert_code(2)
+        .assert_stderr_contains("move it away to start again");
 }
 
 /// A copy found in the same scan as its original is said, counted as a duplicate and remembered
@@ -585,13 +573,8 @@ fn copies_in_one_scan_are_counted_and_stale_temps_removed() {
         .local_addr()
         .unwrap()
         .port();
-    s.write(
-        "p.toml",
-        daemon_toml("").replace(
-            "progress = \"off\"",
-            &format!("progress = \"off\"\nprometheus = \"127.0.0.1:{port}\""),
-        ),
-    );
+    let p = daemon_pipeline().set("monitor", &format!("prometheus = \"127.0.0.1:{port}\""));
+    s.write("p.toml", p.toml());
     // Both names are there before the daemon starts, so one scan finds them together.
     feed(&s, &names[0]);
     s.drop_in(

@@ -1,6 +1,6 @@
 //! Ugly inputs and failing outputs: each asserts the exact outcome.
 
-use crate::common::{HEADER, Row, Scratch, TABLES, body, csv, standard, syd};
+use crate::common::{HEADER, Pipeline, Row, Scratch, TABLES, body, csv, syd, totals};
 
 const EMPTY_SUMMARY: &str = "0,0,,,,,,,0,0,,";
 
@@ -16,8 +16,7 @@ fn assert_empty_tables(s: &Scratch) {
 fn empty_file_gives_header_only_tables() {
     let s = Scratch::new();
     s.write("o.csv", "");
-    let out = s.run(&standard("o.csv", "", ""));
-    assert_eq!(out.code, 0, "{}", out.stderr);
+    s.run(&Pipeline::standard("o.csv")).assert_success();
     assert_empty_tables(&s);
     assert_eq!(s.report()["totals"]["rows_read"], 0);
 }
@@ -26,12 +25,8 @@ fn empty_file_gives_header_only_tables() {
 fn header_only_file_gives_header_only_tables_and_extract() {
     let s = Scratch::new();
     s.write("o.csv", format!("{HEADER}\n"));
-    let out = s.run(&standard(
-        "o.csv",
-        "",
-        "[sinks.rows]\ninputs = [\"cp\"]\npath = \"out/kept.csv\"",
-    ));
-    assert_eq!(out.code, 0, "{}", out.stderr);
+    let p = Pipeline::standard("o.csv").sink("rows", "out/kept.csv");
+    s.run(&p).assert_success();
     assert_empty_tables(&s);
     assert_eq!(s.read("out/kept.csv"), format!("{HEADER}\n"));
 }
@@ -43,28 +38,19 @@ fn missing_required_column_is_named_and_nothing_is_written() {
         "o.csv",
         "order_id,timestamp,security_code,participantid,exchangeordertype,price\n1,2,3,4,5,6\n",
     );
-    let out = s.run(&standard("o.csv", "", ""));
-    assert_eq!(out.code, 1);
-    assert!(
-        out.stderr.contains(
-            "o.csv:1: missing required column `quantity` (looked for a header named `quantity`"
-        ),
-        "{}",
-        out.stderr
-    );
+    s.run(&Pipeline::standard("o.csv"))
+        .assert_code(1)
+        .assert_stderr_contains(
+            "o.csv:1: missing required column `quantity` (looked for a header named `quantity`",
+        );
     assert!(!s.exists("out/summary.csv"));
     assert_eq!(s.report()["status"], "failed");
     // Also when a rows sink keeps whole rows, so the reader reads every column it finds: what
     // the filter and aggregator use is still checked there, and the error still names the file.
-    let extract = "[sinks.rows]\ninputs = [\"cp\"]\npath = \"out/kept.csv\"\n";
-    let out = s.run(&standard("o.csv", "", extract));
-    assert_eq!(out.code, 1);
-    assert!(
-        out.stderr
-            .contains("o.csv:1: missing required column `quantity`"),
-        "{}",
-        out.stderr
-    );
+    let p = Pipeline::standard("o.csv").sink("rows", "out/kept.csv");
+    s.run(&p)
+        .assert_code(1)
+        .assert_stderr_contains("o.csv:1: missing required column `quantity`");
     assert!(!s.exists("out/kept.csv"));
 }
 
@@ -76,14 +62,9 @@ fn non_numeric_quantity_fails_the_job_with_file_line_column() {
         "o.csv",
         format!("{}{},{},1,2,64,12x,5\n", csv(&[r, r]), r.id, r.ts),
     );
-    let out = s.run(&standard("o.csv", "", ""));
-    assert_eq!(out.code, 1);
-    assert!(
-        out.stderr
-            .contains("o.csv:4:6: column `quantity`: \"12x\" is not a whole number"),
-        "{}",
-        out.stderr
-    );
+    s.run(&Pipeline::standard("o.csv"))
+        .assert_code(1)
+        .assert_stderr_contains("o.csv:4:6: column `quantity`: \"12x\" is not a whole number");
     // No table that looks complete, and no temp file left behind.
     let left: Vec<String> = std::fs::read_dir(s.path("out"))
         .unwrap()
@@ -100,12 +81,8 @@ fn non_numeric_quantity_is_rejected_and_counted_under_reject() {
         "o.csv",
         format!("{}{},{},1,2,64,12x,5\n", csv(&[r, r]), r.id, r.ts),
     );
-    let out = s.run(&standard(
-        "o.csv",
-        "on_error = \"reject\"\nrejects = \"out/rejects.csv\"",
-        "",
-    ));
-    assert_eq!(out.code, 0, "{}", out.stderr);
+    let p = Pipeline::standard("o.csv").rejects("out/rejects.csv");
+    s.run(&p).assert_success();
     assert_eq!(s.report()["totals"]["rows_rejected"], 1);
     assert_eq!(
         body(&s.read("out/summary.csv"))[0].split(',').next(),
@@ -117,22 +94,12 @@ fn non_numeric_quantity_is_rejected_and_counted_under_reject() {
 #[test]
 fn missing_inputs_are_all_named_with_exit_2() {
     let s = Scratch::new();
-    let p = standard("nope.csv", "", "").replace(
-        "path = \"nope.csv\"",
-        "path = [\"nope.csv\", \"none/*.csv.gz\"]",
-    );
-    let out = s.run(&p);
-    assert_eq!(out.code, 2);
-    assert!(
-        out.stderr.contains("nope.csv: No such file or directory"),
-        "{}",
-        out.stderr
-    );
-    assert!(
-        out.stderr.contains("glob `none/*.csv.gz` matched no files"),
-        "{}",
-        out.stderr
-    );
+    let p = Pipeline::standard("nope.csv")
+        .set("readers.orders", r#"path = ["nope.csv", "none/*.csv.gz"]"#);
+    s.run(&p)
+        .assert_code(2)
+        .assert_stderr_contains("nope.csv: No such file or directory")
+        .assert_stderr_contains("glob `none/*.csv.gz` matched no files");
 }
 
 #[test]
@@ -140,10 +107,8 @@ fn an_output_folder_that_cannot_be_written_is_named() {
     let s = Scratch::new();
     s.write("o.csv", csv(&[]));
     s.write("blocker", "a file, not a folder");
-    let p = standard("o.csv", "", "").replace("path = \"out\"", "path = \"blocker/out\"");
-    let out = s.run(&p);
-    assert_eq!(out.code, 2);
-    assert!(out.stderr.contains("blocker"), "{}", out.stderr);
+    let p = Pipeline::standard("o.csv").set("sinks.tables", r#"path = "blocker/out""#);
+    s.run(&p).assert_code(2).assert_stderr_contains("blocker");
 }
 
 #[test]
@@ -156,12 +121,8 @@ fn crlf_bom_quotes_and_no_final_newline() {
          2,{t},110621,6,64,300,3350,plain"
     );
     s.write("o.csv", text);
-    let out = s.run(&standard(
-        "o.csv",
-        "",
-        "[sinks.rows]\ninputs = [\"cp\"]\npath = \"out/kept.csv\"",
-    ));
-    assert_eq!(out.code, 0, "{}", out.stderr);
+    let p = Pipeline::standard("o.csv").sink("rows", "out/kept.csv");
+    s.run(&p).assert_success();
     assert!(body(&s.read("out/summary.csv"))[0].starts_with("2,400,200,"));
     let kept = s.read("out/kept.csv");
     assert!(kept.contains("\"a, \"\"quoted\"\"\r\nnote\""), "{kept}");
@@ -195,8 +156,7 @@ fn single_row_and_a_timestamp_far_outside_any_trading_day() {
     ];
     s.write("one.csv", csv(&[r]));
     s.write("far.csv", csv(&far));
-    let out = s.run(&standard("one.csv", "", ""));
-    assert_eq!(out.code, 0, "{}", out.stderr);
+    s.run(&Pipeline::standard("one.csv")).assert_success();
     assert_eq!(
         body(&s.read("out/summary.csv"))[0]
             .split(',')
@@ -204,16 +164,10 @@ fn single_row_and_a_timestamp_far_outside_any_trading_day() {
             .collect::<Vec<_>>(),
         ["1", "100", "100", "", "3340"]
     );
-    let out = s.run(&standard("far.csv", "", ""));
-    assert_eq!(out.code, 0, "{}", out.stderr);
-    let t = &s.report()["totals"];
+    s.run(&Pipeline::standard("far.csv")).assert_success();
     assert_eq!(
-        (
-            t["rows_read"].as_u64(),
-            t["rows_kept"].as_u64(),
-            t["rows_filtered_out"].as_u64()
-        ),
-        (Some(4), Some(3), Some(1))
+        totals(&s.report(), ["rows_read", "rows_kept", "rows_filtered_out"]),
+        [Some(4), Some(3), Some(1)]
     );
 }
 
@@ -226,12 +180,8 @@ fn duplicated_and_unknown_header_names() {
         "extra.csv",
         format!("{HEADER},venue,comment\n1,{t},110621,5,2048,100,3340,CXA,hello\n"),
     );
-    let out = s.run(&standard(
-        "extra.csv",
-        "",
-        "[sinks.rows]\ninputs = [\"cp\"]\npath = \"out/kept.csv\"",
-    ));
-    assert_eq!(out.code, 0, "{}", out.stderr);
+    let p = Pipeline::standard("extra.csv").sink("rows", "out/kept.csv");
+    s.run(&p).assert_success();
     assert_eq!(
         s.read("out/kept.csv"),
         format!("{HEADER},venue,comment\n1,{t},110621,5,2048,100,3340,CXA,hello\n")
@@ -241,15 +191,11 @@ fn duplicated_and_unknown_header_names() {
         "dup.csv",
         format!("{HEADER},quantity\n1,{t},110621,5,2048,100,3340,7\n"),
     );
-    let out = s.run(&standard("dup.csv", "", ""));
-    assert_eq!(out.code, 1);
-    assert!(
-        out.stderr.contains(
-            "dup.csv:1: column `quantity` appears more than once in the header (columns 6, 8)"
-        ),
-        "{}",
-        out.stderr
-    );
+    s.run(&Pipeline::standard("dup.csv"))
+        .assert_code(1)
+        .assert_stderr_contains(
+            "dup.csv:1: column `quantity` appears more than once in the header (columns 6, 8)",
+        );
 }
 
 #[test]
@@ -270,13 +216,10 @@ fn short_long_negative_overflowing_and_non_utf8_rows_are_each_rejected() {
     bytes.extend_from_slice(format!("8,{t},110621,5,2048,100,3340,").as_bytes());
     bytes.extend_from_slice(b"\xff\xfe\n"); // line 9: not UTF-8 in a text column
     s.write("o.csv", bytes);
-    let reject = "on_error = \"reject\"\nrejects = \"out/rejects.csv\"";
-    let out = s.run(&standard(
-        "o.csv",
-        reject,
-        "[sinks.rows]\ninputs = [\"cp\"]\npath = \"out/kept.csv\"",
-    ));
-    assert_eq!(out.code, 0, "{}", out.stderr);
+    let p = Pipeline::standard("o.csv")
+        .rejects("out/rejects.csv")
+        .sink("rows", "out/kept.csv");
+    s.run(&p).assert_success();
     let rejects = s.read("out/rejects.csv");
     let got: Vec<(String, String)> = body(&rejects)
         .iter()
@@ -299,14 +242,9 @@ fn short_long_negative_overflowing_and_non_utf8_rows_are_each_rejected() {
         ]
         .map(|(a, b)| (a.to_string(), b.to_string()))
     );
-    let t = &s.report()["totals"];
     assert_eq!(
-        (
-            t["rows_read"].as_u64(),
-            t["rows_kept"].as_u64(),
-            t["rows_rejected"].as_u64()
-        ),
-        (Some(8), Some(2), Some(6))
+        totals(&s.report(), ["rows_read", "rows_kept", "rows_rejected"]),
+        [Some(8), Some(2), Some(6)]
     );
 }
 
@@ -318,13 +256,9 @@ fn an_input_that_cannot_be_opened_is_named() {
     #[cfg(unix)]
     {
         std::os::unix::fs::symlink(s.path("gone.csv"), s.path("link.csv")).unwrap();
-        let out = s.run(&standard("link.csv", "", ""));
-        assert_eq!(out.code, 2);
-        assert!(
-            out.stderr.contains("link.csv: No such file or directory"),
-            "{}",
-            out.stderr
-        );
+        s.run(&Pipeline::standard("link.csv"))
+            .assert_code(2)
+            .assert_stderr_contains("link.csv: No such file or directory");
     }
 }
 
@@ -342,20 +276,17 @@ fn every_generated_dirty_row_is_caught_at_its_recorded_line() {
         "--dirty",
         "0.002",
     ]);
-    assert_eq!(made.code, 0, "{}", made.stderr);
+    made.assert_success();
     let log = s.read("dirty.csv.dirty.csv");
     let recorded: std::collections::BTreeSet<u64> = body(&log)
         .iter()
         .map(|l| l.split(',').next().unwrap().parse().unwrap())
         .collect();
     assert!(recorded.len() >= 20, "{} dirty rows", recorded.len());
-    let reject = "on_error = \"reject\"\nrejects = \"out/rejects.csv\"";
-    let out = s.run(&standard(
-        "dirty.csv",
-        reject,
-        "[sinks.rows]\ninputs = [\"cp\"]\npath = \"out/kept.csv\"",
-    ));
-    assert_eq!(out.code, 0, "{}", out.stderr);
+    let p = Pipeline::standard("dirty.csv")
+        .rejects("out/rejects.csv")
+        .sink("rows", "out/kept.csv");
+    s.run(&p).assert_success();
     let caught: std::collections::BTreeSet<u64> = body(&s.read("out/rejects.csv"))
         .iter()
         .map(|l| l.split(',').nth(1).unwrap().parse().unwrap())
@@ -366,8 +297,8 @@ fn every_generated_dirty_row_is_caught_at_its_recorded_line() {
     assert_eq!(t["rows_read"].as_u64(), Some(20000));
     // Under the default policy a dirty row fails the job and names its line. Blocks are parsed
     // in parallel, so it is the first one a worker meets, not necessarily the first in the file.
-    let out = s.run(&standard("dirty.csv", "", ""));
-    assert_eq!(out.code, 1);
+    let out = s.run(&Pipeline::standard("dirty.csv"));
+    out.assert_code(1);
     let named = recorded.iter().any(|l| {
         out.stderr.contains(&format!("dirty.csv:{l}:"))
             || out.stderr.contains(&format!("dirty.csv:{l}: "))

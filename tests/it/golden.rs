@@ -3,22 +3,22 @@
 
 use std::io::Read;
 
-use crate::common::{Scratch, TABLES, data};
+use crate::common::{Scratch, TABLES, data, totals};
 
 #[test]
 fn default_pipeline_reproduces_the_golden_tables() {
     let s = Scratch::new();
     let pipeline = format!("{}/pipelines/centrepoint.toml", env!("CARGO_MANIFEST_DIR"));
     let sample = data("orders_sample.csv.gz");
-    let out = s.sweep(&[
+    s.sweep(&[
         "run",
         &pipeline,
         "--set",
         &format!("readers.orders.path={}", sample.display()),
         "--set",
         "monitor.progress=off",
-    ]);
-    assert_eq!(out.code, 0, "{}", out.stderr);
+    ])
+    .assert_success();
     for t in TABLES {
         let expected = std::fs::read_to_string(data(&format!("golden/{t}.csv"))).unwrap();
         assert_eq!(
@@ -37,14 +37,16 @@ fn default_pipeline_reproduces_the_golden_tables() {
     assert!(extract.starts_with("order_id,exchange,timestamp,security_code,price,side,"));
     let report: serde_json::Value =
         serde_json::from_str(&s.read("out/centrepoint/execution_metrics.json")).unwrap();
-    let t = &report["totals"];
     assert_eq!(
-        (
-            t["rows_read"].as_u64(),
-            t["rows_kept"].as_u64(),
-            t["rows_filtered_out"].as_u64(),
-            t["rows_rejected"].as_u64()
+        totals(
+            &report,
+            [
+                "rows_read",
+                "rows_kept",
+                "rows_filtered_out",
+                "rows_rejected"
+            ]
         ),
-        (Some(30000), Some(9993), Some(20007), Some(0))
+        [Some(30000), Some(9993), Some(20007), Some(0)]
     );
 }

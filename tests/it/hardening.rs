@@ -8,7 +8,7 @@ use std::sync::Arc;
 use arrow_array::{ArrayRef, Float64Array, Int32Array, Int64Array, RecordBatch, StringArray};
 use arrow_array::{UInt32Array, UInt64Array};
 
-use crate::common::{HEADER, Row, Scratch, standard, syd};
+use crate::common::{HEADER, Pipeline, Row, Scratch, syd};
 
 /// `n` Centre Point rows inside trading hours, each with its own id and quantity 100 + i.
 fn rows(n: usize) -> Vec<Row> {
@@ -50,8 +50,7 @@ fn every_line_ending_reads_the_same_rows_and_lines() {
     let expected = {
         let s = Scratch::new();
         s.write("in.csv", text(&rows, |_| "\n"));
-        let out = s.run(&standard("in.csv", "", ""));
-        assert_eq!(out.code, 0, "{}", out.stderr);
+        s.run(&Pipeline::standard("in.csv")).assert_success();
         s.read("out/summary.csv")
     };
     assert!(
@@ -67,8 +66,9 @@ fn every_line_ending_reads_the_same_rows_and_lines() {
     for (name, end) in endings {
         let s = Scratch::new();
         s.write("in.csv", text(&rows, end));
-        let out = s.run(&standard("in.csv", "", ""));
-        assert_eq!(out.code, 0, "{name}: {}", out.stderr);
+        s.run(&Pipeline::standard("in.csv"))
+            .case(name)
+            .assert_success();
         assert_eq!(totals(&s), (40, 40, 0), "{name}");
         assert_eq!(s.read("out/summary.csv"), expected, "{name}");
     }
@@ -82,13 +82,11 @@ fn every_line_ending_reads_the_same_rows_and_lines() {
         let bad = rows[6].line().replace(",106,", ",1x6,");
         let body = text(&rows, end).replacen(&rows[6].line(), &bad, 1);
         s.write("in.csv", body);
-        let out = s.run(&standard("in.csv", "", ""));
-        assert_eq!(out.code, 1, "{name}");
-        assert!(
-            out.stderr.contains("in.csv:8:6: "),
-            "{name}: the 7th row is line 8:\n{}",
-            out.stderr
-        );
+        // The 7th row is line 8.
+        s.run(&Pipeline::standard("in.csv"))
+            .case(name)
+            .assert_code(1)
+            .assert_stderr_contains("in.csv:8:6: ");
     }
 }
 
@@ -116,9 +114,9 @@ fn a_named_pipe_fed_slowly_is_read_to_its_end() {
             }
         })
     };
-    let out = s.run(&standard("live.csv", "", ""));
+    let out = s.run(&Pipeline::standard("live.csv"));
     writer.join().expect("writer saw no SIGPIPE or error");
-    assert_eq!(out.code, 0, "{}", out.stderr);
+    out.assert_success();
     assert_eq!(totals(&s), (300, 300, 0));
     assert_eq!(s.report()["totals"]["jobs"].as_u64(), Some(1));
 
@@ -131,13 +129,9 @@ fn a_named_pipe_fed_slowly_is_read_to_its_end() {
             .unwrap()
             .success()
     );
-    let out = s.run(&standard("live.parquet", "", ""));
-    assert_eq!(out.code, 2, "{}", out.stderr);
-    assert!(
-        out.stderr.contains("live.parquet: not a regular file"),
-        "{}",
-        out.stderr
-    );
+    s.run(&Pipeline::standard("live.parquet"))
+        .assert_code(2)
+        .assert_stderr_contains("live.parquet: not a regular file");
 }
 
 /// A Parquet orders file whose `quantity` column is `qty`; the others are stored as the
@@ -196,16 +190,13 @@ fn parquet_columns_must_hold_the_catalogue_type_or_a_lossless_integer() {
     for (name, qty, found) in wrong {
         let s = Scratch::new();
         parquet_with_quantity(&s, "in.parquet", qty);
-        let out = s.run(&standard("in.parquet", "", ""));
-        assert_eq!(out.code, 1, "{name}: {}", out.stderr);
-        assert!(
-            out.stderr.contains(&format!(
+        s.run(&Pipeline::standard("in.parquet"))
+            .case(name)
+            .assert_code(1)
+            .assert_stderr_contains(&format!(
                 "in.parquet: column `quantity` is stored as {found}, but the catalogue reads it \
                  as unsigned 64-bit integer"
-            )),
-            "{name}: {}",
-            out.stderr
-        );
+            ));
         assert!(
             !s.exists("out/summary.csv"),
             "{name}: nothing looks complete"
@@ -218,8 +209,7 @@ fn parquet_columns_must_hold_the_catalogue_type_or_a_lossless_integer() {
         "in.parquet",
         Arc::new(Int32Array::from(vec![462, 100, 7])),
     );
-    let out = s.run(&standard("in.parquet", "", ""));
-    assert_eq!(out.code, 0, "{}", out.stderr);
+    s.run(&Pipeline::standard("in.parquet")).assert_success();
     assert_eq!(totals(&s), (3, 3, 0));
     assert!(
         s.read("out/summary.csv").contains(",569,"),
@@ -233,12 +223,8 @@ fn parquet_columns_must_hold_the_catalogue_type_or_a_lossless_integer() {
         "in.parquet",
         Arc::new(Int64Array::from(vec![462, -5, 7])),
     );
-    let out = s.run(&standard(
-        "in.parquet",
-        "on_error = \"reject\"\nrejects = \"out/rejects.csv\"",
-        "",
-    ));
-    assert_eq!(out.code, 0, "{}", out.stderr);
+    s.run(&Pipeline::standard("in.parquet").rejects("out/rejects.csv"))
+        .assert_success();
     assert_eq!(totals(&s), (3, 2, 1));
     let rejects = s.read("out/rejects.csv");
     assert!(
@@ -247,24 +233,19 @@ fn parquet_columns_must_hold_the_catalogue_type_or_a_lossless_integer() {
     );
 }
 
-/// The standard job over the folder `data/` with its tables and an extract written into it.
-fn job_in_data_folder(extract: &str) -> String {
-    standard(
-        "data",
-        "",
-        &format!("[sinks.extract]\ninputs = [\"cp\"]\npath = \"{extract}\"\n"),
-    )
-    .replace("path = \"out\"", "path = \"data\"")
-}
-
 #[test]
 fn outputs_in_the_folder_being_read_are_never_read_back() {
     let s = Scratch::new();
     s.write("data/day.csv", text(&rows(300), |_| "\n"));
-    s.write("p.toml", job_in_data_folder("data/extract.csv"));
+    // The standard job over the folder `data/` with its tables and an extract written into it.
+    let p = Pipeline::standard("data")
+        .set("sinks.tables", r#"path = "data""#)
+        .sink("extract", "data/extract.csv");
+    s.write("p.toml", p.toml());
     for run in 0..2 {
-        let out = s.sweep(&["run", "p.toml"]);
-        assert_eq!(out.code, 0, "run {run}: {}", out.stderr);
+        s.sweep(&["run", "p.toml"])
+            .case(format!("run {run}"))
+            .assert_success();
         assert_eq!(
             totals(&s),
             (300, 300, 0),
@@ -280,82 +261,74 @@ fn an_output_on_an_input_or_on_another_output_is_refused_before_anything_is_writ
     let s = Scratch::new();
     let input = text(&rows(30), |_| "\n");
     s.write("in.csv", &input);
+    // The standard job with an extract at `path`, spelt out: the errors name its line 21.
     let extract = |path: &str| {
-        standard(
-            "in.csv",
-            "",
-            &format!("[sinks.extract]\ninputs = [\"cp\"]\npath = \"{path}\"\n"),
+        format!(
+            r#"name = "t"
+[runtime]
+workers = 2
+[readers.orders]
+path = "in.csv"
+[filters.cp]
+inputs = ["orders"]
+exchange_order_types = [64, 256, 2048, 4096, 4098]
+trading_hours = {{ start = "10:00", end = "16:00" }}
+[aggregators.stats]
+inputs = ["cp"]
+[sinks.tables]
+inputs = ["stats"]
+path = "out"
+[monitor]
+report = "out/execution_metrics.json"
+progress = "off"
+
+[sinks.extract]
+inputs = ["cp"]
+path = "{path}"
+"#
         )
     };
     // The extract over its own input: validate names the key; run refuses and writes nothing.
     s.write("p.toml", extract("in.csv"));
-    let out = s.sweep(&["validate", "p.toml"]);
-    assert_eq!(out.code, 2);
-    assert!(
-        out.stderr.contains(
-            "p.toml:21:8: sinks.extract writes in.csv, which is the input `readers.orders.path` = \"in.csv\""
-        ),
-        "{}",
-        out.stderr
-    );
-    let out = s.sweep(&["run", "p.toml"]);
-    assert_eq!(out.code, 2);
+    s.sweep(&["validate", "p.toml"])
+        .assert_code(2)
+        .assert_stderr_contains(
+            "p.toml:21:8: sinks.extract writes in.csv, which is the input `readers.orders.path` = \"in.csv\"",
+        );
+    s.sweep(&["run", "p.toml"]).assert_code(2);
     assert_eq!(s.read("in.csv"), input, "the input is untouched");
     assert!(!s.exists("out"), "nothing written");
 
     // The extract at the tables' summary.csv: two outputs at one path.
     s.write("p.toml", extract("out/summary.csv"));
-    let out = s.sweep(&["validate", "p.toml"]);
-    assert_eq!(out.code, 2);
-    assert!(
-        out.stderr.contains(
-            "p.toml:21:8: sinks.extract writes out/summary.csv, which sinks.tables (table summary.csv of aggregator `stats`) also writes"
-        ),
-        "{}",
-        out.stderr
-    );
+    s.sweep(&["validate", "p.toml"])
+        .assert_code(2)
+        .assert_stderr_contains(
+            "p.toml:21:8: sinks.extract writes out/summary.csv, which sinks.tables (table summary.csv of aggregator `stats`) also writes",
+        );
     assert!(!s.exists("out"), "nothing written");
 
     // Through a symlink to the input's folder: only the run, which resolves links, can tell.
     s.write("data/in.csv", &input);
     std::os::unix::fs::symlink(s.path("data"), s.path("link")).unwrap();
-    let toml = standard(
-        "data/in.csv",
-        "",
-        "[sinks.extract]\ninputs = [\"cp\"]\npath = \"link/in.csv\"\n",
-    );
-    s.write("p.toml", &toml);
-    assert_eq!(s.sweep(&["validate", "p.toml"]).code, 0);
-    let out = s.sweep(&["run", "p.toml"]);
-    assert_eq!(out.code, 2, "{}", out.stderr);
-    assert!(
-        out.stderr.contains(
-            "which is the input file data/in.csv; an output must never overwrite an input"
-        ),
-        "{}",
-        out.stderr
-    );
+    let p = Pipeline::standard("data/in.csv").sink("extract", "link/in.csv");
+    s.write("p.toml", p.toml());
+    s.sweep(&["validate", "p.toml"]).assert_success();
+    s.sweep(&["run", "p.toml"])
+        .assert_code(2)
+        .assert_stderr_contains(
+            "which is the input file data/in.csv; an output must never overwrite an input",
+        );
     assert_eq!(s.read("data/in.csv"), input);
     // And a rejects file through the link onto the extract.
-    let toml = standard(
-        "in.csv",
-        "on_error = \"reject\"\nrejects = \"link/x.csv\"",
-        "[sinks.extract]\ninputs = [\"cp\"]\npath = \"data/x.csv\"\n",
-    );
-    s.write("p.toml", &toml);
-    let out = s.sweep(&["run", "p.toml"]);
-    assert_eq!(out.code, 2, "{}", out.stderr);
-    assert!(
-        out.stderr.contains("sinks.extract writes data/x.csv"),
-        "{}",
-        out.stderr
-    );
-    assert!(
-        out.stderr
-            .contains("which readers.orders.rejects also writes"),
-        "{}",
-        out.stderr
-    );
+    let p = Pipeline::standard("in.csv")
+        .rejects("link/x.csv")
+        .sink("extract", "data/x.csv");
+    s.write("p.toml", p.toml());
+    s.sweep(&["run", "p.toml"])
+        .assert_code(2)
+        .assert_stderr_contains("sinks.extract writes data/x.csv")
+        .assert_stderr_contains("which readers.orders.rejects also writes");
 }
 
 #[test]
@@ -368,8 +341,8 @@ fn a_truncated_gzip_names_the_line_reached() {
     let mut bytes = gz.finish().unwrap();
     bytes.truncate(bytes.len() - 2000);
     s.write("in.csv.gz", &bytes);
-    let out = s.run(&standard("in.csv.gz", "", ""));
-    assert_eq!(out.code, 1, "{}", out.stderr);
+    let out = s.run(&Pipeline::standard("in.csv.gz"));
+    out.assert_code(1);
     let at = out
         .stderr
         .split("read failed at or after line ")
@@ -378,14 +351,14 @@ fn a_truncated_gzip_names_the_line_reached() {
         .and_then(|n| n.parse::<u64>().ok())
         .unwrap_or_else(|| panic!("a line number: {}", out.stderr));
     assert!(at > 100_000, "line {at} is near the cut: {}", out.stderr);
-    assert!(out.stderr.contains("compressed byte"), "{}", out.stderr);
+    out.assert_stderr_contains("compressed byte");
 }
 
 #[test]
 fn help_describes_each_command() {
     let s = Scratch::new();
     let out = s.sweep(&["--help"]);
-    assert_eq!(out.code, 0);
+    out.assert_success();
     let line = |cmd: &str| {
         out.stdout
             .lines()
@@ -402,16 +375,9 @@ fn help_describes_each_command() {
     let out = s.sweep(&["generate", "--help"]);
     assert!(!out.stdout.contains("Arguments of"), "{}", out.stdout);
     for cmd in ["run", "daemon", "plan", "validate"] {
-        let out = s.sweep(&[cmd, "--help"]);
-        assert!(
-            out.stdout.contains("The pipeline file (TOML)"),
-            "{cmd}: {}",
-            out.stdout
-        );
-        assert!(
-            out.stdout.contains("Override a pipeline value"),
-            "{cmd}: {}",
-            out.stdout
-        );
+        s.sweep(&[cmd, "--help"])
+            .case(cmd)
+            .assert_stdout_contains("The pipeline file (TOML)")
+            .assert_stdout_contains("Override a pipeline value");
     }
 }

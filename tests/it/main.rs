@@ -1,13 +1,32 @@
 //! Integration tests: the `sweep` binary end to end, one test binary with shared helpers.
 
+/// Shared helpers: scratch folders, running the binary and asserting on its output, the pipeline
+/// builder, order-file builders, and the output contract's table and measure names.
 mod common;
+/// `sweep daemon`: SIGKILL at random moments, SIGTERM draining, corrupt files, reloads, renames
+/// and damaged state, each checked against `sweep run` over the same files.
 mod daemon;
+/// Ugly inputs (empty, header-only, missing or duplicated columns, dirty rows, CRLF and BOM) and
+/// outputs that cannot be written: the exact outcome of each.
 mod edge_cases;
+/// The shipped default pipeline on the sample data against the checked-in golden tables.
 mod golden;
+/// Inputs that once gave a silent wrong answer and outputs that once destroyed data: line
+/// endings, named pipes, Parquet column types, outputs among the inputs, truncated gzip, `--help`.
 mod hardening;
+/// Output formats (CSV, Parquet, JSON, a partitioned extract) and compressed inputs (gzip, zstd).
 mod outputs;
+/// `sweep plan`: hardware, settings, the job matrix and an ETA, without reading data.
 mod plan;
+/// The Grafana dashboard's and alert rules' PromQL against a real Prometheus scraping `sweep run`
+/// and `sweep daemon`, and the `/metrics` a short run serves.
 mod prometheus;
+/// Property tests: the tables do not depend on how the input is cut (files, blocks, workers,
+/// gzip members, zstd frames, partial states merged in any order) and agree with a plain-loop
+/// reference aggregator across both daylight-saving switches.
 mod properties;
+/// The standard job's semantics: trading-hour and size-bucket edges, exact tables, column
+/// mappings, 64-bit order ids, the report's reconciliation, and backpressure.
 mod standard_job;
+/// `sweep validate`: every problem in a pipeline reported at once, each with its line and column.
 mod validate;

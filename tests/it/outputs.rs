@@ -2,7 +2,7 @@
 
 use std::io::Write;
 
-use crate::common::{Row, Scratch, body, csv, standard, syd};
+use crate::common::{Pipeline, Row, Scratch, body, csv, syd};
 
 fn rows() -> Vec<Row> {
     let mut v = Vec::new();
@@ -30,19 +30,17 @@ fn rows() -> Vec<Row> {
 fn tables_as_parquet_and_json_and_a_partitioned_extract() {
     let s = Scratch::new();
     s.write("o.csv", csv(&rows()));
-    let extra = r#"
-[sinks.parts]
-inputs = ["cp"]
-path = "out/parts"
-partition_by = ["security_code", "date"]
-format = "csv"
-"#;
-    let p = standard("o.csv", "", extra).replace(
-        "path = \"out\"\n",
-        "path = \"out\"\nformats = [\"csv\", \"parquet\", \"json\"]\n",
-    );
-    let out = s.run(&p);
-    assert_eq!(out.code, 0, "{}", out.stderr);
+    let p = Pipeline::standard("o.csv")
+        .set("sinks.tables", r#"formats = ["csv", "parquet", "json"]"#)
+        .sink("parts", "out/parts")
+        .section(
+            "sinks.parts",
+            &[
+                r#"partition_by = ["security_code", "date"]"#,
+                r#"format = "csv""#,
+            ],
+        );
+    s.run(&p).assert_success();
     for t in ["by_security", "summary"] {
         assert!(s.exists(&format!("out/{t}.parquet")), "{t}.parquet");
     }
@@ -96,8 +94,7 @@ fn plain_gzip_two_member_gzip_and_zstd_inputs_agree() {
     s.write("in.csv.zst", zstd::encode_all(text.as_bytes(), 1).unwrap());
     let mut results = Vec::new();
     for f in ["in.csv", "in.csv.gz", "two.csv.gz", "in.csv.zst"] {
-        let out = s.run(&standard(f, "", ""));
-        assert_eq!(out.code, 0, "{f}: {}", out.stderr);
+        s.run(&Pipeline::standard(f)).case(f).assert_success();
         results.push(s.read("out/by_security.csv") + &s.read("out/summary.csv"));
     }
     assert!(results.iter().all(|r| r == &results[0]));
@@ -121,20 +118,15 @@ fn corrupt_and_truncated_gzip_fail_the_job_naming_the_file() {
     bad[mid + 1] ^= 0xff;
     s.write("bad.csv.gz", bad);
     for f in ["trunc.csv.gz", "bad.csv.gz"] {
-        let out = s.run(&standard(f, "", ""));
-        assert_eq!(out.code, 1, "{f}: {}", out.stderr);
-        assert!(
-            out.stderr
-                .contains(&format!("{f}: read failed at or after line")),
-            "{f}: {}",
-            out.stderr
-        );
+        s.run(&Pipeline::standard(f))
+            .case(f)
+            .assert_code(1)
+            .assert_stderr_contains(&format!("{f}: read failed at or after line"));
         assert!(!s.exists("out/summary.csv"));
     }
     // A zero-byte .gz is an empty input, like a zero-byte .csv.
     s.write("empty.csv.gz", "");
-    let out = s.run(&standard("empty.csv.gz", "", ""));
-    assert_eq!(out.code, 0, "{}", out.stderr);
+    s.run(&Pipeline::standard("empty.csv.gz")).assert_success();
     assert_eq!(body(&s.read("out/summary.csv")), ["0,0,,,,,,,0,0,,"]);
 }
 
@@ -156,17 +148,13 @@ fn legacy_seed_hours_keep_the_end_hour_at_fixed_utc_plus_10() {
             r("18:00:00", 4),
         ]),
     );
-    let p = standard(
-        "o.csv",
-        "",
-        "[sinks.rows]\ninputs = [\"cp\"]\npath = \"out/kept.csv\"",
-    )
-    .replace(
-        "trading_hours = { start = \"10:00\", end = \"16:00\" }",
-        "trading_hours = { start = \"10:00\", end = \"16:00\", legacy_seed = true }",
-    );
-    let out = s.run(&p);
-    assert_eq!(out.code, 0, "{}", out.stderr);
+    let p = Pipeline::standard("o.csv")
+        .set(
+            "filters.cp",
+            r#"trading_hours = { start = "10:00", end = "16:00", legacy_seed = true }"#,
+        )
+        .sink("rows", "out/kept.csv");
+    s.run(&p).assert_success();
     let kept = s.read("out/kept.csv");
     let ids: Vec<&str> = kept
         .lines()

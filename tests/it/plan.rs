@@ -25,7 +25,7 @@ path = "out"
 "#,
     );
     let out = s.sweep(&["plan", "p.toml", "--json"]);
-    assert_eq!(out.code, 0, "{}", out.stderr);
+    out.assert_success();
     let v: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
     assert!(v["hardware"]["logical_cores"].as_u64().unwrap() >= 1);
     assert!(v["hardware"]["total_memory_bytes"].as_u64().unwrap() > 0);
@@ -61,15 +61,10 @@ path = "out"
     assert_eq!(workers["why"], "set in the pipeline");
     assert!(v["eta_secs"].as_f64().unwrap() > 0.0);
     // The text form says the same.
-    let text = s.sweep(&["plan", "p.toml"]);
-    assert!(
-        text.stdout
-            .contains("partitions (security × trading date): 6"),
-        "{}",
-        text.stdout
-    );
+    s.sweep(&["plan", "p.toml"])
+        .assert_stdout_contains("partitions (security × trading date): 6");
     // Missing inputs are problems: exit 2.
-    let bad = s.sweep(&["plan", "p.toml", "--set", "readers.o.path=nope/*.csv"]);
-    assert_eq!(bad.code, 2);
-    assert!(bad.stdout.contains("matched no files"), "{}", bad.stdout);
+    s.sweep(&["plan", "p.toml", "--set", "readers.o.path=nope/*.csv"])
+        .assert_code(2)
+        .assert_stdout_contains("matched no files");
 }

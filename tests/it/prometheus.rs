@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::common::{Scratch, standard};
+use crate::common::{HEADER, Pipeline, Row, Scratch, syd};
 
 /// Every metric family sweep's exporter renders, as Prometheus text names.
 const METRICS: [&str; 16] = [
@@ -419,23 +419,17 @@ fn dashboard_and_alert_expressions_return_data_in_prometheus() {
         "--dirty",
         "0.001",
     ]);
-    assert_eq!(generated.code, 0, "generate: {}", generated.stderr);
+    generated.case("generate").assert_success();
 
     // Every stage kind, bad rows rejected (so rejections and errors are counted), and a rows sink
     // slow enough to fill its edge (backpressure) and make the run last several scrapes.
     // hold_secs keeps /metrics up after the run so the end state can be read.
-    s.write(
-        "p.toml",
-        standard(
-            "orders.csv",
-            "on_error = \"reject\"\nrejects = \"out/rejects.csv\"",
-            &format!(
-                "hold_secs = 60\n\
-                 [sinks.kept]\ninputs = [\"cp\"]\npath = \"out/kept.csv\"\n\
-                 pause_per_batch_ms = {PAUSE_MS}"
-            ),
-        ),
-    );
+    let p = Pipeline::standard("orders.csv")
+        .rejects("out/rejects.csv")
+        .set("monitor", "hold_secs = 60")
+        .sink("kept", "out/kept.csv")
+        .set("sinks.kept", &format!("pause_per_batch_ms = {PAUSE_MS}"));
+    s.write("p.toml", p.toml());
     s.write(
         "prometheus.yml",
         format!(
@@ -482,17 +476,21 @@ fn dashboard_and_alert_expressions_return_data_in_prometheus() {
 
     // A daemon beside the batch run, for the daemon's panels and alerts: it ingests good files,
     // fails one that lacks columns, and rejects a reload of an invalid pipeline.
-    s.write(
-        "d.toml",
-        standard(
-            "incoming/*.csv",
-            "on_error = \"reject\"\nrejects = \"out/daemon-rejects.csv\"",
-            &format!(
-                "prometheus = \"127.0.0.1:{daemon_port}\"\n\
-                 [daemon]\nstate = \"dstate\"\ncomplete = \"rename\"\npoll_secs = 0.2"
-            ),
-        ),
-    );
+    let daemon_job = Pipeline::standard("incoming/*.csv")
+        .rejects("out/daemon-rejects.csv")
+        .set(
+            "monitor",
+            &format!("prometheus = \"127.0.0.1:{daemon_port}\""),
+        )
+        .section(
+            "daemon",
+            &[
+                "state = \"dstate\"",
+                "complete = \"rename\"",
+                "poll_secs = 0.2",
+            ],
+        );
+    s.write("d.toml", daemon_job.toml());
     procs.spawn(
         "sweep daemon",
         Command::new(env!("CARGO_BIN_EXE_sweep"))
@@ -797,23 +795,24 @@ fn comparisons_become_bool() {
 /// `hold_secs` sees the final values. Needs no Prometheus: it reads the endpoint directly.
 #[test]
 fn a_short_run_serves_its_gauges_with_final_values() {
-    let s = crate::common::Scratch::new();
+    let s = Scratch::new();
     let rows: String = (0..50)
         .map(|i| {
-            let mut r = crate::common::Row::new(crate::common::syd("2024-09-02 11:00:00") + i);
+            let mut r = Row::new(syd("2024-09-02 11:00:00") + i);
             r.id += i as u64;
             format!("{}\n", r.line())
         })
         .collect();
-    s.write("in.csv", format!("{}\n{rows}", crate::common::HEADER));
+    s.write("in.csv", format!("{HEADER}\n{rows}"));
     let [port] = free_ports::<1>();
-    s.write(
-        "p.toml",
-        crate::common::standard("in.csv", "", "hold_secs = 30").replace(
-            "[monitor]",
-            &format!("[monitor]\nprometheus = \"127.0.0.1:{port}\""),
-        ),
+    let p = Pipeline::standard("in.csv").section(
+        "monitor",
+        &[
+            "hold_secs = 30",
+            &format!("prometheus = \"127.0.0.1:{port}\""),
+        ],
     );
+    s.write("p.toml", p.toml());
     let mut procs = Processes {
         children: Vec::new(),
     };

@@ -24,22 +24,7 @@ use sweep::config::ColumnNeed;
 use sweep::readers::csv::{ParsePlan, parse_block};
 use sweep::readers::source::BlockReader;
 
-use crate::common::{HEADER, Row, Scratch, TABLES, csv, standard, syd};
-
-const MEASURES: [&str; 12] = [
-    "orders",
-    "quantity_sum",
-    "quantity_mean",
-    "quantity_std",
-    "price_mean",
-    "price_min",
-    "price_max",
-    "vwap",
-    "participants",
-    "securities",
-    "first_ts",
-    "last_ts",
-];
+use crate::common::{HEADER, MEASURES, Pipeline, Row, Scratch, TABLES, csv, syd};
 
 // ---------------------------------------------------------------------------------------------
 // Random order events
@@ -194,25 +179,22 @@ fn wide_row() -> impl Strategy<Value = Row> {
 // ---------------------------------------------------------------------------------------------
 
 /// The standard job over `input` with the given parse workers and block size.
-fn job(input: &str, workers: u32, block_bytes: Option<u32>) -> String {
-    let runtime = match block_bytes {
-        Some(b) => format!("workers = {workers}\nblock_bytes = {b}"),
-        None => format!("workers = {workers}"),
-    };
-    let toml = standard(input, "", "");
-    assert!(toml.contains("workers = 2\n"));
-    toml.replacen("workers = 2\n", &format!("{runtime}\n"), 1)
+fn job(input: &str, workers: u32, block_bytes: Option<u32>) -> Pipeline {
+    let p = Pipeline::standard(input).set("runtime", &format!("workers = {workers}"));
+    match block_bytes {
+        Some(b) => p.set("runtime", &format!("block_bytes = {b}")),
+        None => p,
+    }
 }
 
-/// Runs `toml` and returns the eight table files. `out/` is removed first, so nothing an earlier
-/// run wrote can be read back as this run's answer.
-fn run_tables(s: &Scratch, toml: &str) -> Vec<String> {
+/// Runs `pipeline` and returns the eight table files. `out/` is removed first, so nothing an
+/// earlier run wrote can be read back as this run's answer.
+fn run_tables(s: &Scratch, pipeline: &Pipeline) -> Vec<String> {
     let out = s.path("out");
     if out.exists() {
         std::fs::remove_dir_all(&out).unwrap();
     }
-    let o = s.run(toml);
-    assert_eq!(o.code, 0, "{}", o.stderr);
+    s.run(pipeline).assert_success();
     TABLES
         .iter()
         .map(|t| s.read(&format!("out/{t}.csv")))
@@ -318,7 +300,7 @@ fn check_file_split(
         s.write(&format!("parts/{:05}-{i}.{ext}", names[i]), bytes);
     }
 
-    for (what, toml) in [
+    for (what, pipeline) in [
         ("folder of parts", job("parts", 2, None)),
         ("4 KiB blocks, 1 worker", job("o.csv", 1, Some(4096))),
         ("4 KiB blocks, 2 workers", job("o.csv", 2, Some(4096))),
@@ -329,7 +311,7 @@ fn check_file_split(
     ] {
         same_tables(
             &whole,
-            &run_tables(&s, &toml),
+            &run_tables(&s, &pipeline),
             &format!("{what}, cuts {bounds:?}"),
         )?;
     }
@@ -864,25 +846,21 @@ fn check_reference(random: Vec<Row>, pad: usize, blocks: Option<u32>) -> Result<
     rows.extend(random);
     let s = Scratch::new();
     s.write("o.csv", orders_csv(&rows, pad));
-    let all_hours = r#"
-[filters.types]
-inputs = ["orders"]
-exchange_order_types = [64, 256, 2048, 4096, 4098]
-[aggregators.all_hours]
-inputs = ["types"]
-[sinks.all_hours_tables]
-inputs = ["all_hours"]
-path = "out/all_hours"
-"#;
-    let mut toml = standard("o.csv", "", all_hours);
-    if let Some(b) = blocks {
-        toml = toml.replacen(
-            "workers = 2\n",
-            &format!("workers = 2\nblock_bytes = {b}\n"),
-            1,
+    // Beside the standard job, its Centre Point types at all hours.
+    let all_hours = job("o.csv", 2, blocks)
+        .section(
+            "filters.types",
+            &[
+                "inputs = [\"orders\"]",
+                "exchange_order_types = [64, 256, 2048, 4096, 4098]",
+            ],
+        )
+        .section("aggregators.all_hours", &["inputs = [\"types\"]"])
+        .section(
+            "sinks.all_hours_tables",
+            &["inputs = [\"all_hours\"]", "path = \"out/all_hours\""],
         );
-    }
-    let out = s.run(&toml);
+    let out = s.run(&all_hours);
     prop_assert_eq!(out.code, 0, "{}", out.stderr);
 
     let kept: Vec<&Row> = rows.iter().filter(|r| standard_filter(r)).collect();

@@ -1,6 +1,6 @@
 //! The standard job's semantics, end to end through the binary.
 
-use crate::common::{HEADER, Row, Scratch, body, csv, standard, syd};
+use crate::common::{HEADER, Pipeline, Row, Scratch, body, csv, syd, totals};
 
 #[test]
 fn trading_hour_boundaries_on_aest_and_aedt_days() {
@@ -23,12 +23,8 @@ fn trading_hour_boundaries_on_aest_and_aedt_days() {
         }
     }
     s.write("o.csv", csv(&rows));
-    let out = s.run(&standard(
-        "o.csv",
-        "",
-        "[sinks.rows]\ninputs = [\"cp\"]\npath = \"out/kept.csv\"",
-    ));
-    assert_eq!(out.code, 0, "{}", out.stderr);
+    s.run(&Pipeline::standard("o.csv").sink("rows", "out/kept.csv"))
+        .assert_success();
     let kept: Vec<u64> = body(&s.read("out/kept.csv"))
         .iter()
         .map(|l| l.split(',').next().unwrap().parse().unwrap())
@@ -62,8 +58,7 @@ fn size_bucket_edges() {
         })
         .collect();
     s.write("o.csv", csv(&rows));
-    let out = s.run(&standard("o.csv", "", ""));
-    assert_eq!(out.code, 0, "{}", out.stderr);
+    s.run(&Pipeline::standard("o.csv")).assert_success();
     let got: Vec<String> = body(&s.read("out/by_size.csv"))
         .iter()
         .map(|l| l.split(',').take(3).collect::<Vec<_>>().join(","))
@@ -113,8 +108,7 @@ fn exact_tables_for_a_small_input() {
         },
     ];
     s.write("o.csv", csv(&rows));
-    let out = s.run(&standard("o.csv", "", ""));
-    assert_eq!(out.code, 0, "{}", out.stderr);
+    s.run(&Pipeline::standard("o.csv")).assert_success();
     let (t0, t1, t3) = (rows[0].ts, rows[1].ts, rows[3].ts);
     // quantity std of 100 and 300 is sqrt(20000); vwap = (3330*100 + 3340*300) / 400 = 3337.5.
     assert_eq!(
@@ -148,11 +142,16 @@ fn raw_column_names_through_a_mapping() {
         "1,{t},110621,5,2048,100,3340\n2,{t},110621,6,64,300,3350\n".replace("{t}", &t.to_string());
     s.write("canon.csv", format!("{HEADER}\n{body_lines}"));
     s.write("raw.csv", format!(" orderid , tradetime ,securitycode,broker,exchangeordertype,quantity,price\n{body_lines}"));
-    let map = "[readers.orders.columns]\norder_id = \"orderid\"\ntimestamp = \"tradetime\"\nsecurity_code = \"securitycode\"\nparticipantid = \"broker\"";
-    assert_eq!(s.run(&standard("canon.csv", "", "")).code, 0);
+    let map = [
+        "order_id = \"orderid\"",
+        "timestamp = \"tradetime\"",
+        "security_code = \"securitycode\"",
+        "participantid = \"broker\"",
+    ];
+    s.run(&Pipeline::standard("canon.csv")).assert_success();
     let canon = s.read("out/summary.csv");
-    let out = s.run(&standard("raw.csv", map, ""));
-    assert_eq!(out.code, 0, "{}", out.stderr);
+    s.run(&Pipeline::standard("raw.csv").section("readers.orders.columns", &map))
+        .assert_success();
     assert_eq!(s.read("out/summary.csv"), canon);
     assert!(canon.lines().nth(1).unwrap().starts_with("2,400,"));
 }
@@ -169,9 +168,10 @@ fn order_ids_above_2_pow_63_round_trip_into_the_extract() {
     ];
     let rows: Vec<Row> = ids.iter().map(|&id| Row { id, ..Row::new(t) }).collect();
     s.write("o.csv", csv(&rows));
-    let sinks = "[sinks.rows]\ninputs = [\"cp\"]\npath = \"out/kept.csv\"\n[sinks.pq]\ninputs = [\"cp\"]\npath = \"out/kept.parquet\"";
-    let out = s.run(&standard("o.csv", "", sinks));
-    assert_eq!(out.code, 0, "{}", out.stderr);
+    let p = Pipeline::standard("o.csv")
+        .sink("rows", "out/kept.csv")
+        .sink("pq", "out/kept.parquet");
+    s.run(&p).assert_success();
     let got: Vec<String> = body(&s.read("out/kept.csv"))
         .iter()
         .map(|l| l.split(',').next().unwrap().to_string())
@@ -180,12 +180,9 @@ fn order_ids_above_2_pow_63_round_trip_into_the_extract() {
     // The Parquet extract read back as the job's input gives the same tables.
     let again = Scratch::new();
     std::fs::copy(s.path("out/kept.parquet"), again.path("kept.parquet")).unwrap();
-    let out = again.run(&standard(
-        "kept.parquet",
-        "",
-        "[sinks.rows]\ninputs = [\"cp\"]\npath = \"out/kept.csv\"",
-    ));
-    assert_eq!(out.code, 0, "{}", out.stderr);
+    again
+        .run(&Pipeline::standard("kept.parquet").sink("rows", "out/kept.csv"))
+        .assert_success();
     assert_eq!(again.read("out/kept.csv"), s.read("out/kept.csv"));
 }
 
@@ -200,19 +197,20 @@ fn the_report_reconciles_every_job() {
         "in/b.csv",
         format!("{}{}\n", csv(&[good, good]), "1,2,3,4,5,notanumber,7"),
     );
-    let reject = "on_error = \"reject\"\nrejects = \"out/rejects.csv\"";
-    let out = s.run(&standard("in", reject, ""));
-    assert_eq!(out.code, 0, "{}", out.stderr);
+    s.run(&Pipeline::standard("in").rejects("out/rejects.csv"))
+        .assert_success();
     let r = s.report();
-    let t = &r["totals"];
     assert_eq!(
-        (
-            t["rows_read"].as_u64(),
-            t["rows_kept"].as_u64(),
-            t["rows_filtered_out"].as_u64(),
-            t["rows_rejected"].as_u64()
+        totals(
+            &r,
+            [
+                "rows_read",
+                "rows_kept",
+                "rows_filtered_out",
+                "rows_rejected"
+            ]
         ),
-        (Some(7), Some(4), Some(2), Some(1))
+        [Some(7), Some(4), Some(2), Some(1)]
     );
     for j in r["jobs"].as_array().unwrap() {
         let n = |k: &str| j[k].as_u64().unwrap();
@@ -247,14 +245,11 @@ fn a_slow_sink_throttles_the_reader_within_the_edge_bounds() {
         })
         .collect();
     s.write("o.csv", csv(&rows));
-    let extra =
-        "[sinks.rows]\ninputs = [\"cp\"]\npath = \"out/kept.csv\"\npause_per_batch_ms = 10\n";
-    let pipeline = standard("o.csv", "", extra).replace(
-        "workers = 2",
-        "workers = 2\nblock_bytes = 16384\nedge_capacity = 2",
-    );
-    let out = s.run(&pipeline);
-    assert_eq!(out.code, 0, "{}", out.stderr);
+    let p = Pipeline::standard("o.csv")
+        .section("runtime", &["block_bytes = 16384", "edge_capacity = 2"])
+        .sink("rows", "out/kept.csv")
+        .set("sinks.rows", "pause_per_batch_ms = 10");
+    s.run(&p).assert_success();
     let r = s.report();
     let edges = r["edges"].as_array().unwrap();
     assert!(edges.len() >= 5);

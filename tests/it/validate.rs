@@ -21,7 +21,7 @@ path = "out"
 "#,
     );
     let out = s.sweep(&["validate", "bad.toml"]);
-    assert_eq!(out.code, 2, "{}", out.stderr);
+    out.assert_code(2);
     let lines: Vec<&str> = out.stderr.lines().collect();
     assert_eq!(
         lines,
@@ -58,7 +58,7 @@ partition_by = ["date"]
 "#,
     );
     let out = s.sweep(&["validate", "bad.toml"]);
-    assert_eq!(out.code, 2);
+    out.assert_code(2);
     let expect = [
         "bad.toml:3:1: unknown field `colour`",
         "bad.toml:4:10: stage `a` is part of a cycle: a <- b <- a",
@@ -102,7 +102,7 @@ colour = "blue"
 "#,
     );
     let out = s.sweep(&["validate", "d.toml"]);
-    assert_eq!(out.code, 2, "{}", out.stderr);
+    out.assert_code(2);
     let lines: Vec<&str> = out.stderr.lines().collect();
     assert_eq!(lines[0], "d.toml has 1 error:", "{}", out.stderr);
     assert!(
@@ -127,12 +127,11 @@ colour = "blue"
         ]
     );
     // `sweep daemon` on a pipeline without the section says what to add.
-    let out = s.sweep(&["daemon", "p.toml"]);
-    assert_eq!(out.code, 2);
+    s.sweep(&["daemon", "p.toml"]).assert_code(2);
     s.write("p.toml", s.read("d.toml").split("[daemon]").next().unwrap());
-    let out = s.sweep(&["daemon", "p.toml"]);
-    assert_eq!(out.code, 2, "{}", out.stderr);
-    assert!(out.stderr.contains("no [daemon] section"), "{}", out.stderr);
+    s.sweep(&["daemon", "p.toml"])
+        .assert_code(2)
+        .assert_stderr_contains("no [daemon] section");
 }
 
 #[test]
@@ -140,9 +139,10 @@ fn the_shipped_pipelines_are_valid() {
     let s = Scratch::new();
     for p in ["centrepoint", "bench", "centrepoint-daemon"] {
         let path = format!("{}/pipelines/{p}.toml", env!("CARGO_MANIFEST_DIR"));
-        let out = s.sweep(&["validate", &path]);
-        assert_eq!(out.code, 0, "{p}: {}", out.stderr);
-        assert!(out.stdout.contains("valid"));
+        s.sweep(&["validate", &path])
+            .case(p)
+            .assert_success()
+            .assert_stdout_contains("valid");
     }
 }
 
@@ -150,21 +150,16 @@ fn the_shipped_pipelines_are_valid() {
 fn set_overrides_values_and_bad_overrides_are_errors() {
     let s = Scratch::new();
     let path = format!("{}/pipelines/bench.toml", env!("CARGO_MANIFEST_DIR"));
-    let ok = s.sweep(&[
+    s.sweep(&[
         "validate",
         &path,
         "--set",
         "readers.orders.path=a b.csv",
         "--set",
         "runtime.workers=3",
-    ]);
-    assert_eq!(ok.code, 0, "{}", ok.stderr);
-    let bad = s.sweep(&["validate", &path, "--set", "runtime.workers=0"]);
-    assert_eq!(bad.code, 2);
-    assert!(
-        bad.stderr
-            .contains("workers must be between 1 and 1024, not 0"),
-        "{}",
-        bad.stderr
-    );
+    ])
+    .assert_success();
+    s.sweep(&["validate", &path, "--set", "runtime.workers=0"])
+        .assert_code(2)
+        .assert_stderr_contains("workers must be between 1 and 1024, not 0");
 }
