@@ -28,5 +28,8 @@ mod properties;
 /// The standard job's semantics: trading-hour and size-bucket edges, exact tables, column
 /// mappings, 64-bit order ids, the report's reconciliation, and backpressure.
 mod standard_job;
+/// The sweep fill analysis: the hand-made pair reaching every rule against the oracle's tables,
+/// order independence, and the inputs the spec rejects.
+mod sweeps;
 /// `sweep validate`: every problem in a pipeline reported at once, each with its line and column.
 mod validate;
