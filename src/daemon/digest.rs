@@ -26,7 +26,9 @@ use crate::config::{
 };
 use crate::time::Zone;
 
-/// Bumped, with a new prefix, whenever [`Shape`] records something new or records it differently.
+/// Bumped, with the prefix, whenever [`Shape`] records something new or records it differently;
+/// the previous version is then kept frozen, as version 1 is in [`legacy_v1_digest`], so that
+/// states written under it are migrated rather than refused.
 const VERSION: u32 = 2;
 const PREFIX: &str = "v2:";
 

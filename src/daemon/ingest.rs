@@ -52,7 +52,8 @@ pub fn all_parts_dirs(p: &Pipeline) -> Vec<PathBuf> {
         match &s.kind {
             StageKind::RowSink(r) => out.push(parts_dir(&r.path, !r.partition_by.is_empty())),
             StageKind::Reader(r) => out.extend(r.rejects.as_ref().map(|j| parts_dir(j, false))),
-            _ => {}
+            // Tables are rewritten whole from committed state, so they have no parts.
+            StageKind::Filter(_) | StageKind::Aggregator(_) | StageKind::TableSink(_) => {}
         }
     }
     out
@@ -102,7 +103,8 @@ fn file_pipeline(p: &Pipeline, reader: usize, source: &Path, seq: u64) -> (Pipel
                     parts.push(part);
                 }
             }
-            _ => {}
+            // Filters and aggregators write nothing; tables sinks are not in a file's pipeline.
+            StageKind::Filter(_) | StageKind::Aggregator(_) | StageKind::TableSink(_) => {}
         }
         stages.push(Stage {
             name: s.name.clone(),

@@ -12,13 +12,18 @@
 //! after it leaves the file recorded, so it is never ingested twice. Parts follow the same rule:
 //! staged parts not named by the committed registry are deleted at start, and named ones not yet
 //! published are published then.
+//!
+//! Around that loop: `digest` decides which pipeline may extend a state folder, `triage` sorts
+//! complete files against the registry, `recover` finishes at start what a crash left half-done,
+//! `status` is the summary written beside the state, and `signals` carries stop and reload
+//! requests in and systemd notifications out.
 
-pub mod digest;
+mod digest;
 pub mod ingest;
 mod recover;
 mod signals;
 pub mod state;
-pub mod status;
+mod status;
 mod triage;
 pub mod watch;
 

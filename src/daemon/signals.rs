@@ -1,5 +1,5 @@
-//! Signals, systemd notifications and the watchdog: how the daemon hears from outside and shows
-//! it is alive.
+//! The daemon's supervisor interface: signals in (stop, reload), systemd readiness, status and
+//! watchdog pings out.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::Sender;

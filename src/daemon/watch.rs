@@ -254,7 +254,11 @@ impl FsWatch {
             .iter()
             .filter_map(|s| match &s.kind {
                 StageKind::Reader(r) => Some(r.paths.iter().map(|e| watch_roots(e))),
-                _ => None,
+                // Only readers name input paths; every other stage's paths are outputs.
+                StageKind::Filter(_)
+                | StageKind::Aggregator(_)
+                | StageKind::RowSink(_)
+                | StageKind::TableSink(_) => None,
             })
             .flatten()
             .collect();
