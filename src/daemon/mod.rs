@@ -12,31 +12,44 @@
 //! after it leaves the file recorded, so it is never ingested twice. Parts follow the same rule:
 //! staged parts not named by the committed registry are deleted at start, and named ones not yet
 //! published are published then.
+//!
+//! Around that loop: `digest` decides which pipeline may extend a state folder, `triage` sorts
+//! complete files against the registry, `recover` finishes at start what a crash left half-done,
+//! `status` is the summary written beside the state, and `signals` carries stop and reload
+//! requests in and systemd notifications out.
 
+mod digest;
 pub mod ingest;
+mod recover;
+mod signals;
 pub mod state;
+mod status;
+mod triage;
 pub mod watch;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Instant, SystemTime};
 
 use sd_notify::NotifyState;
-use serde_json::json;
 
 use crate::aggregators::AggState;
 use crate::batch::TableSet;
-use crate::config::AggregatorSpec;
-use crate::config::{self, BadFiles, ChangedFiles, ConfigErrors, DaemonSpec, Pipeline, StageKind};
+use crate::config::{
+    self, AggregatorSpec, BadFiles, ConfigErrors, DaemonSpec, Pipeline, StageKind,
+};
 use crate::flow::Kind;
-use crate::flow::stats::{Control, RunStats};
+use crate::flow::stats::Control;
 use crate::monitor::metrics::{self, daemon as m};
 use crate::sinks::atomic::write_atomic;
 use crate::sinks::tables::write_tables;
+use digest::{Verdict, digest};
+use signals::{Event, Shared, notify, signals, watchdog};
 use state::{FileEntry, FileStatus, Fingerprint, StateDoc, StateError, StateStore};
+use status::{STATUS, Status};
 use watch::{FsWatch, Ready, Tracker};
 
 #[derive(Debug, thiserror::Error)]
@@ -115,154 +128,18 @@ fn load(path: &Path, overrides: &[String]) -> Result<(Pipeline, DaemonSpec), Dae
     Ok((p, spec))
 }
 
-/// What shapes the committed aggregates: the readers' parsing, the filters and the aggregators,
-/// by name. Paths, sinks, the monitor and the runtime may change under a running state.
-fn shape(p: &Pipeline) -> String {
-    let name = |i: &usize| p.stages[*i].name.clone();
-    let mut lines: Vec<String> = p
-        .stages
-        .iter()
-        .filter_map(|s| {
-            let inputs: Vec<String> = s.inputs.iter().map(name).collect();
-            match &s.kind {
-                StageKind::Reader(r) => Some(format!(
-                    "reader {} format={:?} compression={:?} delimiter={} columns={:?} on_error={:?}",
-                    s.name, r.format, r.compression, r.delimiter, r.columns, r.on_error
-                )),
-                StageKind::Filter(f) => Some(format!("filter {} {inputs:?} {f:?}", s.name)),
-                StageKind::Aggregator(a) => Some(format!("aggregator {} {inputs:?} {a:?}", s.name)),
-                _ => None,
-            }
-        })
-        .collect();
-    lines.sort();
-    lines.join("\n")
-}
-
-fn digest(p: &Pipeline) -> String {
-    format!("{:032x}", xxhash_rust::xxh3::xxh3_128(shape(p).as_bytes()))
-}
-
 fn agg_specs(p: &Pipeline) -> BTreeMap<String, Arc<AggregatorSpec>> {
     p.stages
         .iter()
         .filter_map(|s| match &s.kind {
             StageKind::Aggregator(a) => Some((s.name.clone(), Arc::new(a.clone()))),
-            _ => None,
+            StageKind::Reader(_)
+            | StageKind::Filter(_)
+            | StageKind::Sweeps(_)
+            | StageKind::RowSink(_)
+            | StageKind::TableSink(_) => None,
         })
         .collect()
-}
-
-/// What the signal thread and the watchdog share with the loop.
-#[derive(Default)]
-struct Shared {
-    stopping: AtomicBool,
-    /// The run of the file in flight, to abandon it at the deadline.
-    current: Mutex<Option<Arc<Control>>>,
-    stats: Arc<Mutex<Option<Arc<RunStats>>>>,
-    /// Milliseconds since start when the loop last went round.
-    beat: AtomicU64,
-}
-
-impl Shared {
-    fn abandon_current(&self) {
-        if let Some(c) = self
-            .current
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .as_ref()
-        {
-            c.cancel();
-        }
-    }
-
-    /// Bytes read by the run in flight: progress that proves liveness to the watchdog.
-    fn progress(&self) -> u64 {
-        self.stats
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .as_ref()
-            .map_or(0, |s| {
-                s.jobs()
-                    .iter()
-                    .map(|j| j.bytes_read.load(Ordering::Relaxed))
-                    .sum()
-            })
-    }
-}
-
-enum Event {
-    Wake,
-    Stop,
-    Reload,
-}
-
-fn notify(states: &[NotifyState]) {
-    if let Err(e) = sd_notify::notify(states) {
-        tracing::warn!("systemd notification failed: {e}");
-    }
-}
-
-/// Starts the thread that turns signals into events. SIGTERM or SIGINT starts a shutdown and
-/// arms its deadline; a second one abandons the file in flight at once.
-fn signals(
-    shared: Arc<Shared>,
-    events: Sender<Event>,
-    timeout: Duration,
-) -> Result<(), DaemonError> {
-    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
-    let mut sigs = signal_hook::iterator::Signals::new([SIGTERM, SIGINT, SIGHUP])
-        .map_err(DaemonError::Signals)?;
-    std::thread::Builder::new()
-        .name("sweep-signals".into())
-        .spawn(move || {
-            for sig in sigs.forever() {
-                if sig == SIGHUP {
-                    let _ = events.send(Event::Reload);
-                    continue;
-                }
-                if shared.stopping.swap(true, Ordering::AcqRel) {
-                    tracing::warn!("second stop signal: abandoning the file in flight now");
-                    shared.abandon_current();
-                    continue;
-                }
-                tracing::info!(
-                    "stop signal: finishing the file in flight (at most {:.0} s), then committing",
-                    timeout.as_secs_f64()
-                );
-                let _ = events.send(Event::Stop);
-                let s = shared.clone();
-                std::thread::spawn(move || {
-                    std::thread::sleep(timeout);
-                    s.abandon_current();
-                });
-            }
-        })
-        .map_err(DaemonError::Signals)?;
-    Ok(())
-}
-
-/// Pings the systemd watchdog while the daemon makes progress: the loop went round recently, or
-/// the file in flight is still being read. A daemon stuck on neither stops pinging, and systemd
-/// restarts it.
-fn watchdog(shared: Arc<Shared>, started: Instant) {
-    let Some(period) = sd_notify::watchdog_enabled() else {
-        return;
-    };
-    std::thread::spawn(move || {
-        let mut last = 0u64;
-        loop {
-            std::thread::sleep(period / 2);
-            let now = started.elapsed().as_millis() as u64;
-            let looped =
-                now.saturating_sub(shared.beat.load(Ordering::Acquire)) < period.as_millis() as u64;
-            let progress = shared.progress();
-            if looped || progress != last {
-                notify(&[NotifyState::Watchdog]);
-            }
-            last = progress;
-        }
-    });
 }
 
 struct Daemon {
@@ -287,9 +164,6 @@ struct Daemon {
     state_bytes: u64,
 }
 
-/// The daemon's status document, in the state folder.
-const STATUS: &str = "status.json";
-
 /// Runs the daemon until SIGTERM or SIGINT.
 pub fn run(path: &Path, overrides: &[String]) -> Result<(), DaemonError> {
     let (p, spec) = load(path, overrides)?;
@@ -298,14 +172,26 @@ pub fn run(path: &Path, overrides: &[String]) -> Result<(), DaemonError> {
     for w in &opened.warnings {
         tracing::warn!("{w}");
     }
+    // A state of the release before digest version 2 holds a version 1 digest: it is adopted
+    // when that is this pipeline's version 1 digest, and its new digest committed below.
+    let mut from_v1 = None;
     let doc = match opened.doc {
-        Some(d) if d.digest != digest => {
-            return Err(DaemonError::Mismatch {
-                dir: spec.state.clone(),
-                why: format!("state digest {}, pipeline digest {digest}", d.digest),
-            });
-        }
-        Some(d) => d,
+        Some(d) => match digest::compare(&d.digest, &p) {
+            Verdict::Same => d,
+            Verdict::LegacyV1 => {
+                from_v1 = Some(d.digest.clone());
+                StateDoc {
+                    digest: digest.clone(),
+                    ..d
+                }
+            }
+            Verdict::Different => {
+                return Err(DaemonError::Mismatch {
+                    dir: spec.state.clone(),
+                    why: format!("state digest {}, pipeline digest {digest}", d.digest),
+                });
+            }
+        },
         None => StateDoc::new(&p.name, &digest),
     };
     let mut aggs = BTreeMap::new();
@@ -349,6 +235,17 @@ pub fn run(path: &Path, overrides: &[String]) -> Result<(), DaemonError> {
         state_bytes: opened.bytes,
     };
     d.index();
+    if let Some(old) = from_v1 {
+        // Committed before anything else happens, so the migration is done once: a crash before
+        // this commit leaves the version 1 digest, which the next start migrates again.
+        d.commit()?;
+        tracing::info!(
+            "state {}: pipeline digest migrated from version 1 ({old}) to {} at state version {}",
+            d.spec.state.display(),
+            d.doc.digest,
+            d.doc.version
+        );
+    }
     d.remove_stale_temps();
     d.recover_parts();
     if d.metrics_on {
@@ -388,86 +285,6 @@ fn start_watch(p: &Pipeline, spec: &DaemonSpec, tx: &Sender<Event>) -> FsWatch {
 }
 
 impl Daemon {
-    fn index(&mut self) {
-        self.by_fp.clear();
-        self.by_path.clear();
-        for (i, f) in self.doc.files.iter().enumerate() {
-            self.by_fp.insert(f.fingerprint, i);
-            if f.status == FileStatus::Ingested {
-                for p in std::iter::once(&f.path).chain(&f.also_seen_as) {
-                    self.by_path.insert(p.clone(), i);
-                }
-            }
-        }
-    }
-
-    /// Removes the temporaries of outputs that a kill during a rewrite left (tables, the run
-    /// report, `status.json`): this daemon owns those paths, and nothing is writing them yet.
-    fn remove_stale_temps(&self) {
-        let mut targets: Vec<PathBuf> =
-            crate::config::outputs::claims(&self.p, &Default::default())
-                .into_iter()
-                .filter(|c| !c.folder)
-                .map(|c| c.path)
-                .collect();
-        targets.push(self.store.dir().join(STATUS));
-        let removed: usize = targets
-            .iter()
-            .map(|t| crate::sinks::atomic::remove_stale_temps(t))
-            .sum();
-        if removed > 0 {
-            tracing::warn!(
-                "removed {removed} temporary file(s) of outputs a kill left half-written"
-            );
-        }
-    }
-
-    /// Publishes committed parts a crash left staged, and deletes parts no commit names: the
-    /// outputs then hold exactly what the committed registry says.
-    fn recover_parts(&self) {
-        let mut committed = std::collections::HashSet::new();
-        for f in &self.doc.files {
-            for fin in &f.parts {
-                let fin = Path::new(fin);
-                let staged = ingest::staged(fin);
-                if !fin.exists() && staged.exists() {
-                    match std::fs::rename(&staged, fin) {
-                        Ok(()) => tracing::info!("published committed part {}", fin.display()),
-                        Err(e) => tracing::error!("{}: cannot publish: {e}", fin.display()),
-                    }
-                }
-                committed.insert(fin.to_path_buf());
-            }
-        }
-        for dir in ingest::all_parts_dirs(&self.p) {
-            let staging = dir.join(ingest::STAGING);
-            let left = std::fs::read_dir(&staging).map_or(0, |rd| rd.count());
-            if left > 0 {
-                tracing::warn!(
-                    "removing {left} staged part(s) in {} of files no commit records (a crash or \
-                     shutdown before their commit); those files are ingested again",
-                    staging.display()
-                );
-            }
-            let _ = std::fs::remove_dir_all(&staging);
-            let Ok(rd) = std::fs::read_dir(&dir) else {
-                continue;
-            };
-            for e in rd.filter_map(Result::ok) {
-                let path = e.path();
-                if ingest::is_part_name(&e.file_name().to_string_lossy())
-                    && !committed.contains(&path)
-                {
-                    tracing::warn!(
-                        "removing {}: no committed state names it (a crash before its commit)",
-                        path.display()
-                    );
-                    let _ = std::fs::remove_file(&path).or_else(|_| std::fs::remove_dir_all(&path));
-                }
-            }
-        }
-    }
-
     fn beat(&self) {
         self.shared
             .beat
@@ -531,93 +348,6 @@ impl Daemon {
             if reload {
                 self.reload();
             }
-        }
-    }
-
-    /// Sorts complete files against the registry: new content is queued; content already seen
-    /// (under this name or another) is left; new content under an ingested name follows the
-    /// `changed_files` policy.
-    fn triage(&mut self, ready: Vec<Ready>) -> Result<Vec<Ready>, DaemonError> {
-        let mut queue = Vec::new();
-        for r in ready {
-            let path = r.path.display().to_string();
-            if let Some(&i) = self.by_fp.get(&r.fingerprint) {
-                let e = &self.doc.files[i];
-                if e.path != path && !e.also_seen_as.contains(&path) {
-                    tracing::info!(
-                        "{path}: same content as {} (file {}, {}); not ingested again",
-                        e.path,
-                        e.seq,
-                        e.status.label()
-                    );
-                    if self.metrics_on {
-                        m::file("duplicate");
-                    }
-                    // Remembered, so that new content under this name is seen as a change.
-                    self.doc.files[i].also_seen_as.push(path);
-                    self.commit()?;
-                }
-                continue;
-            }
-            if let Some(q) = queue
-                .iter_mut()
-                .find(|q: &&mut Ready| q.fingerprint == r.fingerprint)
-            {
-                // A copy found in the same scan as its original: said and counted now, and its
-                // name is remembered with the original's entry when that is recorded.
-                tracing::info!(
-                    "{path}: same content as {}, found in the same scan; not ingested again",
-                    q.path.display()
-                );
-                if self.metrics_on {
-                    m::file("duplicate");
-                }
-                q.copies.push(path);
-                continue;
-            }
-            if self.metrics_on {
-                m::file("discovered");
-            }
-            if let Some(&i) = self.by_path.get(&path) {
-                let previous_seq = self.doc.files[i].seq;
-                match self.spec.changed_files {
-                    ChangedFiles::Ingest => {
-                        tracing::warn!(
-                            "{path}: content changed since it was ingested as file {previous_seq}; \
-                             ingesting the new content as a new file (changed_files = \"ingest\")"
-                        );
-                    }
-                    ChangedFiles::Skip => {
-                        tracing::warn!(
-                            "{path}: content changed since it was ingested as file {previous_seq}; \
-                             not ingested, so nothing is counted twice (changed_files = \"skip\")"
-                        );
-                        if self.metrics_on {
-                            m::file("changed");
-                        }
-                        let entry = self.entry(&r, FileStatus::Changed { previous_seq });
-                        self.record(entry)?;
-                        continue;
-                    }
-                }
-            }
-            queue.push(r);
-        }
-        Ok(queue)
-    }
-
-    fn entry(&self, r: &Ready, status: FileStatus) -> FileEntry {
-        FileEntry {
-            seq: self.doc.next_seq,
-            reader: self.p.stages[r.reader].name.clone(),
-            path: r.path.display().to_string(),
-            fingerprint: r.fingerprint,
-            status,
-            rows: Default::default(),
-            completed_at_ms: unix_ms(r.completed_at),
-            committed_at_ms: 0,
-            parts: Vec::new(),
-            also_seen_as: r.copies.clone(),
         }
     }
 
@@ -800,76 +530,23 @@ impl Daemon {
                 }
             }
         }
-        let status = self.status();
-        let mut bytes = serde_json::to_vec_pretty(&status).unwrap_or_default();
-        bytes.push(b'\n');
-        if let Err(e) = write_atomic(self.store.dir().join(STATUS), &bytes) {
+        let aggregated = self
+            .aggs
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.rows()))
+            .collect();
+        let written = match Status::of(&self.p.name, &self.doc, aggregated).to_bytes() {
+            Ok(bytes) => {
+                write_atomic(self.store.dir().join(STATUS), &bytes).map_err(|e| e.to_string())
+            }
+            Err(e) => Err(format!("{STATUS}: {e}")),
+        };
+        if let Err(e) = written {
             tracing::error!("{e}");
             ok = false;
         }
         self.last_outputs = Some(Instant::now());
         self.outputs_dirty = !ok;
-    }
-
-    /// A readable summary of the committed state, for operators and scripts.
-    fn status(&self) -> serde_json::Value {
-        let count = |label: &str| {
-            self.doc
-                .files
-                .iter()
-                .filter(|f| f.status.label() == label)
-                .count()
-        };
-        let mut totals = state::RowCounts::default();
-        for f in &self.doc.files {
-            totals.read += f.rows.read;
-            totals.kept += f.rows.kept;
-            totals.filtered_out += f.rows.filtered_out;
-            totals.rejected += f.rows.rejected;
-        }
-        json!({
-            "pipeline": self.p.name,
-            "state_version": self.doc.version,
-            "committed_at": chrono::DateTime::<chrono::Utc>::from(
-                SystemTime::UNIX_EPOCH + Duration::from_millis(self.doc.committed_at_ms)
-            ).to_rfc3339(),
-            "files": {
-                "ingested": count("ingested"),
-                "failed": count("failed"),
-                "changed": count("changed"),
-            },
-            "rows": {
-                "read": totals.read,
-                "kept": totals.kept,
-                "filtered_out": totals.filtered_out,
-                "rejected": totals.rejected,
-            },
-            "aggregated": self.aggs.iter().map(|(k, v)| (k.clone(), json!(v.rows()))).collect::<serde_json::Map<_, _>>(),
-            "registry": self.doc.files.iter().map(|f| {
-                let mut v = json!({
-                    "seq": f.seq,
-                    "reader": f.reader,
-                    "path": f.path,
-                    "fingerprint": f.fingerprint.to_string(),
-                    "status": f.status.label(),
-                    "rows_read": f.rows.read,
-                    "rows_kept": f.rows.kept,
-                    "rows_filtered_out": f.rows.filtered_out,
-                    "rows_rejected": f.rows.rejected,
-                    "parts": f.parts,
-                    "also_seen_as": f.also_seen_as,
-                });
-                match &f.status {
-                    FileStatus::Failed { reason, quarantined } => {
-                        v["reason"] = json!(reason);
-                        v["quarantined"] = json!(quarantined);
-                    }
-                    FileStatus::Changed { previous_seq } => v["previous_seq"] = json!(previous_seq),
-                    FileStatus::Ingested => {}
-                }
-                v
-            }).collect::<Vec<_>>(),
-        })
     }
 
     /// SIGHUP: the pipeline file again. A new pipeline that is invalid, or that would change

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use rand::{RngExt, SeedableRng};
 use serde_json::Value;
 
-use crate::common::{Pipeline, Scratch, TABLES};
+use crate::common::{Pipeline, Scratch, TABLES, data};
 
 /// The standard job over `input` with a gzip CSV extract of the kept rows.
 fn job(input: &str) -> Pipeline {
@@ -625,4 +625,67 @@ fn copies_in_one_scan_are_counted_and_stale_temps_removed() {
     assert!(!s.exists("out/.by_date.csv.Ab12Cd.tmp"));
     assert!(!s.exists("out/.summary.csv.x9Y8z7.tmp"));
     assert!(s.exists("out/.notes.tmp"), "only our own temporaries go");
+}
+
+/// Copies the folder `from` into `to`, recursively.
+fn copy_tree(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        let target = to.join(e.file_name());
+        if e.file_type().unwrap().is_dir() {
+            copy_tree(&e.path(), &target);
+        } else {
+            std::fs::copy(e.path(), &target).unwrap();
+        }
+    }
+}
+
+/// A state folder written by the release before digest version 2, which stored the version 1
+/// (bare hex) digest, is adopted by today's daemon: migrated to version 2 once, its file still
+/// known (not ingested again), its tables those of `sweep run` over the same input.
+///
+/// `tests/data/daemon-state-v1` keeps its pipeline `p.toml`, the input and `state/state`, made in
+/// an empty folder with that release's binary:
+///
+/// ```text
+/// sweep generate --orders incoming/x.csv.gz --rows 2000 --seed 1 --days 1
+/// SWEEP_LOG=info sweep daemon p.toml   # SIGTERM once it logs "ingested incoming/x.csv.gz"
+/// ```
+#[test]
+fn a_version_1_state_is_migrated_once() {
+    let s = Scratch::new();
+    copy_tree(&data("daemon-state-v1"), s.dir.path());
+    let d = Daemon::start(&s, &[]);
+    // The migration is committed before the daemon says it started.
+    assert!(d.log().contains("migrated from version 1"), "{}", d.log());
+    let st = wait_status(&s, &d, "the migrated state's status", |st| {
+        st["state_version"] == 2
+    });
+    let (code, log) = d.stop();
+    assert_eq!(code, 0, "{log}");
+    assert!(!log.contains("ingested incoming"), "ingested again:\n{log}");
+    assert_eq!(files(&st, "ingested"), 1, "{st}");
+    assert_eq!(st["registry"].as_array().map(Vec::len), Some(1), "{st}");
+    assert_eq!(st["rows"]["read"], 2000, "{st}");
+
+    s.sweep(&["run", "p.toml", "--set", "sinks.tables.path=batch"])
+        .assert_success();
+    for t in TABLES {
+        let (daemon, batch) = (
+            s.read(&format!("out/{t}.csv")),
+            s.read(&format!("batch/{t}.csv")),
+        );
+        assert!(
+            daemon == batch,
+            "table {t} differs from `sweep run`:\n{daemon}\n---\n{batch}"
+        );
+    }
+
+    // Migrated once: the next start finds a version 2 digest and commits nothing.
+    let d = Daemon::start(&s, &[]);
+    let (code, log) = d.stop();
+    assert_eq!(code, 0, "{log}");
+    assert!(!log.contains("migrated"), "{log}");
+    assert!(log.contains("at version 2 with 1 file(s)"), "{log}");
 }
