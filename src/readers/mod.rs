@@ -31,7 +31,8 @@ pub enum ReaderError {
     #[error("{file}:1: cannot read the header: {reason}")]
     Header { file: String, reason: String },
     #[error(
-        "{file}:1: missing required column `{column}` (looked for a header named `{header_name}`; the header has: {found})"
+        "{file}:1: missing required column `{column}` (looked for a header named `{header_name}`; the header has: {found}){}",
+        hint(column, found)
     )]
     MissingColumn {
         file: String,
@@ -85,4 +86,32 @@ pub enum ReaderError {
         #[source]
         source: std::io::Error,
     },
+}
+
+/// What a header missing `column` looks like instead, when that tells the likely mistake: an
+/// orders file given to the trades reader of a sweep analysis, or the other way round.
+fn hint(column: &str, found: &str) -> String {
+    use crate::schema::FileKind;
+    let Some(kind) = FileKind::of_header(found.split(',')) else {
+        return String::new();
+    };
+    let belongs = |k: FileKind| k.columns().iter().any(|(n, _)| *n == column);
+    let wanted = if belongs(FileKind::Trades) && !belongs(FileKind::Orders) {
+        FileKind::Trades
+    } else if belongs(FileKind::Orders) && !belongs(FileKind::Trades) {
+        FileKind::Orders
+    } else {
+        return String::new();
+    };
+    if wanted == kind {
+        return String::new();
+    }
+    format!(
+        "; this header is {} file's, and this reader reads {}: are the readers' paths swapped?",
+        match kind {
+            FileKind::Orders => "an orders",
+            FileKind::Trades => "a trades",
+        },
+        wanted.name()
+    )
 }

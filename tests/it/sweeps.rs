@@ -60,6 +60,32 @@ fn assert_same_table(name: &str, expected: &str, actual: &str) {
     }
 }
 
+/// The shipped pipeline on the shipped sample pair against the DuckDB oracle's tables for it
+/// (`tests/data/golden_sweeps`, from `sweep_duckdb.py`).
+#[test]
+fn the_shipped_pipeline_equals_the_oracle_on_the_sample() {
+    let s = Scratch::new();
+    let repo = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let text = std::fs::read_to_string(repo.join("pipelines/sweeps.toml"))
+        .unwrap()
+        .replace("tests/data/", &format!("{}/tests/data/", repo.display()));
+    s.write("p.toml", text);
+    s.sweep(&["run", "p.toml"]).assert_success();
+    for name in TABLES {
+        let expected = std::fs::read_to_string(data(&format!("golden_sweeps/{name}.csv"))).unwrap();
+        assert_same_table(name, &expected, &s.read(&format!("out/sweeps/{name}.csv")));
+    }
+    // Every row is accounted for: Σ order_events is every order row, Σ trade_rows every trade.
+    let days = s.read("out/sweeps/security_days.csv");
+    let sum = |col: usize| -> u64 {
+        days.lines()
+            .skip(1)
+            .map(|l| l.split(',').nth(col).unwrap().parse::<u64>().unwrap())
+            .sum()
+    };
+    assert_eq!((sum(2), sum(10)), (30000, 6020));
+}
+
 #[test]
 fn the_hand_made_cases_equal_the_oracle() {
     let s = Scratch::new();
@@ -305,4 +331,20 @@ fn the_daemon_refuses_a_sweep_analysis_with_its_reason() {
     s.sweep(&["daemon", "p.toml"])
         .assert_code(2)
         .assert_stderr_contains("sweep analysis `fills` cannot run in the daemon yet");
+}
+
+#[test]
+fn swapped_files_are_named_as_such() {
+    let s = Scratch::new();
+    let dir = data("sweep_cases");
+    let (o, t) = (dir.join("orders.csv"), dir.join("trades.csv"));
+    // The trades file given as orders, and the orders file as trades.
+    s.write(
+        "p.toml",
+        job(&t.display().to_string(), &o.display().to_string()),
+    );
+    s.sweep(&["run", "p.toml"])
+        .assert_code(1)
+        .assert_stderr_contains("this header is a trades file's, and this reader reads orders");
+    assert!(!s.exists("out/sweeps.csv"));
 }
