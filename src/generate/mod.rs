@@ -2,10 +2,10 @@
 //!
 //! The orders file has the column layout of the real DRR orders file (and of
 //! `shared/bench/gen_orders.py`); the trades file has the 19 columns of domain.md §1.4. The two are
-//! consistent with each other: every trade row's `orderid` is an order in the orders file, each
-//! match is a buy row and a sell row with a shared `matchgroupid`, and each order's trade
-//! quantities sum to its final `totalmatchedquantity`. See `generate/sim/mod.rs` for the market model
-//! and the one documented exception to `quantity == leavesquantity + totalmatchedquantity`.
+//! consistent with each other: every trade row's `orderid` is an order in the full orders log,
+//! each match is a buy row and a sell row with a shared `matchgroupid`, and each order's trade
+//! quantities sum to its final `totalmatchedquantity`. See `generate/sim/mod.rs` for the market
+//! model and the one documented exception to `quantity == leavesquantity + totalmatchedquantity`.
 //!
 //! Output is streamed: memory does not grow with `--rows`/`--size`. The same arguments and seed
 //! give the same bytes on every platform. `--dirty` replaces a seeded fraction of order rows with
@@ -14,6 +14,11 @@
 //! stream, so apart from those rows a dirty file is byte-identical to the clean one. A spoiled row
 //! still stands for its event (the trades file is unchanged), so a reader that rejects it loses
 //! exactly that one event.
+//!
+//! `--final-state` and `--centre-point-only` change only which order rows are written, never the
+//! simulation: the budget counts the full event log, so with the same seed the final-state file
+//! holds exactly the last line of each order of the full log (`row_num` is the full log's line
+//! index, as in the real extracts), and the trades file is the same in every view.
 
 mod rows;
 mod sim;
