@@ -213,8 +213,9 @@ impl<'o> Sim<'o> {
         }
     }
 
-    /// Simulates the given trading days (day numbers since 1970-01-01), in order, then writes
-    /// the final rows of orders still open at the end (`--final-state`).
+    /// Simulates the given trading days (day numbers since 1970-01-01), in order. The last day's
+    /// purge ends every order but the one `--rows` padding may leave open, whose `--final-state`
+    /// row the padding writes itself.
     pub fn run(&mut self, days: &[i32]) -> Result<(), GenerateError> {
         for (i, &day) in days.iter().enumerate() {
             self.run_day(day, i == 0, days.len() - i)?;
