@@ -2,10 +2,10 @@
 //!
 //! The orders file has the column layout of the real DRR orders file (and of
 //! `shared/bench/gen_orders.py`); the trades file has the 19 columns of domain.md §1.4. The two are
-//! consistent with each other: every trade row's `orderid` is an order in the orders file, each
-//! match is a buy row and a sell row with a shared `matchgroupid`, and each order's trade
-//! quantities sum to its final `totalmatchedquantity`. See `generate/sim.rs` for the market model
-//! and the one documented exception to `quantity == leavesquantity + totalmatchedquantity`.
+//! consistent with each other: every trade row's `orderid` is an order in the full orders log,
+//! each match is a buy row and a sell row with a shared `matchgroupid`, and each order's trade
+//! quantities sum to its final `totalmatchedquantity`. See `generate/sim/mod.rs` for the market
+//! model and the one documented exception to `quantity == leavesquantity + totalmatchedquantity`.
 //!
 //! Output is streamed: memory does not grow with `--rows`/`--size`. The same arguments and seed
 //! give the same bytes on every platform. `--dirty` replaces a seeded fraction of order rows with
@@ -14,6 +14,11 @@
 //! stream, so apart from those rows a dirty file is byte-identical to the clean one. A spoiled row
 //! still stands for its event (the trades file is unchanged), so a reader that rejects it loses
 //! exactly that one event.
+//!
+//! `--final-state` and `--centre-point-only` change only which order rows are written, never the
+//! simulation: the budget counts the full event log, so with the same seed the final-state file
+//! holds exactly the last line of each order of the full log (`row_num` is the full log's line
+//! index, as in the real extracts), and the trades file is the same in every view.
 
 mod rows;
 mod sim;
@@ -27,7 +32,7 @@ use std::str::FromStr;
 
 use chrono::{Datelike, NaiveDate};
 
-pub use sim::Budget;
+pub use sim::{Budget, OutputMode};
 pub use sink::{DirtyKind, Format};
 
 use crate::sinks::atomic::OutputError;
@@ -76,6 +81,16 @@ pub struct GenerateArgs {
     /// Where to list the malformed rows [default: <orders>.dirty.csv].
     #[arg(long, value_name = "PATH")]
     pub dirty_log: Option<PathBuf>,
+    /// Write one row per order, its last event (written when the order ends), instead of every
+    /// event. --rows and --size still measure the full event log, so the same seed simulates the
+    /// same market with or without this flag.
+    #[arg(long)]
+    pub final_state: bool,
+    /// Write only Centre Point orders (exchangeordertype with any of the bits 64, 256, 2048,
+    /// 4096) to the orders file. The trades file keeps every match, so the other side of most
+    /// matches has no order in the file; row_num keeps the full log's line index.
+    #[arg(long)]
+    pub centre_point_only: bool,
 }
 
 impl GenerateArgs {
@@ -92,6 +107,8 @@ impl GenerateArgs {
             securities: 50,
             dirty: 0.0,
             dirty_log: None,
+            final_state: false,
+            centre_point_only: false,
         }
     }
 
@@ -213,7 +230,7 @@ pub enum GenerateError {
 /// What a generate run wrote.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct GenerateReport {
-    /// Order event rows, header excluded (dirty rows included).
+    /// Order rows written, header excluded (dirty rows included).
     pub orders_rows: u64,
     /// Trade rows written (0 without `--trades`): two per match.
     pub trades_rows: u64,
@@ -333,7 +350,11 @@ pub fn run(args: &GenerateArgs) -> Result<GenerateReport, GenerateError> {
             log_path,
         }),
     )?;
-    let mut sim = Sim::new(args.seed, args.securities, budget, &mut out);
+    let mode = OutputMode {
+        final_state: args.final_state,
+        centre_point_only: args.centre_point_only,
+    };
+    let mut sim = Sim::new(args.seed, args.securities, budget, mode, &mut out);
     sim.run(&days)?;
     let stats = sim.stats;
     let report = GenerateReport {

@@ -466,9 +466,15 @@ pub struct Outputs {
     trades: Option<TableSink>,
     dirty: Option<Dirty>,
     line: Vec<u8>,
+    /// Order rows written.
     pub orders_rows: u64,
     /// Uncompressed CSV bytes of the orders file, header included, whatever its format.
     pub orders_bytes: u64,
+    /// Events of the full order log, written or not (`--final-state` and `--centre-point-only`
+    /// write a part of it): what `--rows` counts.
+    pub log_rows: u64,
+    /// Uncompressed CSV bytes of the full order log, header included: what `--size` measures.
+    pub log_bytes: u64,
     pub header_bytes: u64,
     pub trades_rows: u64,
     pub dirty_rows: u64,
@@ -515,6 +521,8 @@ impl Outputs {
             line: Vec::with_capacity(512),
             orders_rows: 0,
             orders_bytes: header_bytes,
+            log_rows: 0,
+            log_bytes: header_bytes,
             header_bytes,
             trades_rows: 0,
             dirty_rows: 0,
@@ -522,17 +530,37 @@ impl Outputs {
         })
     }
 
-    pub fn order(&mut self, row: &OrderRow<'_>) -> Result<(), GenerateError> {
+    /// Counts one event of the full order log and, if `write`, writes it to the orders file.
+    pub fn order(&mut self, row: &OrderRow<'_>, write: bool) -> Result<(), GenerateError> {
         let values = row.values();
         self.line.clear();
         write_csv_line(&mut self.line, &values);
+        self.log_rows += 1;
+        self.log_bytes += self.line.len() as u64;
+        if write {
+            self.write_line(&values)?;
+        }
+        Ok(())
+    }
+
+    /// Writes a row to the orders file that is not a new event of the log (a `--final-state`
+    /// order's last event, counted when it happened).
+    pub fn write_order(&mut self, row: &OrderRow<'_>) -> Result<(), GenerateError> {
+        let values = row.values();
+        self.line.clear();
+        write_csv_line(&mut self.line, &values);
+        self.write_line(&values)
+    }
+
+    /// Writes the order row in `self.line` (its cells `values`), spoiling it if `--dirty` says so.
+    fn write_line(&mut self, values: &[Value<'_>]) -> Result<(), GenerateError> {
         if let Some(d) = &mut self.dirty
             && d.hit()
         {
-            d.spoil(&values, self.orders_rows + 2, &mut self.line)?;
+            d.spoil(values, self.orders_rows + 2, &mut self.line)?;
             self.dirty_rows += 1;
         }
-        self.orders.write_row(&values, &self.line)?;
+        self.orders.write_row(values, &self.line)?;
         self.orders_rows += 1;
         self.orders_bytes += self.line.len() as u64;
         Ok(())

@@ -12,6 +12,20 @@ use crate::time::{LocalClock, SECOND_NS, Zone};
 const ORDERS_HEADER: &str = "order_id,exchange,timestamp,security_code,price,side,changereason,orderstatus,quantity,leavesquantity,ordertype,exchangeordertype,national_bid,national_offer,bid,offer,participantid,preferenceonly,midtick,singlefillminimumquantity,minimumquantity,sequence,crossingkey,totalmatchedquantity,shortsellquantity,triggercondition,timevaliditydecoded,row_num,timevalidity,date";
 const TRADES_HEADER: &str = "EXCHANGE,sequence,tradedate,tradetime,securitycode,orderid,dealsource,dealsourcedecoded,exchangeinfo,matchgroupid,nationalbidpricesnapshot,nationalofferpricesnapshot,tradeprice,quantity,side,sidedecoded,participantid,passiveaggressive,row_num";
 const CP_CODES: [u32; 5] = [64, 256, 2048, 4096, 4098];
+/// Any Centre Point bit (sweep-analysis.md).
+const CP_BITS: u32 = 6464;
+
+fn is_lit(deal_source: u32) -> bool {
+    matches!(deal_source, 1 | 44)
+}
+
+fn is_centre_point(deal_source: u32) -> bool {
+    matches!(deal_source, 46..=48)
+}
+
+fn is_auction(deal_source: u32) -> bool {
+    matches!(deal_source, 20 | 45)
+}
 
 #[derive(Parser)]
 struct Cli {
@@ -257,8 +271,12 @@ fn order_events_are_ordered_and_consistent() {
         let gap = i128::from(e.leaves) + i128::from(e.matched) - i128::from(e.quantity);
         match state.get(&e.order_id) {
             None => {
-                assert_eq!(e.reason, 6, "first event is an insert: {e:?}");
+                // An insert, or the reload of an order entered before the file starts.
+                assert!(matches!(e.reason, 6 | 30), "first event: {e:?}");
                 assert_eq!((e.leaves, e.matched), (e.quantity, 0));
+                if e.reason == 30 {
+                    assert_eq!(e.date, "2024-09-30", "carried in on the first day: {e:?}");
+                }
             }
             Some(&(prev_gap, prev_matched, _)) => {
                 assert_ne!(e.reason, 6, "{e:?}");
@@ -277,9 +295,12 @@ fn order_events_are_ordered_and_consistent() {
             assert_eq!((e.reason, e.status), (3, 2), "{e:?}");
         }
         assert!(
-            matches!(e.reason, 1 | 3 | 5 | 6 | 9 | 10 | 24 | 26),
+            matches!(e.reason, 1 | 3 | 5 | 6 | 9 | 10 | 24 | 26 | 30),
             "{e:?}"
         );
+        if e.reason == 30 {
+            assert_eq!(e.status, 1, "{e:?}");
+        }
         assert!(matches!(e.status, 1 | 2));
         if matches!(e.reason, 1 | 9 | 10 | 24 | 26) || e.leaves == 0 {
             assert_eq!(e.status, 2);
@@ -292,8 +313,8 @@ fn order_events_are_ordered_and_consistent() {
         assert!(matches!(e.side, 1 | 2));
         assert!((1..=300).contains(&e.participant));
         assert_eq!(e.price % 10, 0);
-        assert!(e.price > 0 && e.national_bid > 0);
-        assert!(e.national_bid <= e.national_offer, "never crossed: {e:?}");
+        assert!(e.price > 0 && e.national_bid > 0 && e.national_offer > 0);
+        assert_eq!(e.national_bid % 10, 0);
     }
     // Every order ends, but for at most one left open by the exact-row padding.
     assert!(state.len() - ended.len() <= 1);
@@ -343,16 +364,21 @@ fn trades_pair_up_and_sum_to_matched_quantity() {
         assert_eq!(a.quantity, b.quantity);
         assert!(a.quantity > 0);
         assert_eq!((a.price, a.time, a.security), (b.price, b.time, b.security));
-        assert_eq!(a.passive_aggressive + b.passive_aggressive, 1);
+        assert_eq!(a.deal_source, b.deal_source);
         assert_ne!(a.order_id, b.order_id);
-        if a.deal_source == 47 {
+        if is_auction(a.deal_source) {
+            assert_eq!((a.passive_aggressive, b.passive_aggressive), (0, 0));
+        } else {
+            assert_eq!(a.passive_aggressive + b.passive_aggressive, 1);
+        }
+        if is_centre_point(a.deal_source) {
             assert_eq!(
                 2 * a.price,
                 a.national_bid + a.national_offer,
                 "CP prints at mid"
             );
         } else {
-            assert_eq!(a.deal_source, 1);
+            assert!(is_lit(a.deal_source) || is_auction(a.deal_source), "{a:?}");
         }
     }
 
@@ -360,7 +386,8 @@ fn trades_pair_up_and_sum_to_matched_quantity() {
     // a traded event of its order at the same instant.
     let mut final_matched: HashMap<u64, u64> = HashMap::new();
     let mut trade_events: HashMap<(u64, i64), u64> = HashMap::new();
-    let mut first_seen: HashMap<u64, (u32, u32, String)> = HashMap::new();
+    let mut first_seen: HashMap<u64, (u32, u32)> = HashMap::new();
+    let mut event_date: HashMap<(u64, i64), String> = HashMap::new();
     let mut prev_matched: HashMap<u64, u64> = HashMap::new();
     for e in &s.events {
         let before = prev_matched.insert(e.order_id, e.matched).unwrap_or(0);
@@ -368,17 +395,17 @@ fn trades_pair_up_and_sum_to_matched_quantity() {
             *trade_events.entry((e.order_id, e.timestamp)).or_default() += e.matched - before;
         }
         final_matched.insert(e.order_id, e.matched);
-        first_seen
-            .entry(e.order_id)
-            .or_insert((e.security, e.side, e.date.clone()));
+        first_seen.entry(e.order_id).or_insert((e.security, e.side));
+        event_date.insert((e.order_id, e.timestamp), e.date.clone());
     }
     let mut traded: HashMap<u64, u64> = HashMap::new();
     let mut at_time: HashMap<(u64, i64), u64> = HashMap::new();
     for t in tr {
-        let (sec, side, date) = first_seen
+        let (sec, side) = first_seen
             .get(&t.order_id)
             .unwrap_or_else(|| panic!("trade of unknown order {}", t.order_id));
-        assert_eq!((*sec, *side, date), (t.security, t.side, &t.date));
+        assert_eq!((*sec, *side), (t.security, t.side));
+        assert_eq!(event_date.get(&(t.order_id, t.time)), Some(&t.date));
         *traded.entry(t.order_id).or_default() += t.quantity;
         *at_time.entry((t.order_id, t.time)).or_default() += t.quantity;
     }
@@ -414,10 +441,10 @@ fn sweeps_take_centre_point_before_lit() {
     for (key, sources) in &takes {
         let first_lit = sources
             .iter()
-            .position(|&d| d == 1)
+            .position(|&d| is_lit(d))
             .unwrap_or(sources.len());
         assert!(
-            sources[first_lit..].iter().all(|&d| d == 1),
+            sources[first_lit..].iter().all(|&d| is_lit(d)),
             "{key:?}: {sources:?}"
         );
         if first_lit > 0 && first_lit < sources.len() {
@@ -458,8 +485,9 @@ fn type_mix_and_sydney_session_shape() {
         offsets.insert((local - e.timestamp) / (3600 * SECOND_NS));
         dates.insert(e.date.clone());
         let tod = clock.time_of_day(e.timestamp);
+        // From the overnight reloads at 06:58 to the purge at 18:50.
         assert!(
-            (7 * 3600 * SECOND_NS..19 * 3600 * SECOND_NS).contains(&tod),
+            (418 * 60 * SECOND_NS..19 * 3600 * SECOND_NS).contains(&tod),
             "{e:?}"
         );
         match tod / (3600 * SECOND_NS) {
@@ -489,10 +517,19 @@ fn type_mix_and_sydney_session_shape() {
     assert_eq!(dates, expect);
     assert_eq!(s.report.first_date, "2024-09-30");
     assert_eq!(s.report.last_date, "2024-10-11");
-    // Trades only during continuous trading.
+    // Trades only in the opening auction (09:59:45 to 10:00), continuous trading (to 16:00) and
+    // the closing auction (16:10 to 16:10:30, plus the time its matches take to write).
+    let minute = 60 * SECOND_NS;
     for t in &s.trades {
         let tod = clock.time_of_day(t.time);
-        assert!((10 * 3600 * SECOND_NS..16 * 3600 * SECOND_NS).contains(&tod));
+        let open = 10 * 60 * minute - 15 * SECOND_NS;
+        if is_auction(t.deal_source) {
+            let at_open = (open..10 * 60 * minute).contains(&tod);
+            let at_close = (970 * minute..971 * minute).contains(&tod);
+            assert!(at_open || at_close, "{t:?}");
+        } else {
+            assert!((open..16 * 60 * minute).contains(&tod), "{t:?}");
+        }
     }
     // Zipf popularity: the busiest security has several times the median's orders.
     let mut counts: Vec<usize> = orders_by_sec.values().map(BTreeSet::len).collect();
@@ -780,4 +817,290 @@ fn byte_sizes_parse() {
     assert!(p("-1GB").is_err());
     assert!(p("1XB").is_err());
     assert!(p("99999999999TB").is_err());
+}
+
+#[test]
+fn lit_trades_print_inside_the_nbbo_and_immediate_sweeps_pay_part_of_the_spread() {
+    let s = sample();
+    let lit: Vec<&Trade> = s.trades.iter().filter(|t| is_lit(t.deal_source)).collect();
+    assert!(lit.len() > 1_000, "{}", lit.len());
+    let outside = lit
+        .iter()
+        .filter(|t| t.price < t.national_bid || t.price > t.national_offer)
+        .count();
+    assert!(
+        outside * 100 < lit.len(),
+        "{outside} of {} outside",
+        lit.len()
+    );
+    assert!(outside > 0, "crossed quotes put a few lit trades outside");
+
+    // Scenario A of sweep-analysis.md: known arrival, >= 99% filled, last fill < 1 s after
+    // arrival; cost = s * (vwap - arrival mid) / arrival mid, over usable arrival quotes.
+    let mut arrival: HashMap<u64, &Event> = HashMap::new();
+    for e in &s.events {
+        arrival.entry(e.order_id).or_insert(e);
+    }
+    let mut fills: HashMap<u64, (u64, i128, i64)> = HashMap::new();
+    for t in &s.trades {
+        let f = fills.entry(t.order_id).or_insert((0, 0, i64::MIN));
+        f.0 += t.quantity;
+        f.1 += i128::from(t.price) * i128::from(t.quantity);
+        f.2 = f.2.max(t.time);
+    }
+    let mut costs = Vec::new();
+    for (id, e) in &arrival {
+        let Some(&(qty, notional, last)) = fills.get(id) else {
+            continue;
+        };
+        let usable = e.national_bid > 0 && e.national_bid <= e.national_offer;
+        if e.eot & 2048 == 0 || e.reason != 6 || !usable || 100 * qty < 99 * e.quantity {
+            continue;
+        }
+        if last - e.timestamp >= SECOND_NS {
+            continue;
+        }
+        let a = (e.national_bid + e.national_offer) as f64;
+        let sign = if e.side == 1 { 1.0 } else { -1.0 };
+        let vwap2 = 2.0 * notional as f64 / qty as f64;
+        costs.push(10_000.0 * sign * (vwap2 - a) / a);
+    }
+    assert!(costs.len() > 100, "{}", costs.len());
+    let mean = costs.iter().sum::<f64>() / costs.len() as f64;
+    assert!(mean > 0.0 && mean < 50.0, "mean A cost {mean} bps");
+}
+
+#[test]
+fn auctions_match_passive_pairs_at_one_price() {
+    let s = sample();
+    let auction: Vec<&Trade> = s
+        .trades
+        .iter()
+        .filter(|t| is_auction(t.deal_source))
+        .collect();
+    assert!(auction.len() > 100, "{}", auction.len());
+    let mut clock = LocalClock::new(Zone::default());
+    let mut prices: BTreeMap<(String, u32, bool), BTreeSet<i64>> = BTreeMap::new();
+    let (mut opens, mut closes) = (0, 0);
+    for t in &auction {
+        assert_eq!(t.passive_aggressive, 0, "{t:?}");
+        assert!(
+            t.national_bid <= t.price && t.price <= t.national_offer,
+            "{t:?}"
+        );
+        let open = clock.time_of_day(t.time) < 12 * 3600 * SECOND_NS;
+        if open {
+            opens += 1;
+        } else {
+            closes += 1;
+        }
+        prices
+            .entry((t.date.clone(), t.security, open))
+            .or_default()
+            .insert(t.price);
+    }
+    assert!(opens > 0 && closes > 0, "{opens} {closes}");
+    for (key, p) in &prices {
+        assert_eq!(p.len(), 1, "one price per auction: {key:?} {p:?}");
+    }
+    // Only lit-book orders take part.
+    let eot: HashMap<u64, u32> = s.events.iter().map(|e| (e.order_id, e.eot)).collect();
+    for t in &auction {
+        assert!(matches!(eot[&t.order_id], 0 | 2 | 2048), "{t:?}");
+    }
+}
+
+#[test]
+fn every_deal_source_class_occurs() {
+    let s = sample();
+    let mut by_source: BTreeMap<u32, usize> = BTreeMap::new();
+    for t in &s.trades {
+        *by_source.entry(t.deal_source).or_default() += 1;
+    }
+    for code in [1, 20, 44, 46, 47, 48] {
+        assert!(
+            by_source.get(&code).copied().unwrap_or(0) > 0,
+            "{code}: {by_source:?}"
+        );
+    }
+    let keys: BTreeSet<u32> = by_source.keys().copied().collect();
+    assert!(
+        keys.is_subset(&BTreeSet::from([1, 20, 44, 45, 46, 47, 48])),
+        "{keys:?}"
+    );
+    // Book trades and preferenced matches are between one participant's own orders.
+    let participant: HashMap<u64, u32> = s
+        .events
+        .iter()
+        .map(|e| (e.order_id, e.participant))
+        .collect();
+    let mut groups: HashMap<i64, Vec<&Trade>> = HashMap::new();
+    for t in &s.trades {
+        groups.entry(t.match_group).or_default().push(t);
+    }
+    for g in groups.values() {
+        let own = participant[&g[0].order_id] == participant[&g[1].order_id];
+        match g[0].deal_source {
+            44 | 45 | 46 | 48 => assert!(own, "{g:?}"),
+            1 | 20 => assert!(!own, "{g:?}"),
+            _ => {}
+        }
+    }
+    // Preferencing outnumbers same-participant matches in time priority, as in the sample.
+    assert!(by_source[&46] > by_source[&48], "{by_source:?}");
+}
+
+#[test]
+fn crossed_and_locked_quotes_are_rare_and_short() {
+    let s = sample();
+    let locked = s
+        .events
+        .iter()
+        .filter(|e| e.national_bid == e.national_offer)
+        .count();
+    let crossed = s
+        .events
+        .iter()
+        .filter(|e| e.national_bid > e.national_offer)
+        .count();
+    assert!(locked > 0 && crossed > 0, "{locked} {crossed}");
+    assert!(
+        (locked + crossed) * 50 < s.events.len(),
+        "{locked} {crossed}"
+    );
+    // An away quote holds for at most 1.5 s, so per security the order rows with a locked or
+    // crossed snapshot come in short runs (two episodes with no other row of the security between
+    // them make one longer run, which is rare).
+    let mut run_start: HashMap<u32, i64> = HashMap::new();
+    let (mut runs, mut long) = (0, 0);
+    for e in &s.events {
+        if e.national_bid >= e.national_offer {
+            if !run_start.contains_key(&e.security) {
+                runs += 1;
+            }
+            let start = *run_start.entry(e.security).or_insert(e.timestamp);
+            if e.timestamp - start >= 1_500_000_000 {
+                long += 1;
+                run_start.insert(e.security, e.timestamp);
+            }
+        } else {
+            run_start.remove(&e.security);
+        }
+    }
+    assert!(
+        runs > 10 && long * 20 < runs,
+        "{long} of {runs} runs over 1.5 s"
+    );
+}
+
+#[test]
+fn overnight_reloads_leave_some_arrivals_unknown() {
+    let s = sample();
+    let mut first: HashMap<u64, &Event> = HashMap::new();
+    let mut reloads_later = 0;
+    for e in &s.events {
+        match first.get(&e.order_id) {
+            None => {
+                first.insert(e.order_id, e);
+            }
+            Some(f) if e.reason == 30 => {
+                // A survivor: reloaded on a later day than it arrived.
+                assert!(e.date > f.date, "{e:?}");
+                reloads_later += 1;
+            }
+            Some(_) => {}
+        }
+    }
+    assert!(reloads_later > 0, "multi-day orders survive the night");
+    let unknown: BTreeSet<u64> = first
+        .values()
+        .filter(|e| e.reason == 30)
+        .map(|e| e.order_id)
+        .collect();
+    assert!(unknown.len() > 10, "{}", unknown.len());
+    let unknown_sweeps = first
+        .values()
+        .filter(|e| e.reason == 30 && e.eot == 2048)
+        .count();
+    assert!(unknown_sweeps > 0);
+    // Some of them trade, so their fills cannot be timed from arrival (scenario U).
+    assert!(s.trades.iter().any(|t| unknown.contains(&t.order_id)));
+}
+
+/// The full log and the `--final-state` / `--centre-point-only` views of the same seed.
+fn views(rows: u64, seed: u64) -> (tempfile::TempDir, Vec<(bool, bool, GenerateReport)>) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut out = Vec::new();
+    for (final_state, cp_only) in [(false, false), (true, false), (false, true), (true, true)] {
+        let name = |k: &str| format!("{k}_{}_{}.csv", u8::from(final_state), u8::from(cp_only));
+        let mut a = args_in(dir.path(), &name("o"), Some(&name("t")), rows, seed);
+        a.final_state = final_state;
+        a.centre_point_only = cp_only;
+        out.push((final_state, cp_only, run(&a).expect("generate")));
+    }
+    (dir, out)
+}
+
+#[test]
+fn final_state_and_centre_point_only_are_views_of_the_full_log() {
+    let (dir, reports) = views(30_000, 21);
+    let read = |name: &str| fs::read_to_string(dir.path().join(name)).expect("output");
+    let log = read("o_0_0.csv");
+    let lines: Vec<&str> = log.lines().skip(1).collect();
+    let ev = events(log.as_bytes());
+    let mut last: HashMap<u64, &str> = HashMap::new();
+    for (e, line) in ev.iter().zip(&lines) {
+        last.insert(e.order_id, line);
+    }
+    let trades_text = read("t_0_0.csv");
+    for (final_state, cp_only, report) in &reports {
+        let tag = format!("{}_{}", u8::from(*final_state), u8::from(*cp_only));
+        assert_eq!(
+            read(&format!("t_{tag}.csv")),
+            trades_text,
+            "trades file unchanged"
+        );
+        assert_eq!(report.orders, reports[0].2.orders, "same simulation");
+        let text = read(&format!("o_{tag}.csv"));
+        let got: Vec<&str> = text.lines().skip(1).collect();
+        let got_ev = events(text.as_bytes());
+        assert_eq!(got.len() as u64, report.orders_rows);
+        let keep = |e: &Event| !*cp_only || e.eot & CP_BITS != 0;
+        if *final_state {
+            let ids: BTreeSet<u64> = got_ev.iter().map(|e| e.order_id).collect();
+            assert_eq!(ids.len(), got.len(), "one row per order");
+            let expect: BTreeSet<&str> = ev
+                .iter()
+                .filter(|e| keep(e))
+                .map(|e| last[&e.order_id])
+                .collect();
+            assert_eq!(got.iter().copied().collect::<BTreeSet<_>>(), expect);
+        } else {
+            let expect: Vec<&str> = ev
+                .iter()
+                .zip(&lines)
+                .filter(|(e, _)| keep(e))
+                .map(|(_, l)| *l)
+                .collect();
+            assert_eq!(got, expect);
+        }
+        if *cp_only {
+            assert!(got_ev.iter().all(|e| e.eot & CP_BITS != 0));
+            assert!(!got.is_empty());
+        }
+    }
+    // Centre Point only leaves the lit side of most matches without an order.
+    let cp_ids: BTreeSet<u64> = events(read("o_0_1.csv").as_bytes())
+        .iter()
+        .map(|e| e.order_id)
+        .collect();
+    let unmatched = trades(trades_text.as_bytes())
+        .iter()
+        .filter(|t| !cp_ids.contains(&t.order_id))
+        .count();
+    assert!(unmatched > 0);
+    // Final state: orders end fully filled, cancelled or purged, among others.
+    let fs_ev = events(read("o_1_0.csv").as_bytes());
+    assert!(fs_ev.iter().any(|e| e.reason == 3 && e.leaves == 0));
+    assert!(fs_ev.iter().any(|e| e.reason == 24));
 }
