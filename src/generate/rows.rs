@@ -48,28 +48,8 @@ pub const COL_PRICE: usize = 4;
 pub const COL_QUANTITY: usize = 8;
 pub const COL_TIME_VALIDITY_DECODED: usize = 26;
 
-/// The trades header of domain.md §1.4 with the type each column is written as.
-pub const TRADE_COLUMNS: [(&str, ColumnType); 19] = [
-    ("EXCHANGE", ColumnType::U32),
-    ("sequence", ColumnType::I64),
-    ("tradedate", ColumnType::Utf8),
-    ("tradetime", ColumnType::I64),
-    ("securitycode", ColumnType::U32),
-    ("orderid", ColumnType::U64),
-    ("dealsource", ColumnType::U32),
-    ("dealsourcedecoded", ColumnType::Utf8),
-    ("exchangeinfo", ColumnType::Utf8),
-    ("matchgroupid", ColumnType::I64),
-    ("nationalbidpricesnapshot", ColumnType::I64),
-    ("nationalofferpricesnapshot", ColumnType::I64),
-    ("tradeprice", ColumnType::I64),
-    ("quantity", ColumnType::U64),
-    ("side", ColumnType::U32),
-    ("sidedecoded", ColumnType::Utf8),
-    ("participantid", ColumnType::U32),
-    ("passiveaggressive", ColumnType::U32),
-    ("row_num", ColumnType::U64),
-];
+/// The trades header of domain.md §1.4, written in the catalogue's order and types.
+pub use crate::schema::TRADES_COLUMNS as TRADE_COLUMNS;
 
 /// The orders columns with the types the project's readers parse them into.
 pub fn order_columns() -> Vec<(&'static str, ColumnType)> {

@@ -490,7 +490,7 @@ impl Outputs {
     ) -> Result<Outputs, GenerateError> {
         let (orders, header_bytes) = TableSink::create(orders, &order_columns())?;
         let trades = match trades {
-            Some(p) => Some(TableSink::create(p, &TRADE_COLUMNS)?.0),
+            Some(p) => Some(TableSink::create(p, TRADE_COLUMNS)?.0),
             None => None,
         };
         let dirty = match dirty {
