@@ -6,7 +6,7 @@
 
 use serde::Serialize;
 
-use crate::config::{ColumnNeed, Compression, Pipeline, StageKind};
+use crate::config::{ColumnNeed, Compression, Output, Pipeline, StageKind};
 use crate::readers::actor::is_parquet;
 use crate::readers::discover::discover;
 use crate::readers::source::compression_of;
@@ -68,13 +68,8 @@ fn hardware(p: &Pipeline) -> Hardware {
     let disks = sysinfo::Disks::new_with_refreshed_list().ok();
     let mut free_disk = Vec::new();
     for s in &p.stages {
-        let out = match &s.kind {
-            StageKind::RowSink(r) => r.path.clone(),
-            StageKind::TableSink(t) => t.path.clone(),
-            StageKind::Reader(_)
-            | StageKind::Filter(_)
-            | StageKind::Aggregator(_)
-            | StageKind::Sweeps(_) => continue,
+        let Some(out) = s.kind.output_dir().map(std::path::Path::to_path_buf) else {
+            continue;
         };
         let abs = std::path::absolute(&out).unwrap_or(out);
         // The disk whose mount point is the longest prefix of the output path.
@@ -125,50 +120,48 @@ pub fn plan(p: &Pipeline) -> Plan {
         &Default::default(),
     ));
     for s in &p.stages {
-        match &s.kind {
-            StageKind::Reader(r) => {
-                stages_cpu += 1;
-                match discover(&r.paths, &|f| outputs.writes(f)) {
-                    Ok(files) => {
-                        for f in files {
-                            let bytes = std::fs::metadata(&f).map_or(0, |m| m.len());
-                            // Classified exactly as the reader will open it.
-                            let kind = if is_parquet(r, &f) {
-                                InputKind::Parquet
-                            } else {
-                                InputKind::Csv(compression_of(&f, r.compression))
-                            };
-                            jobs.push(InputFile {
-                                reader: s.name.clone(),
-                                path: f.display().to_string(),
-                                bytes,
-                                format: kind.label().to_string(),
-                                kind,
-                            });
-                        }
+        // Every stage but a sink keeps a core busy; sinks write on one thread, mostly waiting
+        // on I/O.
+        if s.kind.output() != Output::Nothing {
+            stages_cpu += 1;
+        }
+        if let StageKind::Reader(r) = &s.kind {
+            match discover(&r.paths, &|f| outputs.writes(f)) {
+                Ok(files) => {
+                    for f in files {
+                        let bytes = std::fs::metadata(&f).map_or(0, |m| m.len());
+                        // Classified exactly as the reader will open it.
+                        let kind = if is_parquet(r, &f) {
+                            InputKind::Parquet
+                        } else {
+                            InputKind::Csv(compression_of(&f, r.compression))
+                        };
+                        jobs.push(InputFile {
+                            reader: s.name.clone(),
+                            path: f.display().to_string(),
+                            bytes,
+                            format: kind.label().to_string(),
+                            kind,
+                        });
                     }
-                    Err(errs) => {
-                        problems.extend(errs.iter().map(|e| format!("reader `{}`: {e}", s.name)))
+                }
+                Err(errs) => {
+                    problems.extend(errs.iter().map(|e| format!("reader `{}`: {e}", s.name)))
+                }
+            }
+        }
+        if let StageKind::Filter(f) = &s.kind {
+            if let (Some(secs), Some((Some(from), Some(to)))) = (&f.securities, f.dates) {
+                for sec in secs {
+                    for day in from..=to {
+                        let date = crate::time::date_of_day(day);
+                        // Trading days only: the seed's matrix also listed weekends.
+                        if chrono::Datelike::weekday(&date).number_from_monday() <= 5 {
+                            partitions.push((*sec, crate::time::format_day(day)));
+                        }
                     }
                 }
             }
-            StageKind::Filter(f) => {
-                stages_cpu += 1;
-                if let (Some(secs), Some((Some(from), Some(to)))) = (&f.securities, f.dates) {
-                    for sec in secs {
-                        for day in from..=to {
-                            let date = crate::time::date_of_day(day);
-                            // Trading days only: the seed's matrix also listed weekends.
-                            if chrono::Datelike::weekday(&date).number_from_monday() <= 5 {
-                                partitions.push((*sec, crate::time::format_day(day)));
-                            }
-                        }
-                    }
-                }
-            }
-            StageKind::Aggregator(_) | StageKind::Sweeps(_) => stages_cpu += 1,
-            // Sinks write on one thread each, mostly waiting on I/O.
-            StageKind::RowSink(_) | StageKind::TableSink(_) => {}
         }
     }
     let total_input_bytes: u64 = jobs.iter().map(|j| j.bytes).sum();

@@ -53,63 +53,65 @@ pub fn claims(p: &Pipeline, spans: &OutputSpans) -> Vec<Claim> {
     let mut out = Vec::new();
     for s in &p.stages {
         let span = spans.of(&s.name);
-        match &s.kind {
-            StageKind::Reader(r) => {
-                if let Some(rejects) = &r.rejects {
-                    out.push(Claim {
-                        path: rejects.clone(),
-                        folder: false,
-                        owner: format!("readers.{}.rejects", s.name),
-                        span: span.clone(),
-                    });
-                    if p.daemon.is_some() {
-                        out.push(parts_of(
-                            rejects,
-                            &format!("readers.{}.rejects", s.name),
-                            span,
-                        ));
-                    }
-                }
-            }
-            StageKind::RowSink(r) => {
+        // Readers write rejects, sinks their outputs; no other kind writes a file.
+        if let StageKind::Reader(r) = &s.kind {
+            if let Some(rejects) = &r.rejects {
                 out.push(Claim {
-                    path: r.path.clone(),
-                    folder: !r.partition_by.is_empty(),
-                    owner: format!("sinks.{}", s.name),
+                    path: rejects.clone(),
+                    folder: false,
+                    owner: format!("readers.{}.rejects", s.name),
                     span: span.clone(),
                 });
-                if p.daemon.is_some() && r.partition_by.is_empty() {
-                    out.push(parts_of(&r.path, &format!("sinks.{}", s.name), span));
+                if p.daemon.is_some() {
+                    out.push(parts_of(
+                        rejects,
+                        &format!("readers.{}.rejects", s.name),
+                        span.clone(),
+                    ));
                 }
             }
-            StageKind::TableSink(t) => {
-                for &input in &s.inputs {
-                    let Some(stems) = p.stages.get(input).and_then(|s| s.kind.tables()) else {
-                        continue;
-                    };
-                    for stem in stems {
-                        for f in &t.formats {
-                            let file = match f {
-                                TableFormat::Csv => format!("{stem}.csv"),
-                                TableFormat::Parquet => format!("{stem}.parquet"),
-                                // One summary document per aggregator.
-                                TableFormat::Json if stem == "summary" => "summary.json".into(),
-                                TableFormat::Json => continue,
-                            };
-                            out.push(Claim {
-                                path: t.path.join(&file),
-                                folder: false,
-                                owner: format!(
-                                    "sinks.{} (table {file} of aggregator `{}`)",
-                                    s.name, p.stages[input].name
-                                ),
-                                span: span.clone(),
-                            });
-                        }
+        }
+        if let StageKind::RowSink(r) = &s.kind {
+            out.push(Claim {
+                path: r.path.clone(),
+                folder: !r.partition_by.is_empty(),
+                owner: format!("sinks.{}", s.name),
+                span: span.clone(),
+            });
+            if p.daemon.is_some() && r.partition_by.is_empty() {
+                out.push(parts_of(
+                    &r.path,
+                    &format!("sinks.{}", s.name),
+                    span.clone(),
+                ));
+            }
+        }
+        if let StageKind::TableSink(t) = &s.kind {
+            for &input in &s.inputs {
+                let Some(stems) = p.stages.get(input).and_then(|s| s.kind.tables()) else {
+                    continue;
+                };
+                for stem in stems {
+                    for f in &t.formats {
+                        let file = match f {
+                            TableFormat::Csv => format!("{stem}.csv"),
+                            TableFormat::Parquet => format!("{stem}.parquet"),
+                            // One summary document per aggregator.
+                            TableFormat::Json if stem == "summary" => "summary.json".into(),
+                            TableFormat::Json => continue,
+                        };
+                        out.push(Claim {
+                            path: t.path.join(&file),
+                            folder: false,
+                            owner: format!(
+                                "sinks.{} (table {file} of aggregator `{}`)",
+                                s.name, p.stages[input].name
+                            ),
+                            span: span.clone(),
+                        });
                     }
                 }
             }
-            StageKind::Filter(_) | StageKind::Aggregator(_) | StageKind::Sweeps(_) => {}
         }
     }
     if let Some(report) = &p.monitor.report {

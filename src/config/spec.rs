@@ -95,6 +95,37 @@ impl StageKind {
         }
     }
 
+    /// The folder a sink writes into (for the planner's free-disk figure).
+    pub fn output_dir(&self) -> Option<&std::path::Path> {
+        match self {
+            StageKind::RowSink(r) => Some(&r.path),
+            StageKind::TableSink(t) => Some(&t.path),
+            StageKind::Reader(_)
+            | StageKind::Filter(_)
+            | StageKind::Aggregator(_)
+            | StageKind::Sweeps(_) => None,
+        }
+    }
+
+    /// Why `sweep daemon` cannot run this kind, or `None` when it can. The daemon refuses a
+    /// pipeline with such a stage at load, so the daemon's own code handles only the kinds
+    /// that return `None` here; a new kind is refused until it is given its part in the
+    /// daemon's state and shape.
+    pub fn daemon_refusal(&self) -> Option<&'static str> {
+        match self {
+            StageKind::Reader(_)
+            | StageKind::Filter(_)
+            | StageKind::Aggregator(_)
+            | StageKind::RowSink(_)
+            | StageKind::TableSink(_) => None,
+            StageKind::Sweeps(_) => Some(
+                "its per-order state is not kept between files, so an order whose events or \
+                 trades arrive in different files would be analysed in pieces. Run it with \
+                 `sweep run` over the day's files",
+            ),
+        }
+    }
+
     /// What the stage is, for metrics and messages.
     pub fn kind(&self) -> Kind {
         match self {

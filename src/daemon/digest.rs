@@ -183,24 +183,21 @@ impl<'a> Shape<'a> {
         };
         for s in &p.stages {
             let name = s.name.as_str();
-            match &s.kind {
-                StageKind::Reader(r) => {
-                    shape.readers.insert(name, ReaderShape::of(r));
-                }
-                StageKind::Filter(f) => {
-                    shape
-                        .filters
-                        .insert(name, FilterShape::of(f, inputs(&s.inputs)));
-                }
-                StageKind::Aggregator(a) => {
-                    shape
-                        .aggregators
-                        .insert(name, AggregatorShape::of(a, inputs(&s.inputs)));
-                }
-                // Sinks only write what the aggregates and rows already are. The daemon refuses
-                // sweep analyses at load (`daemon::load`); when it runs them, their settings
-                // belong in the shape.
-                StageKind::Sweeps(_) | StageKind::RowSink(_) | StageKind::TableSink(_) => {}
+            // Readers, filters and aggregators shape the committed state. Sinks only write what
+            // the aggregates and rows already are, and every other kind is refused at load
+            // (`StageKind::daemon_refusal`): a kind the daemon comes to run gets its part here.
+            if let StageKind::Reader(r) = &s.kind {
+                shape.readers.insert(name, ReaderShape::of(r));
+            }
+            if let StageKind::Filter(f) = &s.kind {
+                shape
+                    .filters
+                    .insert(name, FilterShape::of(f, inputs(&s.inputs)));
+            }
+            if let StageKind::Aggregator(a) = &s.kind {
+                shape
+                    .aggregators
+                    .insert(name, AggregatorShape::of(a, inputs(&s.inputs)));
             }
         }
         shape
@@ -313,19 +310,21 @@ pub fn legacy_v1_digest(p: &Pipeline) -> String {
         .iter()
         .filter_map(|s| {
             let inputs = v1::list(s.inputs.iter().map(|&i| format!("{:?}", p.stages[i].name)));
-            match &s.kind {
-                StageKind::Reader(r) => Some(v1::reader(&s.name, r)),
-                StageKind::Filter(f) => {
-                    Some(format!("filter {} {inputs} {}", s.name, v1::filter(f)))
-                }
-                StageKind::Aggregator(a) => Some(format!(
+            // Version 1 had readers, filters, aggregators and sinks; sinks were not digested.
+            if let StageKind::Reader(r) = &s.kind {
+                return Some(v1::reader(&s.name, r));
+            }
+            if let StageKind::Filter(f) = &s.kind {
+                return Some(format!("filter {} {inputs} {}", s.name, v1::filter(f)));
+            }
+            if let StageKind::Aggregator(a) = &s.kind {
+                return Some(format!(
                     "aggregator {} {inputs} {}",
                     s.name,
                     v1::aggregator(a)
-                )),
-                // Sweep analyses did not exist in version 1.
-                StageKind::Sweeps(_) | StageKind::RowSink(_) | StageKind::TableSink(_) => None,
+                ));
             }
+            None
         })
         .collect();
     lines.sort();

@@ -49,13 +49,13 @@ pub fn staged(part: &Path) -> PathBuf {
 pub fn all_parts_dirs(p: &Pipeline) -> Vec<PathBuf> {
     let mut out = Vec::new();
     for s in &p.stages {
-        match &s.kind {
-            StageKind::RowSink(r) => out.push(parts_dir(&r.path, !r.partition_by.is_empty())),
-            StageKind::Reader(r) => out.extend(r.rejects.as_ref().map(|j| parts_dir(j, false))),
-            StageKind::Filter(_)
-            | StageKind::Aggregator(_)
-            | StageKind::Sweeps(_)
-            | StageKind::TableSink(_) => {}
+        // Tables are rewritten whole from committed state, so only rows and rejects have parts
+        // (kinds the daemon does not run are refused at load).
+        if let StageKind::RowSink(r) = &s.kind {
+            out.push(parts_dir(&r.path, !r.partition_by.is_empty()));
+        }
+        if let StageKind::Reader(r) = &s.kind {
+            out.extend(r.rejects.as_ref().map(|j| parts_dir(j, false)));
         }
     }
     out
@@ -86,30 +86,25 @@ fn file_pipeline(p: &Pipeline, reader: usize, source: &Path, seq: u64) -> (Pipel
         }
         index.insert(i, stages.len());
         let mut kind = s.kind.clone();
-        match &mut kind {
-            StageKind::RowSink(r) => {
-                let partitioned = !r.partition_by.is_empty();
-                let name = if partitioned {
-                    stem.clone()
-                } else {
-                    format!("{stem}{}", split_name(&r.path).1)
-                };
-                let part = parts_dir(&r.path, partitioned).join(name);
-                r.path = staged(&part);
-                parts.push(part);
-            }
-            StageKind::Reader(r) => {
-                if let Some(j) = &mut r.rejects {
-                    let part = parts_dir(j, false).join(format!("{stem}{}", split_name(j).1));
-                    *j = staged(&part);
-                    parts.push(part);
-                }
-            }
-            // Nothing else writes per file; tables sinks are not part of a file's pipeline.
-            StageKind::Filter(_)
-            | StageKind::Aggregator(_)
-            | StageKind::Sweeps(_)
-            | StageKind::TableSink(_) => {}
+        // Only the rows sinks and the rejects write per file (kinds the daemon does not run are
+        // refused at load; tables sinks are not part of a file's pipeline).
+        if let StageKind::RowSink(r) = &mut kind {
+            let partitioned = !r.partition_by.is_empty();
+            let name = if partitioned {
+                stem.clone()
+            } else {
+                format!("{stem}{}", split_name(&r.path).1)
+            };
+            let part = parts_dir(&r.path, partitioned).join(name);
+            r.path = staged(&part);
+            parts.push(part);
+        }
+        if let StageKind::Reader(r) = &mut kind
+            && let Some(j) = &mut r.rejects
+        {
+            let part = parts_dir(j, false).join(format!("{stem}{}", split_name(j).1));
+            *j = staged(&part);
+            parts.push(part);
         }
         stages.push(Stage {
             name: s.name.clone(),

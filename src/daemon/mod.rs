@@ -41,7 +41,6 @@ use crate::batch::TableSet;
 use crate::config::{
     self, AggregatorSpec, BadFiles, ConfigErrors, DaemonSpec, Pipeline, StageKind,
 };
-use crate::flow::Kind;
 use crate::flow::stats::Control;
 use crate::monitor::metrics::{self, daemon as m};
 use crate::sinks::atomic::write_atomic;
@@ -80,12 +79,13 @@ pub enum DaemonError {
     Metrics(String),
     #[error("cannot handle signals: {0}")]
     Signals(std::io::Error),
-    #[error(
-        "{path}: sweep analysis `{stage}` cannot run in the daemon yet: its per-order state is \
-         not kept between files, so an order whose events or trades arrive in different files \
-         would be analysed in pieces. Run it with `sweep run` over the day's files"
-    )]
-    Unsupported { path: String, stage: String },
+    #[error("{path}: {kind} `{stage}` cannot run in the daemon yet: {why}")]
+    Unsupported {
+        path: String,
+        kind: &'static str,
+        stage: String,
+        why: &'static str,
+    },
 }
 
 impl DaemonError {
@@ -115,15 +115,16 @@ fn load(path: &Path, overrides: &[String]) -> Result<(Pipeline, DaemonSpec), Dae
         .daemon
         .take()
         .ok_or_else(|| DaemonError::NoDaemonSection(path.display().to_string()))?;
-    if let Some(s) = p
-        .stages
-        .iter()
-        .find(|s| s.kind.kind() == Kind::SweepAnalysis)
-    {
-        return Err(DaemonError::Unsupported {
-            path: path.display().to_string(),
-            stage: s.name.clone(),
-        });
+    // Every kind the daemon's code below does not handle is refused here, with its reason.
+    for s in &p.stages {
+        if let Some(why) = s.kind.daemon_refusal() {
+            return Err(DaemonError::Unsupported {
+                path: path.display().to_string(),
+                kind: s.kind.label(),
+                stage: s.name.clone(),
+                why,
+            });
+        }
     }
     Ok((p, spec))
 }
@@ -131,13 +132,12 @@ fn load(path: &Path, overrides: &[String]) -> Result<(Pipeline, DaemonSpec), Dae
 fn agg_specs(p: &Pipeline) -> BTreeMap<String, Arc<AggregatorSpec>> {
     p.stages
         .iter()
-        .filter_map(|s| match &s.kind {
-            StageKind::Aggregator(a) => Some((s.name.clone(), Arc::new(a.clone()))),
-            StageKind::Reader(_)
-            | StageKind::Filter(_)
-            | StageKind::Sweeps(_)
-            | StageKind::RowSink(_)
-            | StageKind::TableSink(_) => None,
+        // The other kinds the daemon runs hold no state; the rest are refused at load.
+        .filter_map(|s| {
+            let StageKind::Aggregator(a) = &s.kind else {
+                return None;
+            };
+            Some((s.name.clone(), Arc::new(a.clone())))
         })
         .collect()
 }

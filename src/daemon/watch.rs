@@ -252,13 +252,12 @@ impl FsWatch {
         let roots: Vec<(PathBuf, RecursiveMode)> = p
             .stages
             .iter()
-            .filter_map(|s| match &s.kind {
-                StageKind::Reader(r) => Some(r.paths.iter().map(|e| watch_roots(e))),
-                StageKind::Filter(_)
-                | StageKind::Aggregator(_)
-                | StageKind::Sweeps(_)
-                | StageKind::RowSink(_)
-                | StageKind::TableSink(_) => None,
+            .filter_map(|s| {
+                // Only readers name input paths; every other stage's paths are outputs.
+                let StageKind::Reader(r) = &s.kind else {
+                    return None;
+                };
+                Some(r.paths.iter().map(|e| watch_roots(e)))
             })
             .flatten()
             .collect();

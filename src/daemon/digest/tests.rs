@@ -83,15 +83,19 @@ fn debug_v1_digest(p: &Pipeline) -> String {
         .iter()
         .filter_map(|s| {
             let inputs: Vec<String> = s.inputs.iter().map(name).collect();
-            match &s.kind {
-                StageKind::Reader(r) => Some(format!(
+            if let StageKind::Reader(r) = &s.kind {
+                return Some(format!(
                     "reader {} format={:?} compression={:?} delimiter={} columns={:?} on_error={:?}",
                     s.name, r.format, r.compression, r.delimiter, r.columns, r.on_error
-                )),
-                StageKind::Filter(f) => Some(format!("filter {} {inputs:?} {f:?}", s.name)),
-                StageKind::Aggregator(a) => Some(format!("aggregator {} {inputs:?} {a:?}", s.name)),
-                StageKind::Sweeps(_) | StageKind::RowSink(_) | StageKind::TableSink(_) => None,
+                ));
             }
+            if let StageKind::Filter(f) = &s.kind {
+                return Some(format!("filter {} {inputs:?} {f:?}", s.name));
+            }
+            if let StageKind::Aggregator(a) = &s.kind {
+                return Some(format!("aggregator {} {inputs:?} {a:?}", s.name));
+            }
+            None
         })
         .collect();
     lines.sort();
