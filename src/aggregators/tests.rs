@@ -5,6 +5,7 @@ use arrow_schema::DataType;
 
 use super::acc::{ratio, unsigned_ratio};
 use super::*;
+use crate::batch::ColumnError;
 use crate::config::AggregatorSpec;
 use crate::table::{Cell, Table};
 use crate::time::Zone;
@@ -366,7 +367,7 @@ fn wrong_missing_or_null_column_is_reported() {
     let without_price = full.project(&[1, 2, 3, 4, 5]).unwrap();
     assert_eq!(
         state.update(&without_price),
-        Err(AggError::MissingColumn { name: "price" })
+        Err(AggError::Column(ColumnError::Missing { name: "price" }))
     );
 
     let mut columns = full.columns().to_vec();
@@ -382,22 +383,27 @@ fn wrong_missing_or_null_column_is_reported() {
         RecordBatch::try_new(Arc::new(Schema::new(fields.clone())), columns.clone()).unwrap();
     assert_eq!(
         state.update(&signed),
-        Err(AggError::WrongType {
+        Err(AggError::Column(ColumnError::WrongType {
             name: "quantity",
             expected: DataType::UInt64,
             found: DataType::Int64
-        })
+        }))
     );
 
     columns[4] = Arc::new(UInt64Array::from(vec![Some(500), None]));
     fields[4] = Field::new("quantity", DataType::UInt64, true);
     let nulls = RecordBatch::try_new(Arc::new(Schema::new(fields)), columns).unwrap();
+    let err = state.update(&nulls).unwrap_err();
     assert_eq!(
-        state.update(&nulls),
-        Err(AggError::Nulls {
+        err,
+        AggError::Column(ColumnError::Nulls {
             name: "quantity",
             count: 1
         })
+    );
+    assert_eq!(
+        err.to_string(),
+        "the aggregator needs every value of column `quantity`, but 1 are null"
     );
 
     assert_eq!(state.rows(), 0);

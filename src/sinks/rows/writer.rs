@@ -9,7 +9,7 @@ use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
 use arrow_array::RecordBatch;
-use arrow_schema::{ArrowError, DataType, SchemaRef};
+use arrow_schema::{ArrowError, SchemaRef};
 use flate2::write::GzEncoder;
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
@@ -17,6 +17,7 @@ use parquet::errors::ParquetError;
 use parquet::file::properties::WriterProperties;
 
 use super::partition::Partitioned;
+use crate::batch::ColumnError;
 use crate::config::RowSinkSpec;
 use crate::sinks::atomic::{AtomicWriter, OutputError};
 use crate::sinks::format::{DEFAULT_LEVEL, FormatError, PartitionKey, RowFormat};
@@ -33,21 +34,13 @@ pub enum RowsError {
     Format(#[from] FormatError),
     #[error("{path}: partition key `{key}` is listed more than once")]
     DuplicatePartitionKey { path: PathBuf, key: PartitionKey },
-    #[error("{path}: partitioning by {key} needs a `{column}` column, and the rows have none")]
-    MissingPartitionColumn {
+    #[error("{path}: partitioning by {key} {source}")]
+    PartitionColumn {
         path: PathBuf,
         key: PartitionKey,
-        column: &'static str,
+        #[source]
+        source: ColumnError,
     },
-    #[error("{path}: partition column `{column}` must be {expected}, not {found}")]
-    PartitionColumnType {
-        path: PathBuf,
-        column: &'static str,
-        expected: DataType,
-        found: DataType,
-    },
-    #[error("{path}: partition column `{column}` has empty values, which cannot name a folder")]
-    PartitionColumnNull { path: PathBuf, column: &'static str },
     #[error("{path}: compression level {level} is out of range for {format}: use {min} to {max}")]
     CompressionLevel {
         path: PathBuf,
