@@ -7,6 +7,7 @@ use super::acc::{ratio, unsigned_ratio};
 use super::*;
 use crate::batch::ColumnError;
 use crate::config::AggregatorSpec;
+use crate::config::Choice;
 use crate::table::{Cell, Table};
 use crate::time::Zone;
 use arrow_array::{ArrayRef, Int64Array, UInt32Array, UInt64Array};
@@ -211,7 +212,7 @@ fn size_bucket_edges_follow_duckdbs_case() {
 #[test]
 fn merging_any_split_in_any_order_gives_identical_bytes() {
     for quantiles in [&[][..], &[0.5, 0.9][..]] {
-        let spec = spec_with(&Grouping::ALL, quantiles);
+        let spec = spec_with(&Grouping::all(), quantiles);
         let whole = all_csv(&aggregate(&spec, &ROWS));
         let full = batch(&ROWS);
         let splits: [&[usize]; 4] = [
@@ -424,7 +425,7 @@ fn only_requested_tables_in_standard_order() {
     assert_eq!(names, ["by_security", "daily", "summary"]);
 
     assert_eq!(" Hourly ".parse::<Grouping>(), Ok(Grouping::Hourly));
-    for g in Grouping::ALL {
+    for g in Grouping::all() {
         assert_eq!(g.name().parse::<Grouping>(), Ok(g));
     }
     assert_eq!(
@@ -512,7 +513,7 @@ fn state_is_send_and_static() {
 /// histograms and every table on, after a trip through the daemon's binary encoding.
 #[test]
 fn a_restored_snapshot_finishes_and_merges_like_the_original() {
-    let spec = spec_with(&Grouping::ALL, &[0.5, 0.99]);
+    let spec = spec_with(&Grouping::all(), &[0.5, 0.99]);
     let (a, b) = ROWS.split_at(5);
     let first = aggregate(&spec, a);
     let bytes = postcard::to_stdvec(&first.snapshot()).unwrap();

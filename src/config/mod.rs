@@ -6,6 +6,7 @@
 //! touches no file but the pipeline text it is given: opening inputs and outputs is the runtime's
 //! build phase.
 
+mod choice;
 mod error;
 mod graph;
 pub mod model;
@@ -20,6 +21,7 @@ use serde::Deserialize;
 use serde_spanned::Spanned;
 use toml::de::{DeTable, DeValue, ValueDeserializer};
 
+pub use choice::Choice;
 pub use error::{ConfigError, ConfigErrors, line_col};
 pub use spec::*;
 

@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use super::choice::Choice;
 use crate::aggregators::Grouping;
 use crate::flow::{Kind, Start};
 use crate::sinks::format::{PartitionKey, RowFormat};
@@ -108,6 +109,14 @@ pub enum InputFormat {
     Parquet,
 }
 
+impl Choice for InputFormat {
+    const ALL: &'static [(&'static str, Self)] = &[
+        ("auto", InputFormat::Auto),
+        ("csv", InputFormat::Csv),
+        ("parquet", InputFormat::Parquet),
+    ];
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Compression {
     Auto,
@@ -116,10 +125,24 @@ pub enum Compression {
     Zstd,
 }
 
+impl Choice for Compression {
+    const ALL: &'static [(&'static str, Self)] = &[
+        ("auto", Compression::Auto),
+        ("none", Compression::None),
+        ("gzip", Compression::Gzip),
+        ("zstd", Compression::Zstd),
+    ];
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum OnError {
     Fail,
     Reject,
+}
+
+impl Choice for OnError {
+    const ALL: &'static [(&'static str, Self)] =
+        &[("fail", OnError::Fail), ("reject", OnError::Reject)];
 }
 
 /// The columns a reader must materialise.
@@ -150,6 +173,13 @@ pub struct ReaderSpec {
 pub enum OrderTypeMatch {
     Exact,
     AnyBit,
+}
+
+impl Choice for OrderTypeMatch {
+    const ALL: &'static [(&'static str, Self)] = &[
+        ("exact", OrderTypeMatch::Exact),
+        ("any_bit", OrderTypeMatch::AnyBit),
+    ];
 }
 
 #[derive(Debug, Clone)]
@@ -205,7 +235,7 @@ impl AggregatorSpec {
     /// The standard job: every table, Australia/Sydney, no quantiles.
     pub fn standard() -> Self {
         AggregatorSpec {
-            group_by: Grouping::ALL.to_vec(),
+            group_by: Grouping::all(),
             zone: Zone::default(),
             quantiles: Vec::new(),
         }
@@ -217,6 +247,14 @@ pub enum TableFormat {
     Csv,
     Parquet,
     Json,
+}
+
+impl Choice for TableFormat {
+    const ALL: &'static [(&'static str, Self)] = &[
+        ("csv", TableFormat::Csv),
+        ("parquet", TableFormat::Parquet),
+        ("json", TableFormat::Json),
+    ];
 }
 
 #[derive(Debug, Clone)]
@@ -245,6 +283,15 @@ pub enum ProgressMode {
     Off,
 }
 
+impl Choice for ProgressMode {
+    const ALL: &'static [(&'static str, Self)] = &[
+        ("auto", ProgressMode::Auto),
+        ("bar", ProgressMode::Bar),
+        ("log", ProgressMode::Log),
+        ("off", ProgressMode::Off),
+    ];
+}
+
 #[derive(Debug, Clone)]
 pub struct MonitorSpec {
     pub report: Option<PathBuf>,
@@ -254,7 +301,6 @@ pub struct MonitorSpec {
     pub hold: Duration,
 }
 
-/// `"127.0.0.1:9898"`, `"[::1]:9898"`, `":9898"` or `"9898"` (the last two bind loopback).
 /// When a followed file counts as complete.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Completion {
@@ -263,10 +309,23 @@ pub enum Completion {
     Rename,
 }
 
+impl Choice for Completion {
+    const ALL: &'static [(&'static str, Self)] = &[
+        ("settle", Completion::Settle),
+        ("marker", Completion::Marker),
+        ("rename", Completion::Rename),
+    ];
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum WatchMode {
     Auto,
     Poll,
+}
+
+impl Choice for WatchMode {
+    const ALL: &'static [(&'static str, Self)] =
+        &[("auto", WatchMode::Auto), ("poll", WatchMode::Poll)];
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -275,10 +334,24 @@ pub enum ChangedFiles {
     Ingest,
 }
 
+impl Choice for ChangedFiles {
+    const ALL: &'static [(&'static str, Self)] = &[
+        ("skip", ChangedFiles::Skip),
+        ("ingest", ChangedFiles::Ingest),
+    ];
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BadFiles {
     Quarantine,
     Skip,
+}
+
+impl Choice for BadFiles {
+    const ALL: &'static [(&'static str, Self)] = &[
+        ("quarantine", BadFiles::Quarantine),
+        ("skip", BadFiles::Skip),
+    ];
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -295,6 +368,7 @@ pub struct DaemonSpec {
     pub shutdown_timeout: Duration,
 }
 
+/// `"127.0.0.1:9898"`, `"[::1]:9898"`, `":9898"` or `"9898"` (the last two bind loopback).
 pub fn parse_listen(s: &str) -> Option<std::net::SocketAddr> {
     let t = s.trim();
     if let Ok(a) = t.parse() {
