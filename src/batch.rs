@@ -6,26 +6,26 @@ use arrow_array::{Array, ArrowPrimitiveType, PrimitiveArray, RecordBatch};
 use arrow_schema::DataType;
 
 /// One input file is one job; ids are dense indexes into the run's job table.
-pub type JobId = u32;
+pub(crate) type JobId = u32;
 
 /// A run of rows from one job. `seq` numbers the batches of a job from 0 in file order, so a
 /// sink that must keep file order can restore it after parallel stages have reordered batches.
 #[derive(Clone, Debug)]
-pub struct Batch {
+pub(crate) struct Batch {
     pub job: JobId,
     pub seq: u64,
     pub rows: RecordBatch,
 }
 
 impl Batch {
-    pub fn num_rows(&self) -> usize {
+    pub(crate) fn num_rows(&self) -> usize {
         self.rows.num_rows()
     }
 }
 
 /// The merged result of an aggregator: what tables sinks receive.
 #[derive(Debug)]
-pub struct TableSet {
+pub(crate) struct TableSet {
     pub aggregator: String,
     pub rows: u64,
     pub tables: Vec<crate::table::Table>,
@@ -50,7 +50,7 @@ pub enum ColumnError {
 /// Column `name` of `batch` as Arrow type `T`, with no nulls: a null slot's value is unspecified,
 /// so reading it would make up a number. Canonical columns are non-nullable, so the check costs
 /// nothing on rows the readers built.
-pub fn column<'a, T: ArrowPrimitiveType>(
+pub(crate) fn column<'a, T: ArrowPrimitiveType>(
     batch: &'a RecordBatch,
     name: &'static str,
 ) -> Result<&'a PrimitiveArray<T>, ColumnError> {

@@ -252,7 +252,7 @@ pub enum InputKind {
 }
 
 impl InputKind {
-    pub fn label(self) -> &'static str {
+    pub(crate) fn label(self) -> &'static str {
         match self {
             InputKind::Parquet => "parquet",
             InputKind::Csv(Compression::Gzip) => "csv, gzip",

@@ -19,7 +19,7 @@ pub enum ColumnType {
 }
 
 impl ColumnType {
-    pub fn arrow(self) -> DataType {
+    pub(crate) fn arrow(self) -> DataType {
         match self {
             ColumnType::U64 => DataType::UInt64,
             ColumnType::I64 => DataType::Int64,
@@ -28,7 +28,7 @@ impl ColumnType {
         }
     }
 
-    pub fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             ColumnType::U64 => "unsigned 64-bit integer",
             ColumnType::I64 => "signed 64-bit integer",
@@ -39,18 +39,17 @@ impl ColumnType {
 }
 
 /// Canonical column names used by the built-in stages.
-pub mod col {
-    pub const ORDER_ID: &str = "order_id";
-    pub const TIMESTAMP: &str = "timestamp";
-    pub const SECURITY: &str = "security_code";
-    pub const PARTICIPANT: &str = "participantid";
-    pub const ORDER_TYPE: &str = "exchangeordertype";
-    pub const QUANTITY: &str = "quantity";
-    pub const PRICE: &str = "price";
+pub(crate) mod col {
+    pub(crate) const TIMESTAMP: &str = "timestamp";
+    pub(crate) const SECURITY: &str = "security_code";
+    pub(crate) const PARTICIPANT: &str = "participantid";
+    pub(crate) const ORDER_TYPE: &str = "exchangeordertype";
+    pub(crate) const QUANTITY: &str = "quantity";
+    pub(crate) const PRICE: &str = "price";
 }
 
 /// Every column of the orders file (domain.md §1.2) with the type it is parsed into.
-pub const ORDERS_COLUMNS: &[(&str, ColumnType)] = &[
+pub(crate) const ORDERS_COLUMNS: &[(&str, ColumnType)] = &[
     ("order_id", ColumnType::U64),
     ("exchange", ColumnType::U32),
     ("timestamp", ColumnType::I64),
@@ -84,7 +83,7 @@ pub const ORDERS_COLUMNS: &[(&str, ColumnType)] = &[
 ];
 
 /// The type a canonical column is parsed into; unknown columns are text.
-pub fn column_type(name: &str) -> ColumnType {
+pub(crate) fn column_type(name: &str) -> ColumnType {
     ORDERS_COLUMNS
         .iter()
         .find(|(n, _)| *n == name)
@@ -92,13 +91,13 @@ pub fn column_type(name: &str) -> ColumnType {
 }
 
 /// Whether the catalogue names `name` (a column it does not know is carried as text).
-pub fn is_catalogued(name: &str) -> bool {
+pub(crate) fn is_catalogued(name: &str) -> bool {
     ORDERS_COLUMNS.iter().any(|(n, _)| *n == name)
 }
 
 /// An Arrow schema for the given canonical columns, in order. Columns are non-nullable: a row
 /// with an empty required value is rejected at ingest, never carried as a null.
-pub fn arrow_schema(columns: &[String]) -> Arc<Schema> {
+pub(crate) fn arrow_schema(columns: &[String]) -> Arc<Schema> {
     Arc::new(Schema::new(
         columns
             .iter()

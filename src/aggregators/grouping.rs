@@ -21,7 +21,7 @@ pub enum Grouping {
 
 impl Grouping {
     /// The output file stem.
-    pub fn table_name(self) -> &'static str {
+    pub(crate) fn table_name(self) -> &'static str {
         match self {
             Grouping::Security => "by_security",
             Grouping::Date => "by_date",
@@ -34,7 +34,7 @@ impl Grouping {
     }
 
     /// The table's key column.
-    pub fn key_column(self) -> &'static str {
+    pub(crate) fn key_column(self) -> &'static str {
         match self {
             Grouping::Security => "security_code",
             Grouping::Date | Grouping::Daily => "date",

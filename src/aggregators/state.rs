@@ -22,7 +22,7 @@ use rustc_hash::FxHashSet;
 
 mod snapshot;
 
-pub use snapshot::{AggSnapshot, SnapshotError};
+pub use snapshot::AggSnapshot;
 
 use super::acc::*;
 use super::grouping::Grouping;
@@ -152,7 +152,7 @@ impl AggState {
         }
     }
 
-    pub fn spec(&self) -> &Arc<AggregatorSpec> {
+    pub(crate) fn spec(&self) -> &Arc<AggregatorSpec> {
         &self.spec
     }
 

@@ -3,7 +3,8 @@ use std::sync::Arc;
 use arrow_array::RecordBatch;
 use arrow_schema::DataType;
 
-use super::acc::{ratio, unsigned_ratio};
+use super::acc::{quantile_column, ratio, unsigned_ratio};
+use super::grouping::ParseGroupingError;
 use super::*;
 use crate::batch::ColumnError;
 use crate::config::AggregatorSpec;

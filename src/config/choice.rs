@@ -3,7 +3,7 @@
 //! tables (checked by a test below) all read it.
 
 /// A value spelt in configuration as one of a fixed list of names.
-pub trait Choice: Copy + PartialEq + 'static {
+pub(crate) trait Choice: Copy + PartialEq + 'static {
     /// Every value with its configuration name, in the order messages and docs list them.
     const ALL: &'static [(&'static str, Self)];
 

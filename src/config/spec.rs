@@ -23,12 +23,6 @@ pub struct Pipeline {
     pub daemon: Option<DaemonSpec>,
 }
 
-impl Pipeline {
-    pub fn stage(&self, name: &str) -> Option<&Stage> {
-        self.stages.iter().find(|s| s.name == name)
-    }
-}
-
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RuntimeSpec {
     /// `None` means one worker per core, decided at build time.
@@ -37,8 +31,8 @@ pub struct RuntimeSpec {
     pub edge_capacity: usize,
 }
 
-pub const DEFAULT_BLOCK_BYTES: usize = 1 << 20;
-pub const DEFAULT_EDGE_CAPACITY: usize = 8;
+pub(crate) const DEFAULT_BLOCK_BYTES: usize = 1 << 20;
+pub(crate) const DEFAULT_EDGE_CAPACITY: usize = 8;
 
 #[derive(Debug, Clone)]
 pub struct Stage {
@@ -59,14 +53,14 @@ pub enum StageKind {
 
 /// What a stage emits, for checking that edges connect compatible stages.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Output {
+pub(crate) enum Output {
     Rows,
     Tables,
     Nothing,
 }
 
 impl StageKind {
-    pub fn output(&self) -> Output {
+    pub(crate) fn output(&self) -> Output {
         match self {
             StageKind::Reader(_) | StageKind::Filter(_) => Output::Rows,
             StageKind::Aggregator(_) => Output::Tables,
@@ -75,7 +69,7 @@ impl StageKind {
     }
 
     /// What the stage is, for metrics and messages.
-    pub fn kind(&self) -> Kind {
+    pub(crate) fn kind(&self) -> Kind {
         match self {
             StageKind::Reader(_) => Kind::Reader,
             StageKind::Filter(_) => Kind::Filter,
@@ -91,7 +85,7 @@ impl StageKind {
     }
 
     /// How this kind starts; each spec type implements [`Start`] in its stage's folder.
-    pub fn starter(&self) -> &dyn Start {
+    pub(crate) fn starter(&self) -> &dyn Start {
         match self {
             StageKind::Reader(s) => s,
             StageKind::Filter(s) => s,
@@ -202,7 +196,7 @@ pub struct FilterSpec {
 }
 
 impl FilterSpec {
-    pub fn columns(&self) -> Vec<&'static str> {
+    pub(crate) fn columns(&self) -> Vec<&'static str> {
         use crate::schema::col;
         let mut c = Vec::new();
         if self.order_types.is_some() {
@@ -369,7 +363,7 @@ pub struct DaemonSpec {
 }
 
 /// `"127.0.0.1:9898"`, `"[::1]:9898"`, `":9898"` or `"9898"` (the last two bind loopback).
-pub fn parse_listen(s: &str) -> Option<std::net::SocketAddr> {
+pub(crate) fn parse_listen(s: &str) -> Option<std::net::SocketAddr> {
     let t = s.trim();
     if let Ok(a) = t.parse() {
         return Some(a);

@@ -102,7 +102,7 @@ const U_CLOSE: u64 = 900_000_000;
 
 /// How much output to make.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Budget {
+pub(crate) enum Budget {
     /// Exactly this many order rows.
     Rows(u64),
     /// About this many uncompressed CSV bytes of orders, header included.
@@ -406,14 +406,14 @@ impl Day {
 
 /// Run-wide counters for the report.
 #[derive(Clone, Copy, Debug, Default)]
-pub struct SimStats {
+pub(crate) struct SimStats {
     pub orders: u64,
     pub matches: u64,
     pub first_timestamp: Option<i64>,
     pub last_timestamp: Option<i64>,
 }
 
-pub struct Sim<'o> {
+pub(crate) struct Sim<'o> {
     rng: ChaCha8Rng,
     zone: Zone,
     secs: Vec<Security>,
@@ -439,7 +439,7 @@ pub struct Sim<'o> {
 }
 
 impl<'o> Sim<'o> {
-    pub fn new(seed: u64, securities: u32, budget: Budget, out: &'o mut Outputs) -> Self {
+    pub(crate) fn new(seed: u64, securities: u32, budget: Budget, out: &'o mut Outputs) -> Self {
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
         let secs = (0..securities)
             .map(|k| {
@@ -497,7 +497,7 @@ impl<'o> Sim<'o> {
     }
 
     /// Simulates the given trading days (day numbers since 1970-01-01), in order.
-    pub fn run(&mut self, days: &[i32]) -> Result<(), GenerateError> {
+    pub(crate) fn run(&mut self, days: &[i32]) -> Result<(), GenerateError> {
         for (i, &day) in days.iter().enumerate() {
             self.run_day(day, days.len() - i)?;
         }
@@ -1291,7 +1291,7 @@ fn draw_spread(rng: &mut ChaCha8Rng) -> i64 {
 }
 
 /// The first `count` weekdays from `start` (inclusive), as day numbers.
-pub fn trading_days(start: chrono::NaiveDate, count: u32) -> Option<Vec<i32>> {
+pub(crate) fn trading_days(start: chrono::NaiveDate, count: u32) -> Option<Vec<i32>> {
     use chrono::Datelike;
     let mut days = Vec::with_capacity(count as usize);
     let mut d = start;

@@ -28,7 +28,7 @@ const LAG_BUCKETS: &[f64] = &[
 
 /// Starts the `/metrics` HTTP listener and installs the recorder. Without the explicit buckets
 /// the exporter would render the histogram as a summary.
-pub fn install(addr: SocketAddr) -> Result<(), String> {
+pub(crate) fn install(addr: SocketAddr) -> Result<(), String> {
     PrometheusBuilder::new()
         .with_http_listener(addr)
         .set_buckets_for_metric(Matcher::Full(name::BATCH_DURATION.to_string()), BUCKETS)
@@ -129,7 +129,7 @@ fn describe() {
 }
 
 /// Publishes the sampled gauges: edges, jobs, input bytes and the process's resources.
-pub fn publish(stats: &RunStats, res: &Resources) {
+pub(crate) fn publish(stats: &RunStats, res: &Resources) {
     for e in stats.edges() {
         let l = [("from", e.from.clone()), ("to", e.to.clone())];
         gauge!(name::EDGE_IN_FLIGHT, &l).set(e.depth() as f64);
@@ -162,14 +162,14 @@ pub fn publish(stats: &RunStats, res: &Resources) {
 }
 
 /// The daemon's own series.
-pub mod daemon {
+pub(crate) mod daemon {
     use metrics::{counter, gauge, histogram};
 
     use crate::flow::metrics::name;
 
     /// Every labelled series at 0 from the start, so that the first file to fail (or reload to be
     /// refused) is an increase Prometheus can see, not a series born at 1.
-    pub fn init() {
+    pub(crate) fn init() {
         for outcome in ["discovered", "ingested", "failed", "changed", "duplicate"] {
             counter!(name::DAEMON_FILES, "outcome" => outcome).increment(0);
         }
@@ -181,31 +181,31 @@ pub mod daemon {
 
     /// Between files the daemon has no job: the per-run job gauges go back to 0, so a failed
     /// file is reported once, by `sweep_daemon_files_total`, not as a batch job failing forever.
-    pub fn between_files() {
+    pub(crate) fn between_files() {
         for state in ["pending", "running", "done", "failed"] {
             gauge!(name::JOBS, "state" => state).set(0.0);
         }
     }
 
-    pub fn file(outcome: &'static str) {
+    pub(crate) fn file(outcome: &'static str) {
         counter!(name::DAEMON_FILES, "outcome" => outcome).increment(1);
     }
 
-    pub fn committed(unix_secs: f64, state_bytes: u64, version: u64) {
+    pub(crate) fn committed(unix_secs: f64, state_bytes: u64, version: u64) {
         gauge!(name::DAEMON_LAST_COMMIT).set(unix_secs);
         gauge!(name::DAEMON_STATE_BYTES).set(state_bytes as f64);
         gauge!(name::DAEMON_STATE_VERSION).set(version as f64);
     }
 
-    pub fn lag(seconds: f64) {
+    pub(crate) fn lag(seconds: f64) {
         histogram!(name::DAEMON_INGEST_LAG).record(seconds);
     }
 
-    pub fn pending(n: usize) {
+    pub(crate) fn pending(n: usize) {
         gauge!(name::DAEMON_PENDING).set(n as f64);
     }
 
-    pub fn reload(result: &'static str) {
+    pub(crate) fn reload(result: &'static str) {
         counter!(name::DAEMON_RELOADS, "result" => result).increment(1);
     }
 }

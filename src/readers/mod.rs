@@ -5,10 +5,10 @@
 //! `parquet` decodes Parquet files into the same batches; `actor` runs it all as the reader
 //! stage, with parsing spread over a pool of workers.
 
-pub mod actor;
+pub(crate) mod actor;
 pub mod csv;
-pub mod discover;
-pub mod parquet;
+pub(crate) mod discover;
+pub(crate) mod parquet;
 pub mod source;
 
 use std::path::PathBuf;

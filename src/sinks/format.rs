@@ -12,7 +12,7 @@ use crate::schema::col;
 
 /// Compression level used when the spec gives none: extracts are written once and read rarely,
 /// so speed matters more than the last few percent of size.
-pub const DEFAULT_LEVEL: i32 = 1;
+pub(crate) const DEFAULT_LEVEL: i32 = 1;
 
 /// A format or partition key name that is not one of the known ones.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -38,7 +38,7 @@ pub enum RowFormat {
 impl RowFormat {
     /// The format named by a file's extension: `.csv`, `.csv.gz`, `.csv.zst` or `.parquet`, in
     /// any letter case.
-    pub fn from_path(path: impl AsRef<Path>) -> Result<Self, FormatError> {
+    pub(crate) fn from_path(path: impl AsRef<Path>) -> Result<Self, FormatError> {
         let path = path.as_ref();
         let name = path
             .file_name()
@@ -57,7 +57,7 @@ impl RowFormat {
 
     /// The compression levels this format takes, or `None` for an uncompressed format. One
     /// range per format: `sweep validate` and the writer both check against it.
-    pub fn level_range(self) -> Option<RangeInclusive<i32>> {
+    pub(crate) fn level_range(self) -> Option<RangeInclusive<i32>> {
         match self {
             RowFormat::Csv => None,
             // Levels above 9 are refused because the deflate backends assert on them.
@@ -67,12 +67,12 @@ impl RowFormat {
     }
 
     /// The file extension, without the leading dot: the format's configuration name.
-    pub fn extension(self) -> &'static str {
+    pub(crate) fn extension(self) -> &'static str {
         self.name()
     }
 
     /// The extensions for a message: `.csv, .csv.gz, .csv.zst or .parquet`.
-    pub fn extensions() -> String {
+    pub(crate) fn extensions() -> String {
         let names: Vec<String> = Self::ALL.iter().map(|(n, _)| format!(".{n}")).collect();
         match names.split_last() {
             Some((last, rest)) if !rest.is_empty() => format!("{} or {last}", rest.join(", ")),

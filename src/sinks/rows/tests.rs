@@ -11,7 +11,7 @@ use arrow_array::{RecordBatch, UInt64Array};
 use arrow_schema::SchemaRef;
 use parquet::basic::Compression;
 
-use super::*;
+use super::writer::{RowWriter, RowsError, RowsWritten};
 use crate::config::RowSinkSpec;
 use crate::sinks::format::{PartitionKey, RowFormat};
 use crate::time::Zone;
