@@ -1,6 +1,6 @@
 //! The column catalogue of ASX order files: canonical names and their types.
 //!
-//! Stages refer to columns by these canonical names (the raw orders-file names of domain.md
+//! Stages refer to columns by these canonical names (the raw orders-file names of docs/domain.md
 //! §1.2); a reader's `columns` mapping translates other spellings at ingest. Types are chosen so
 //! that no identifier or timestamp ever passes through a float: ids are u64, timestamps, prices and
 //! sequences i64, codes u32. A column the catalogue does not know is carried as text.
@@ -48,7 +48,7 @@ pub(crate) mod col {
     pub(crate) const PRICE: &str = "price";
 }
 
-/// Every column of the orders file (domain.md §1.2) with the type it is parsed into.
+/// Every column of the orders file (docs/domain.md §1.2) with the type it is parsed into.
 pub(crate) const ORDERS_COLUMNS: &[(&str, ColumnType)] = &[
     ("order_id", ColumnType::U64),
     ("exchange", ColumnType::U32),

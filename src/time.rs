@@ -260,7 +260,7 @@ mod tests {
 
     #[test]
     fn drr_opening_auction_is_10_02_16_sydney() {
-        // domain.md §1.1: 1725494536001032398 is 2024-09-05 10:02:16 Sydney (AEST, UTC+10).
+        // docs/domain.md §1.1: 1725494536001032398 is 2024-09-05 10:02:16 Sydney (AEST, UTC+10).
         let mut c = sydney();
         let ts = 1_725_494_536_001_032_398;
         assert_eq!(format_day(c.local_day(ts)), "2024-09-05");

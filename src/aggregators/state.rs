@@ -1,4 +1,4 @@
-//! Mergeable aggregate state for the standard job's tables (shared/docs/standard-job.md).
+//! Mergeable aggregate state for the standard job's tables (docs/standard-job.md).
 //!
 //! Everything folded per row is an exact integer (sums in 128 or 256 bits, min/max, exact sets of
 //! packed id pairs), and floats are only derived in [`AggState::finish`]. So merging partial states

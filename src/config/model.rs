@@ -74,7 +74,7 @@ pub(crate) struct ReaderConfig {
     /// The CSV field separator, one ASCII character. Default `,`.
     pub delimiter: Option<Spanned<String>>,
     /// Canonical column name → the name in this file's header, for files that spell columns
-    /// differently (domain.md §1.9), e.g. `order_id = "orderid"`.
+    /// differently (docs/domain.md §1.9), e.g. `order_id = "orderid"`.
     #[serde(default)]
     pub columns: BTreeMap<String, Spanned<String>>,
     /// What a malformed row does: `"fail"` the job (default) or `"reject"` it into `rejects`.

@@ -1,7 +1,7 @@
 //! The filter's predicate: keeps the rows that satisfy every configured condition, evaluated in
-//! one pass over each batch. Order types can be matched exactly (the seed's list) or as a bitset (the field
-//! is one, domain.md §1.3); times are local, daylight saving applied, with the offset cached per
-//! hour by [`LocalClock`].
+//! one pass over each batch. Order types can be matched exactly (the seed's list) or as a bitset
+//! (the field is one, docs/domain.md §1.3); times are local, daylight saving applied, with the
+//! offset cached per hour by [`LocalClock`].
 
 use arrow_array::types::{Int64Type, UInt32Type};
 use arrow_array::{BooleanArray, RecordBatch};

@@ -1,11 +1,12 @@
 //! `sweep generate`: synthetic ASX order events and the trades that match them.
 //!
-//! The orders file has the column layout of the real DRR orders file (and of
-//! `shared/bench/gen_orders.py`); the trades file has the 19 columns of domain.md §1.4. The two are
-//! consistent with each other: every trade row's `orderid` is an order in the orders file, each
-//! match is a buy row and a sell row with a shared `matchgroupid`, and each order's trade
-//! quantities sum to its final `totalmatchedquantity`. See `generate/sim.rs` for the market model
-//! and the one documented exception to `quantity == leavesquantity + totalmatchedquantity`.
+//! The orders file has the column layout of the real DRR orders file (and of the benchmark
+//! generator `gen_orders.py`, outside this repository); the trades file has the 19 columns of
+//! docs/domain.md §1.4. The two are consistent with each other: every trade row's `orderid` is
+//! an order in the orders file, each match is a buy row and a sell row with a shared
+//! `matchgroupid`, and each order's trade quantities sum to its final `totalmatchedquantity`.
+//! See `generate/sim.rs` for the market model and the one documented exception to
+//! `quantity == leavesquantity + totalmatchedquantity`.
 //!
 //! Output is streamed: memory does not grow with `--rows`/`--size`. The same arguments and seed
 //! give the same bytes on every platform. `--dirty` replaces a seeded fraction of order rows with

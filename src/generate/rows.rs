@@ -6,8 +6,9 @@
 
 use crate::schema::{ColumnType, column_type};
 
-/// The orders header, in the column order of `shared/bench/gen_orders.py` (the real DRR
-/// `orders_final` layout), so files from either generator are interchangeable.
+/// The orders header, in the column order of the benchmark generator `gen_orders.py` (outside
+/// this repository; the real DRR `orders_final` layout), so files from either generator are
+/// interchangeable.
 pub(crate) const ORDER_COLUMNS: [&str; 30] = [
     "order_id",
     "exchange",
@@ -48,7 +49,7 @@ pub(crate) const COL_PRICE: usize = 4;
 pub(crate) const COL_QUANTITY: usize = 8;
 pub(crate) const COL_TIME_VALIDITY_DECODED: usize = 26;
 
-/// The trades header of domain.md §1.4 with the type each column is written as.
+/// The trades header of docs/domain.md §1.4 with the type each column is written as.
 pub(crate) const TRADE_COLUMNS: [(&str, ColumnType); 19] = [
     ("EXCHANGE", ColumnType::U32),
     ("sequence", ColumnType::I64),
@@ -157,7 +158,7 @@ pub(crate) fn write_header(buf: &mut Vec<u8>, names: impl IntoIterator<Item = &'
     buf.push(b'\n');
 }
 
-/// One order event (domain.md §1.2).
+/// One order event (docs/domain.md §1.2).
 #[derive(Clone, Debug)]
 pub(crate) struct OrderRow<'a> {
     pub order_id: u64,
@@ -231,7 +232,7 @@ impl<'a> OrderRow<'a> {
     }
 }
 
-/// One side of one match (domain.md §1.4).
+/// One side of one match (docs/domain.md §1.4).
 #[derive(Clone, Debug)]
 pub(crate) struct TradeRow<'a> {
     pub exchange: u32,

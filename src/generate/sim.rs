@@ -21,7 +21,7 @@
 //!
 //! `quantity == leavesquantity + totalmatchedquantity` holds on every row except after a
 //! "remaining-quantity amend": a changereason-5 row on a partly traded order that reports the new
-//! open quantity as `quantity` (as ASX amends of traded orders do, domain.md §1.2: "amended traded
+//! open quantity as `quantity` (as ASX amends of traded orders do, docs/domain.md §1.2: "amended traded
 //! orders, where matched > quantity"). From that row on, `leaves + matched - quantity` stays equal
 //! to the matched quantity at the amend, until a later amend restores the identity. Only amend rows
 //! change that difference.
