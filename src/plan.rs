@@ -150,15 +150,15 @@ pub fn plan(p: &Pipeline) -> Plan {
                 }
             }
         }
-        if let StageKind::Filter(f) = &s.kind {
-            if let (Some(secs), Some((Some(from), Some(to)))) = (&f.securities, f.dates) {
-                for sec in secs {
-                    for day in from..=to {
-                        let date = crate::time::date_of_day(day);
-                        // Trading days only: the seed's matrix also listed weekends.
-                        if chrono::Datelike::weekday(&date).number_from_monday() <= 5 {
-                            partitions.push((*sec, crate::time::format_day(day)));
-                        }
+        if let StageKind::Filter(f) = &s.kind
+            && let (Some(secs), Some((Some(from), Some(to)))) = (&f.securities, f.dates)
+        {
+            for sec in secs {
+                for day in from..=to {
+                    let date = crate::time::date_of_day(day);
+                    // Trading days only: the seed's matrix also listed weekends.
+                    if chrono::Datelike::weekday(&date).number_from_monday() <= 5 {
+                        partitions.push((*sec, crate::time::format_day(day)));
                     }
                 }
             }
@@ -248,7 +248,7 @@ pub enum InputKind {
 }
 
 impl InputKind {
-    pub fn label(self) -> &'static str {
+    pub(crate) fn label(self) -> &'static str {
         match self {
             InputKind::Parquet => "parquet",
             InputKind::Csv(Compression::Gzip) => "csv, gzip",

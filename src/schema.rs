@@ -1,6 +1,6 @@
 //! The column catalogue of ASX order and trade files: canonical names and their types.
 //!
-//! Stages refer to columns by these canonical names (the raw file names of domain.md §1.2 for
+//! Stages refer to columns by these canonical names (the raw file names of docs/domain.md §1.2 for
 //! orders and §1.4 for trades); a reader's `columns` mapping translates other spellings at
 //! ingest. The two files share a few names (`quantity`, `side`, `sequence`, `participantid`,
 //! `row_num`), always with the same type, so one lookup serves both. Types are chosen so
@@ -21,7 +21,7 @@ pub enum ColumnType {
 }
 
 impl ColumnType {
-    pub fn arrow(self) -> DataType {
+    pub(crate) fn arrow(self) -> DataType {
         match self {
             ColumnType::U64 => DataType::UInt64,
             ColumnType::I64 => DataType::Int64,
@@ -30,7 +30,7 @@ impl ColumnType {
         }
     }
 
-    pub fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             ColumnType::U64 => "unsigned 64-bit integer",
             ColumnType::I64 => "signed 64-bit integer",
@@ -58,8 +58,8 @@ pub mod col {
     pub const NATIONAL_OFFER: &str = "national_offer";
 }
 
-/// Every column of the orders file (domain.md §1.2) with the type it is parsed into.
-pub const ORDERS_COLUMNS: &[(&str, ColumnType)] = &[
+/// Every column of the orders file (docs/domain.md §1.2) with the type it is parsed into.
+pub(crate) const ORDERS_COLUMNS: &[(&str, ColumnType)] = &[
     ("order_id", ColumnType::U64),
     ("exchange", ColumnType::U32),
     ("timestamp", ColumnType::I64),
@@ -92,7 +92,7 @@ pub const ORDERS_COLUMNS: &[(&str, ColumnType)] = &[
     ("date", ColumnType::Utf8),
 ];
 
-/// Every column of the trades file (domain.md §1.4, one row per side per match) with the type
+/// Every column of the trades file (docs/domain.md §1.4, one row per side per match) with the type
 /// it is parsed into.
 pub const TRADES_COLUMNS: &[(&str, ColumnType)] = &[
     ("EXCHANGE", ColumnType::U32),
@@ -119,20 +119,13 @@ pub const TRADES_COLUMNS: &[(&str, ColumnType)] = &[
 /// Which kind of file a reader reads: its catalogue and how to recognise it by its header.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum FileKind {
-    /// Order events (domain.md §1.2).
+    /// Order events (docs/domain.md §1.2).
     Orders,
-    /// Trades, one row per side per match (domain.md §1.4).
+    /// Trades, one row per side per match (docs/domain.md §1.4).
     Trades,
 }
 
 impl FileKind {
-    pub fn name(self) -> &'static str {
-        match self {
-            FileKind::Orders => "orders",
-            FileKind::Trades => "trades",
-        }
-    }
-
     pub fn columns(self) -> &'static [(&'static str, ColumnType)] {
         match self {
             FileKind::Orders => ORDERS_COLUMNS,
@@ -185,7 +178,7 @@ pub fn is_catalogued(name: &str) -> bool {
 
 /// An Arrow schema for the given canonical columns, in order. Columns are non-nullable: a row
 /// with an empty required value is rejected at ingest, never carried as a null.
-pub fn arrow_schema(columns: &[String]) -> Arc<Schema> {
+pub(crate) fn arrow_schema(columns: &[String]) -> Arc<Schema> {
     Arc::new(Schema::new(
         columns
             .iter()

@@ -48,7 +48,7 @@ pub struct Table {
 }
 
 #[derive(Debug, thiserror::Error)]
-pub enum TableError {
+pub(crate) enum TableError {
     #[error("building the Arrow batch for table `{table}`: {source}")]
     Arrow {
         table: &'static str,
@@ -192,7 +192,7 @@ impl Table {
 
     /// The table as an Arrow batch with typed, nullable columns: integers Int64 (Decimal128(38, 0)
     /// when a value exceeds i64), floats Float64, strings Utf8.
-    pub fn to_record_batch(&self) -> Result<RecordBatch, ArrowError> {
+    pub(crate) fn to_record_batch(&self) -> Result<RecordBatch, ArrowError> {
         let (fields, arrays): (Vec<Field>, Vec<ArrayRef>) = (0..self.columns.len())
             .map(|i| self.arrow_column(i))
             .collect::<Result<Vec<_>, _>>()?
@@ -203,7 +203,7 @@ impl Table {
     }
 
     /// The table as a Parquet file.
-    pub fn to_parquet(&self) -> Result<Vec<u8>, TableError> {
+    pub(crate) fn to_parquet(&self) -> Result<Vec<u8>, TableError> {
         let table = self.name;
         let batch = self
             .to_record_batch()
@@ -240,7 +240,7 @@ fn json_value(cell: &Cell) -> Value {
 /// `{"summary": {column: value, ...}, "tables": {name: {"rows": n}, ...}}` plus the keys of
 /// `extra` (when it is an object; they win over the two above). `summary` is null when no table
 /// is named `summary`.
-pub fn summary_json(tables: &[Table], extra: Value) -> Value {
+pub(crate) fn summary_json(tables: &[Table], extra: Value) -> Value {
     let summary = tables
         .iter()
         .rev()

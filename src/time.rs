@@ -11,10 +11,10 @@ use std::str::FromStr;
 
 use chrono::{DateTime, Days, NaiveDate, Offset, TimeZone};
 
-pub const SECOND_NS: i64 = 1_000_000_000;
-pub const MINUTE_NS: i64 = 60 * SECOND_NS;
-pub const HOUR_NS: i64 = 60 * MINUTE_NS;
-pub const DAY_NS: i64 = 24 * HOUR_NS;
+pub(crate) const SECOND_NS: i64 = 1_000_000_000;
+pub(crate) const MINUTE_NS: i64 = 60 * SECOND_NS;
+pub(crate) const HOUR_NS: i64 = 60 * MINUTE_NS;
+pub(crate) const DAY_NS: i64 = 24 * HOUR_NS;
 
 /// A timezone: an IANA zone with its daylight-saving rules, or a fixed offset (the seed's UTC+10).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -96,7 +96,7 @@ fn parse_offset(s: &str) -> Option<i32> {
 
 impl Zone {
     /// Offset east of UTC in nanoseconds at the UTC instant `ts`.
-    pub fn offset_ns(&self, ts: i64) -> i64 {
+    pub(crate) fn offset_ns(&self, ts: i64) -> i64 {
         match self {
             Zone::Fixed(secs) => i64::from(*secs) * SECOND_NS,
             Zone::Iana(tz) => {
@@ -116,14 +116,14 @@ impl Zone {
 /// that i64 nanoseconds cannot name. So the local time is handed out as a day, an hour number or
 /// a time of day, which always fit; the sum is formed only when it does not overflow.
 #[derive(Clone, Debug)]
-pub struct LocalClock {
+pub(crate) struct LocalClock {
     zone: Zone,
     cached_hour: i64,
     cached_offset: i64,
 }
 
 impl LocalClock {
-    pub fn new(zone: Zone) -> Self {
+    pub(crate) fn new(zone: Zone) -> Self {
         LocalClock {
             zone,
             cached_hour: i64::MIN,
@@ -131,33 +131,31 @@ impl LocalClock {
         }
     }
 
-    pub fn zone(&self) -> Zone {
-        self.zone
-    }
-
     /// Local wall-clock time of `ts` as nanoseconds since the local epoch, or `None` when that
     /// is outside the i64 range.
+    /// Used by tests to check the generator's and the cache's offsets.
+    #[cfg(test)]
     #[inline]
-    pub fn local_ns(&mut self, ts: i64) -> Option<i64> {
+    pub(crate) fn local_ns(&mut self, ts: i64) -> Option<i64> {
         ts.checked_add(self.offset(ts))
     }
 
     /// Local day of `ts`, as days since 1970-01-01.
     #[inline]
-    pub fn local_day(&mut self, ts: i64) -> i32 {
+    pub(crate) fn local_day(&mut self, ts: i64) -> i32 {
         // i64 nanoseconds span ±106,751 days, well within i32.
         self.floor_local(ts, DAY_NS).0 as i32
     }
 
     /// Nanoseconds since local midnight of `ts`.
     #[inline]
-    pub fn time_of_day(&mut self, ts: i64) -> i64 {
+    pub(crate) fn time_of_day(&mut self, ts: i64) -> i64 {
         self.floor_local(ts, DAY_NS).1
     }
 
     /// Local hours since the local epoch of `ts`: `local_day * 24 + hour of day`.
     #[inline]
-    pub fn local_hour(&mut self, ts: i64) -> i64 {
+    pub(crate) fn local_hour(&mut self, ts: i64) -> i64 {
         self.floor_local(ts, HOUR_NS).0
     }
 
@@ -207,7 +205,7 @@ fn split_floor(ts: i64, offset: i64, unit: i64) -> (i64, i64) {
 }
 
 /// The calendar date of a day number (days since 1970-01-01).
-pub fn date_of_day(day: i32) -> NaiveDate {
+pub(crate) fn date_of_day(day: i32) -> NaiveDate {
     let epoch = NaiveDate::from_ymd_opt(1970, 1, 1).unwrap_or_default();
     if day >= 0 {
         epoch.checked_add_days(Days::new(day as u64))
@@ -218,25 +216,25 @@ pub fn date_of_day(day: i32) -> NaiveDate {
 }
 
 /// The day number of a calendar date.
-pub fn day_of_date(date: NaiveDate) -> i32 {
+pub(crate) fn day_of_date(date: NaiveDate) -> i32 {
     let epoch = NaiveDate::from_ymd_opt(1970, 1, 1).unwrap_or_default();
     (date - epoch).num_days() as i32
 }
 
 /// `YYYY-MM-DD` of a day number.
-pub fn format_day(day: i32) -> String {
+pub(crate) fn format_day(day: i32) -> String {
     date_of_day(day).format("%Y-%m-%d").to_string()
 }
 
 /// Parses `YYYY-MM-DD` into a day number.
-pub fn parse_day(s: &str) -> Result<i32, TimeError> {
+pub(crate) fn parse_day(s: &str) -> Result<i32, TimeError> {
     NaiveDate::parse_from_str(s.trim(), "%Y-%m-%d")
         .map(day_of_date)
         .map_err(|_| TimeError::BadDate(s.to_string()))
 }
 
 /// Parses `HH:MM` or `HH:MM:SS` (00:00 to 24:00 inclusive) into nanoseconds since midnight.
-pub fn parse_time_of_day(s: &str) -> Result<i64, TimeError> {
+pub(crate) fn parse_time_of_day(s: &str) -> Result<i64, TimeError> {
     let bad = || TimeError::BadTimeOfDay(s.to_string());
     let parts: Vec<&str> = s.trim().split(':').collect();
     if !(2..=3).contains(&parts.len()) || parts.iter().any(|p| p.len() != 2) {
@@ -262,7 +260,7 @@ mod tests {
 
     #[test]
     fn drr_opening_auction_is_10_02_16_sydney() {
-        // domain.md §1.1: 1725494536001032398 is 2024-09-05 10:02:16 Sydney (AEST, UTC+10).
+        // docs/domain.md §1.1: 1725494536001032398 is 2024-09-05 10:02:16 Sydney (AEST, UTC+10).
         let mut c = sydney();
         let ts = 1_725_494_536_001_032_398;
         assert_eq!(format_day(c.local_day(ts)), "2024-09-05");

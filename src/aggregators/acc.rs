@@ -9,7 +9,7 @@ use hdrhistogram::Histogram;
 use rustc_hash::{FxHashMap, FxHashSet};
 
 /// The name of the column a quantile adds: 0.5 → `quantity_p50`, 0.999 → `quantity_p99.9`.
-pub fn quantile_column(q: f64) -> String {
+pub(crate) fn quantile_column(q: f64) -> String {
     // Rounding to a millionth of a percent names 0.999 `p99.9` rather than its binary neighbour.
     let pct = (q * 100.0 * 1e6).round() / 1e6;
     format!("quantity_p{pct}")

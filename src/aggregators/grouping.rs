@@ -5,6 +5,8 @@
 use std::fmt;
 use std::str::FromStr;
 
+use crate::config::Choice;
+
 /// One aggregation table of the standard job.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Grouping {
@@ -18,32 +20,8 @@ pub enum Grouping {
 }
 
 impl Grouping {
-    /// Every grouping, in the order their tables are output.
-    pub const ALL: [Grouping; 7] = [
-        Grouping::Security,
-        Grouping::Date,
-        Grouping::Participant,
-        Grouping::Hour,
-        Grouping::Size,
-        Grouping::Hourly,
-        Grouping::Daily,
-    ];
-
-    /// The configuration name.
-    pub fn name(self) -> &'static str {
-        match self {
-            Grouping::Security => "security",
-            Grouping::Date => "date",
-            Grouping::Participant => "participant",
-            Grouping::Hour => "hour",
-            Grouping::Size => "size",
-            Grouping::Hourly => "hourly",
-            Grouping::Daily => "daily",
-        }
-    }
-
     /// The output file stem.
-    pub fn table_name(self) -> &'static str {
+    pub(crate) fn table_name(self) -> &'static str {
         match self {
             Grouping::Security => "by_security",
             Grouping::Date => "by_date",
@@ -56,7 +34,7 @@ impl Grouping {
     }
 
     /// The table's key column.
-    pub fn key_column(self) -> &'static str {
+    pub(crate) fn key_column(self) -> &'static str {
         match self {
             Grouping::Security => "security_code",
             Grouping::Date | Grouping::Daily => "date",
@@ -68,27 +46,34 @@ impl Grouping {
     }
 }
 
+/// Every grouping with its configuration name, in the order their tables are output.
+impl Choice for Grouping {
+    const ALL: &'static [(&'static str, Self)] = &[
+        ("security", Grouping::Security),
+        ("date", Grouping::Date),
+        ("participant", Grouping::Participant),
+        ("hour", Grouping::Hour),
+        ("size", Grouping::Size),
+        ("hourly", Grouping::Hourly),
+        ("daily", Grouping::Daily),
+    ];
+}
+
 impl fmt::Display for Grouping {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.name())
     }
 }
 
-/// A grouping name that is not one of [`Grouping::ALL`].
+/// A grouping name that is not one of [`Grouping`]'s [`Choice::ALL`].
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error(
-    "unknown grouping `{0}`: use one of security, date, participant, hour, size, hourly, daily"
-)]
+#[error("unknown grouping `{0}`: use one of {names}", names = Grouping::expected())]
 pub struct ParseGroupingError(pub String);
 
 impl FromStr for Grouping {
     type Err = ParseGroupingError;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let t = s.trim();
-        Grouping::ALL
-            .into_iter()
-            .find(|g| g.name().eq_ignore_ascii_case(t))
-            .ok_or_else(|| ParseGroupingError(s.to_string()))
+        Grouping::from_name(s).ok_or_else(|| ParseGroupingError(s.to_string()))
     }
 }

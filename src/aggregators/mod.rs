@@ -4,12 +4,12 @@
 //! daemon); `actor` runs it all as a stage.
 
 mod acc;
-pub mod actor;
+pub(crate) mod actor;
 mod grouping;
 mod state;
 #[cfg(test)]
 mod tests;
 
-pub use acc::quantile_column;
-pub use grouping::{Grouping, ParseGroupingError};
-pub use state::{AggError, AggSnapshot, AggState, SnapshotError};
+pub(crate) use grouping::Grouping;
+pub use state::AggError;
+pub use state::{AggSnapshot, AggState};

@@ -1,4 +1,4 @@
-//! Mergeable aggregate state for the standard job's tables (shared/docs/standard-job.md).
+//! Mergeable aggregate state for the standard job's tables (docs/standard-job.md).
 //!
 //! Everything folded per row is an exact integer (sums in 128 or 256 bits, min/max, exact sets of
 //! packed id pairs), and floats are only derived in [`AggState::finish`]. So merging partial states
@@ -15,18 +15,18 @@ use std::hash::Hash;
 use std::sync::Arc;
 
 use arrow_array::types::{Int64Type, UInt32Type, UInt64Type};
-use arrow_array::{Array, ArrowPrimitiveType, PrimitiveArray, RecordBatch};
-use arrow_schema::DataType;
+use arrow_array::{ArrowPrimitiveType, RecordBatch};
 use ethnum::{I256, U256};
 use hdrhistogram::Histogram;
 use rustc_hash::FxHashSet;
 
 mod snapshot;
 
-pub use snapshot::{AggSnapshot, SnapshotError};
+pub use snapshot::AggSnapshot;
 
 use super::acc::*;
 use super::grouping::Grouping;
+use crate::batch::{ColumnError, column};
 use crate::config::AggregatorSpec;
 
 use crate::schema::col;
@@ -36,16 +36,8 @@ use crate::time::{LocalClock, format_day};
 /// Why a batch could not be folded in.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum AggError {
-    #[error("the aggregator needs column `{name}`, which the batch does not have")]
-    MissingColumn { name: &'static str },
-    #[error("column `{name}` is {found}, but the aggregator needs {expected}")]
-    WrongType {
-        name: &'static str,
-        expected: DataType,
-        found: DataType,
-    },
-    #[error("column `{name}` has {count} null values; the aggregator needs every value")]
-    Nulls { name: &'static str, count: usize },
+    #[error("the aggregator {0}")]
+    Column(#[from] ColumnError),
 }
 
 /// The columns a batch is folded from, as plain slices.
@@ -57,38 +49,21 @@ struct Cols<'a> {
     price: &'a [i64],
 }
 
-fn column<'a, T: ArrowPrimitiveType>(
+fn values<'a, T: ArrowPrimitiveType>(
     batch: &'a RecordBatch,
     name: &'static str,
 ) -> Result<&'a [T::Native], AggError> {
-    let array = batch
-        .column_by_name(name)
-        .ok_or(AggError::MissingColumn { name })?;
-    let Some(typed) = array.as_any().downcast_ref::<PrimitiveArray<T>>() else {
-        return Err(AggError::WrongType {
-            name,
-            expected: T::DATA_TYPE,
-            found: array.data_type().clone(),
-        });
-    };
-    // A null slot's value is unspecified, so folding it would make up a number.
-    if typed.null_count() > 0 {
-        return Err(AggError::Nulls {
-            name,
-            count: typed.null_count(),
-        });
-    }
-    Ok(typed.values())
+    Ok(column::<T>(batch, name)?.values())
 }
 
 impl<'a> Cols<'a> {
     fn of(batch: &'a RecordBatch) -> Result<Self, AggError> {
         Ok(Cols {
-            ts: column::<Int64Type>(batch, col::TIMESTAMP)?,
-            security: column::<UInt32Type>(batch, col::SECURITY)?,
-            participant: column::<UInt32Type>(batch, col::PARTICIPANT)?,
-            quantity: column::<UInt64Type>(batch, col::QUANTITY)?,
-            price: column::<Int64Type>(batch, col::PRICE)?,
+            ts: values::<Int64Type>(batch, col::TIMESTAMP)?,
+            security: values::<UInt32Type>(batch, col::SECURITY)?,
+            participant: values::<UInt32Type>(batch, col::PARTICIPANT)?,
+            quantity: values::<UInt64Type>(batch, col::QUANTITY)?,
+            price: values::<Int64Type>(batch, col::PRICE)?,
         })
     }
 }
@@ -177,7 +152,7 @@ impl AggState {
         }
     }
 
-    pub fn spec(&self) -> &Arc<AggregatorSpec> {
+    pub(crate) fn spec(&self) -> &Arc<AggregatorSpec> {
         &self.spec
     }
 

@@ -3,9 +3,12 @@ use std::sync::Arc;
 use arrow_array::RecordBatch;
 use arrow_schema::DataType;
 
-use super::acc::{ratio, unsigned_ratio};
+use super::acc::{quantile_column, ratio, unsigned_ratio};
+use super::grouping::ParseGroupingError;
 use super::*;
+use crate::batch::ColumnError;
 use crate::config::AggregatorSpec;
+use crate::config::Choice;
 use crate::table::{Cell, Table};
 use crate::time::Zone;
 use arrow_array::{ArrayRef, Int64Array, UInt32Array, UInt64Array};
@@ -210,7 +213,7 @@ fn size_bucket_edges_follow_duckdbs_case() {
 #[test]
 fn merging_any_split_in_any_order_gives_identical_bytes() {
     for quantiles in [&[][..], &[0.5, 0.9][..]] {
-        let spec = spec_with(&Grouping::ALL, quantiles);
+        let spec = spec_with(&Grouping::all(), quantiles);
         let whole = all_csv(&aggregate(&spec, &ROWS));
         let full = batch(&ROWS);
         let splits: [&[usize]; 4] = [
@@ -366,7 +369,7 @@ fn wrong_missing_or_null_column_is_reported() {
     let without_price = full.project(&[1, 2, 3, 4, 5]).unwrap();
     assert_eq!(
         state.update(&without_price),
-        Err(AggError::MissingColumn { name: "price" })
+        Err(AggError::Column(ColumnError::Missing { name: "price" }))
     );
 
     let mut columns = full.columns().to_vec();
@@ -382,22 +385,27 @@ fn wrong_missing_or_null_column_is_reported() {
         RecordBatch::try_new(Arc::new(Schema::new(fields.clone())), columns.clone()).unwrap();
     assert_eq!(
         state.update(&signed),
-        Err(AggError::WrongType {
+        Err(AggError::Column(ColumnError::WrongType {
             name: "quantity",
             expected: DataType::UInt64,
             found: DataType::Int64
-        })
+        }))
     );
 
     columns[4] = Arc::new(UInt64Array::from(vec![Some(500), None]));
     fields[4] = Field::new("quantity", DataType::UInt64, true);
     let nulls = RecordBatch::try_new(Arc::new(Schema::new(fields)), columns).unwrap();
+    let err = state.update(&nulls).unwrap_err();
     assert_eq!(
-        state.update(&nulls),
-        Err(AggError::Nulls {
+        err,
+        AggError::Column(ColumnError::Nulls {
             name: "quantity",
             count: 1
         })
+    );
+    assert_eq!(
+        err.to_string(),
+        "the aggregator needs every value of column `quantity`, but 1 are null"
     );
 
     assert_eq!(state.rows(), 0);
@@ -418,7 +426,7 @@ fn only_requested_tables_in_standard_order() {
     assert_eq!(names, ["by_security", "daily", "summary"]);
 
     assert_eq!(" Hourly ".parse::<Grouping>(), Ok(Grouping::Hourly));
-    for g in Grouping::ALL {
+    for g in Grouping::all() {
         assert_eq!(g.name().parse::<Grouping>(), Ok(g));
     }
     assert_eq!(
@@ -506,7 +514,7 @@ fn state_is_send_and_static() {
 /// histograms and every table on, after a trip through the daemon's binary encoding.
 #[test]
 fn a_restored_snapshot_finishes_and_merges_like_the_original() {
-    let spec = spec_with(&Grouping::ALL, &[0.5, 0.99]);
+    let spec = spec_with(&Grouping::all(), &[0.5, 0.99]);
     let (a, b) = ROWS.split_at(5);
     let first = aggregate(&spec, a);
     let bytes = postcard::to_stdvec(&first.snapshot()).unwrap();

@@ -13,14 +13,14 @@ pub struct ConfigError {
 }
 
 impl ConfigError {
-    pub fn at(span: Range<usize>, message: impl Into<String>) -> Self {
+    pub(crate) fn at(span: Range<usize>, message: impl Into<String>) -> Self {
         ConfigError {
             span: Some(span),
             message: message.into(),
         }
     }
 
-    pub fn nowhere(message: impl Into<String>) -> Self {
+    pub(crate) fn nowhere(message: impl Into<String>) -> Self {
         ConfigError {
             span: None,
             message: message.into(),

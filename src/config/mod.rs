@@ -6,10 +6,11 @@
 //! touches no file but the pipeline text it is given: opening inputs and outputs is the runtime's
 //! build phase.
 
+mod choice;
 mod error;
 mod graph;
-pub mod model;
-pub mod outputs;
+pub(crate) mod model;
+pub(crate) mod outputs;
 mod resolve;
 mod spec;
 mod stages;
@@ -20,6 +21,7 @@ use serde::Deserialize;
 use serde_spanned::Spanned;
 use toml::de::{DeTable, DeValue, ValueDeserializer};
 
+pub(crate) use choice::Choice;
 pub use error::{ConfigError, ConfigErrors, line_col};
 pub use spec::*;
 
@@ -79,7 +81,7 @@ fn toml_error(e: &toml::de::Error) -> ConfigError {
 /// A named stage as written, with the span of its name for messages about the stage itself.
 /// `config` is `None` when the stage's table did not deserialise; its name still counts, so
 /// references to it are not reported as unknown.
-pub struct Named<T> {
+pub(crate) struct Named<T> {
     pub name: String,
     pub span: Range<usize>,
     pub config: Option<T>,
@@ -87,7 +89,7 @@ pub struct Named<T> {
 
 /// The file's sections, each stage deserialised on its own.
 #[derive(Default)]
-pub struct RawPipeline {
+pub(crate) struct RawPipeline {
     pub name: Option<Spanned<String>>,
     pub runtime: model::RuntimeConfig,
     pub readers: Vec<Named<model::ReaderConfig>>,

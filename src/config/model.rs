@@ -9,7 +9,7 @@ use serde_spanned::Spanned;
 /// `[runtime]`: how much parallelism and memory the run may use.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RuntimeConfig {
+pub(crate) struct RuntimeConfig {
     /// Worker threads for each CPU stage (parsing, filtering, aggregating): `"auto"` (one per
     /// core) or a number.
     pub workers: Option<Spanned<Workers>>,
@@ -21,7 +21,7 @@ pub struct RuntimeConfig {
 
 /// `"auto"` or a positive count.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Workers {
+pub(crate) enum Workers {
     Auto,
     Count(u64),
 }
@@ -47,13 +47,13 @@ impl<'de> Deserialize<'de> for Workers {
 /// One path or several; each may be a file, a folder or a glob.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(untagged)]
-pub enum Paths {
+pub(crate) enum Paths {
     One(String),
     Many(Vec<String>),
 }
 
 impl Paths {
-    pub fn list(&self) -> Vec<String> {
+    pub(crate) fn list(&self) -> Vec<String> {
         match self {
             Paths::One(p) => vec![p.clone()],
             Paths::Many(v) => v.clone(),
@@ -64,7 +64,7 @@ impl Paths {
 /// `[readers.NAME]`: order files to read.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct ReaderConfig {
+pub(crate) struct ReaderConfig {
     /// A file, a folder (every data file in it) or a glob; or a list of them.
     pub path: Spanned<Paths>,
     /// `"auto"` (by extension), `"csv"` or `"parquet"`.
@@ -74,7 +74,7 @@ pub struct ReaderConfig {
     /// The CSV field separator, one ASCII character. Default `,`.
     pub delimiter: Option<Spanned<String>>,
     /// Canonical column name → the name in this file's header, for files that spell columns
-    /// differently (domain.md §1.9), e.g. `order_id = "orderid"`.
+    /// differently (docs/domain.md §1.9), e.g. `order_id = "orderid"`.
     #[serde(default)]
     pub columns: BTreeMap<String, Spanned<String>>,
     /// What a malformed row does: `"fail"` the job (default) or `"reject"` it into `rejects`.
@@ -90,7 +90,7 @@ pub struct ReaderConfig {
 /// `[filters.NAME]`: keeps the rows that satisfy every condition given.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct FilterConfig {
+pub(crate) struct FilterConfig {
     /// Upstream stages (readers or filters).
     pub inputs: Spanned<Vec<Spanned<String>>>,
     /// Order types to keep (`exchangeordertype`); Centre Point is 64, 256, 2048, 4096, 4098.
@@ -114,7 +114,7 @@ pub struct FilterConfig {
 /// `dates = { from = "2024-10-01", to = "2024-10-04" }`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct DatesConfig {
+pub(crate) struct DatesConfig {
     pub from: Option<Spanned<String>>,
     pub to: Option<Spanned<String>>,
 }
@@ -122,7 +122,7 @@ pub struct DatesConfig {
 /// `trading_hours = { start = "10:00", end = "16:00" }`: keeps [start, end) local time.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct TradingHoursConfig {
+pub(crate) struct TradingHoursConfig {
     pub start: Spanned<String>,
     pub end: Spanned<String>,
     /// IANA name (daylight saving applied) or a fixed offset like `"+10:00"`.
@@ -136,7 +136,7 @@ pub struct TradingHoursConfig {
 /// `[aggregators.NAME]`: the standard aggregations over kept rows.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct AggregatorConfig {
+pub(crate) struct AggregatorConfig {
     /// Upstream stages (readers or filters).
     pub inputs: Spanned<Vec<Spanned<String>>>,
     /// Which tables: security, date, participant, hour, size, hourly, daily. Default all; the
@@ -151,7 +151,7 @@ pub struct AggregatorConfig {
 /// `[sinks.NAME]`: writes rows (from a reader or filter) or tables (from an aggregator).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct SinkConfig {
+pub(crate) struct SinkConfig {
     pub inputs: Spanned<Vec<Spanned<String>>>,
     /// Tables: the folder for the table files. Rows: the file (`.csv`, `.csv.gz`, `.csv.zst`,
     /// `.parquet`), or the folder when partitioned.
@@ -178,7 +178,7 @@ pub struct SinkConfig {
 /// `[monitor]`: progress and the run report.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct MonitorConfig {
+pub(crate) struct MonitorConfig {
     /// Where to write `execution_metrics.json`.
     pub report: Option<Spanned<String>>,
     /// `"auto"` (a bar on a terminal, log lines otherwise), `"bar"`, `"log"` or `"off"`.
@@ -197,7 +197,7 @@ pub struct MonitorConfig {
 /// `sweep run` ignores this section.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct DaemonConfig {
+pub(crate) struct DaemonConfig {
     /// The state folder: the registry of files seen and the aggregate state, committed together.
     pub state: Spanned<String>,
     /// When a file counts as complete: `"settle"` (default: its size and modification time have

@@ -17,7 +17,7 @@ use super::spec::{Pipeline, StageKind, TableFormat};
 
 /// One path that a pipeline writes.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Claim {
+pub(crate) struct Claim {
     /// As configured (relative to the working directory when not absolute).
     pub path: PathBuf,
     /// A folder the output owns whole (a partitioned extract is replaced as a folder, the
@@ -32,7 +32,7 @@ pub struct Claim {
 /// The spans of the keys that name output paths, taken from the pipeline text before its stages
 /// are resolved (resolved specs carry values, not positions).
 #[derive(Debug, Default, Clone)]
-pub struct OutputSpans {
+pub(crate) struct OutputSpans {
     /// Stage name → span of its `path` (sinks) or `rejects` (readers).
     pub stages: Vec<(String, Range<usize>)>,
     pub report: Option<Range<usize>>,
@@ -49,26 +49,26 @@ impl OutputSpans {
 }
 
 /// Every path the pipeline writes, in stage order.
-pub fn claims(p: &Pipeline, spans: &OutputSpans) -> Vec<Claim> {
+pub(crate) fn claims(p: &Pipeline, spans: &OutputSpans) -> Vec<Claim> {
     let mut out = Vec::new();
     for s in &p.stages {
         let span = spans.of(&s.name);
         // Readers write rejects, sinks their outputs; no other kind writes a file.
-        if let StageKind::Reader(r) = &s.kind {
-            if let Some(rejects) = &r.rejects {
-                out.push(Claim {
-                    path: rejects.clone(),
-                    folder: false,
-                    owner: format!("readers.{}.rejects", s.name),
-                    span: span.clone(),
-                });
-                if p.daemon.is_some() {
-                    out.push(parts_of(
-                        rejects,
-                        &format!("readers.{}.rejects", s.name),
-                        span.clone(),
-                    ));
-                }
+        if let StageKind::Reader(r) = &s.kind
+            && let Some(rejects) = &r.rejects
+        {
+            out.push(Claim {
+                path: rejects.clone(),
+                folder: false,
+                owner: format!("readers.{}.rejects", s.name),
+                span: span.clone(),
+            });
+            if p.daemon.is_some() {
+                out.push(parts_of(
+                    rejects,
+                    &format!("readers.{}.rejects", s.name),
+                    span.clone(),
+                ));
             }
         }
         if let StageKind::RowSink(r) = &s.kind {
@@ -145,7 +145,7 @@ fn parts_of(path: &Path, owner: &str, span: Option<Range<usize>>) -> Claim {
 }
 
 /// A file name split at its first dot: `orders.csv.gz` → (`orders`, `.csv.gz`).
-pub fn split_name(path: &Path) -> (String, String) {
+pub(crate) fn split_name(path: &Path) -> (String, String) {
     let name = path
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
@@ -159,7 +159,7 @@ pub fn split_name(path: &Path) -> (String, String) {
 /// Where the daemon puts the parts of an output at `path`: beside it, in `NAME.parts`, where
 /// NAME is the output's name without extensions (`out/orders.csv.gz` → `out/orders.parts`). A
 /// partitioned extract's folder holds its parts itself.
-pub fn parts_dir(path: &Path, partitioned: bool) -> PathBuf {
+pub(crate) fn parts_dir(path: &Path, partitioned: bool) -> PathBuf {
     if partitioned {
         return path.to_path_buf();
     }
@@ -168,7 +168,7 @@ pub fn parts_dir(path: &Path, partitioned: bool) -> PathBuf {
 
 /// `path` made absolute against the working directory and with `.` and `..` folded, without
 /// touching the file system (links are resolved later, by [`Resolved`]).
-pub fn lexical(path: &Path) -> PathBuf {
+pub(crate) fn lexical(path: &Path) -> PathBuf {
     let abs = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
     let mut out = PathBuf::new();
     for c in abs.components() {
@@ -191,7 +191,7 @@ fn overlaps(a: &Path, a_folder: bool, b: &Path, b_folder: bool) -> bool {
 
 /// The checks `sweep validate` can make from the text alone: two outputs at one path, and an
 /// output at a path a reader names literally (a glob or folder is resolved at run time).
-pub fn check_lexical(p: &Pipeline, claims: &[Claim], errors: &mut Vec<ConfigError>) {
+pub(crate) fn check_lexical(p: &Pipeline, claims: &[Claim], errors: &mut Vec<ConfigError>) {
     // In the order they are written, so that the second of two outputs at one path is the one
     // reported.
     let mut claims = claims.to_vec();
@@ -249,13 +249,13 @@ fn place(c: &Claim, msg: String) -> ConfigError {
 
 /// The claims resolved through links: the build phase's view, made before anything runs.
 #[derive(Debug, Clone, Default)]
-pub struct Resolved {
+pub(crate) struct Resolved {
     claims: Vec<(PathBuf, Claim)>,
 }
 
 /// `path` through every link: its longest existing ancestor canonicalised, the rest appended
 /// (an output usually does not exist yet).
-pub fn canonical(path: &Path) -> PathBuf {
+pub(crate) fn canonical(path: &Path) -> PathBuf {
     let abs = lexical(path);
     let mut existing = abs.as_path();
     let mut rest: Vec<&std::ffi::OsStr> = Vec::new();
@@ -278,7 +278,7 @@ pub fn canonical(path: &Path) -> PathBuf {
 }
 
 impl Resolved {
-    pub fn new(claims: &[Claim]) -> Self {
+    pub(crate) fn new(claims: &[Claim]) -> Self {
         Resolved {
             claims: claims
                 .iter()
@@ -288,7 +288,7 @@ impl Resolved {
     }
 
     /// Whether `file` is (or lies in a folder that is) one of the pipeline's outputs.
-    pub fn writes(&self, file: &Path) -> bool {
+    pub(crate) fn writes(&self, file: &Path) -> bool {
         let file = canonical(file);
         self.claims
             .iter()
@@ -296,7 +296,7 @@ impl Resolved {
     }
 
     /// Every output that, through links, lands on an input file or on another output.
-    pub fn conflicts<'a>(&self, inputs: impl IntoIterator<Item = &'a Path>) -> Vec<String> {
+    pub(crate) fn conflicts<'a>(&self, inputs: impl IntoIterator<Item = &'a Path>) -> Vec<String> {
         let mut errors = Vec::new();
         for (j, (pb, b)) in self.claims.iter().enumerate() {
             if let Some((_, a)) = self.claims[..j]

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use serde_spanned::Spanned;
 
+use super::choice::Choice;
 use super::model::{self, Workers};
 use super::spec::*;
 use super::stages::{aggregator, filter, reader, sink, sweeps};
@@ -34,29 +35,43 @@ impl Ctx<'_> {
         }
     }
 
-    pub(super) fn choice<T: Copy>(
+    /// The value `v` names, or `default` when absent. A name that is none of `T`'s is an error
+    /// listing them.
+    pub(super) fn choice<T: Choice>(
         &mut self,
         v: &Option<Spanned<String>>,
         key: &str,
         default: T,
-        options: &[(&str, T)],
     ) -> T {
         let Some(v) = v else { return default };
-        match options.iter().find(|(n, _)| *n == v.get_ref()) {
-            Some((_, t)) => *t,
-            None => {
-                let names: Vec<String> = options.iter().map(|(n, _)| format!("\"{n}\"")).collect();
-                self.err(
-                    v.span(),
-                    format!(
-                        "`{key}` is \"{}\"; expected one of {}",
-                        v.get_ref(),
-                        names.join(", ")
-                    ),
-                );
-                default
-            }
+        T::from_name(v.get_ref()).unwrap_or_else(|| {
+            self.err(
+                v.span(),
+                format!(
+                    "`{key}` is \"{}\"; expected one of {}",
+                    v.get_ref(),
+                    T::expected()
+                ),
+            );
+            default
+        })
+    }
+
+    /// One element of a list of choices, e.g. a grouping of `group_by`; `what` names the kind
+    /// in the message. `None` (and an error) when it names none.
+    pub(super) fn pick<T: Choice>(&mut self, v: &Spanned<String>, what: &str) -> Option<T> {
+        let picked = T::from_name(v.get_ref());
+        if picked.is_none() {
+            self.err(
+                v.span(),
+                format!(
+                    "unknown {what} \"{}\"; expected one of {}",
+                    v.get_ref(),
+                    T::expected()
+                ),
+            );
         }
+        picked
     }
 
     /// The value when it lies within `range`; a value outside it is an error. `None` when absent
@@ -234,28 +249,14 @@ fn daemon(cx: &mut Ctx, d: &model::DaemonConfig) -> DaemonSpec {
         );
     }
     DaemonSpec {
-        complete: cx.choice(
-            &d.complete,
-            "complete",
-            Completion::Settle,
-            &[
-                ("settle", Completion::Settle),
-                ("marker", Completion::Marker),
-                ("rename", Completion::Rename),
-            ],
-        ),
+        complete: cx.choice(&d.complete, "complete", Completion::Settle),
         settle: cx.secs(
             &d.settle_secs,
             "settle_secs",
             0.0..=3600.0,
             Duration::from_secs(2),
         ),
-        watch: cx.choice(
-            &d.watch,
-            "watch",
-            WatchMode::Auto,
-            &[("auto", WatchMode::Auto), ("poll", WatchMode::Poll)],
-        ),
+        watch: cx.choice(&d.watch, "watch", WatchMode::Auto),
         poll: cx.secs(
             &d.poll_secs,
             "poll_secs",
@@ -268,24 +269,8 @@ fn daemon(cx: &mut Ctx, d: &model::DaemonConfig) -> DaemonSpec {
             0.0..=86400.0,
             Duration::from_secs(1),
         ),
-        changed_files: cx.choice(
-            &d.changed_files,
-            "changed_files",
-            ChangedFiles::Skip,
-            &[
-                ("skip", ChangedFiles::Skip),
-                ("ingest", ChangedFiles::Ingest),
-            ],
-        ),
-        bad_files: cx.choice(
-            &d.bad_files,
-            "bad_files",
-            BadFiles::Quarantine,
-            &[
-                ("quarantine", BadFiles::Quarantine),
-                ("skip", BadFiles::Skip),
-            ],
-        ),
+        changed_files: cx.choice(&d.changed_files, "changed_files", ChangedFiles::Skip),
+        bad_files: cx.choice(&d.bad_files, "bad_files", BadFiles::Quarantine),
         quarantine: d
             .quarantine
             .as_ref()
@@ -338,17 +323,7 @@ fn runtime(cx: &mut Ctx, r: &model::RuntimeConfig) -> RuntimeSpec {
 }
 
 fn monitor(cx: &mut Ctx, m: &model::MonitorConfig) -> MonitorSpec {
-    let progress = cx.choice(
-        &m.progress,
-        "progress",
-        ProgressMode::Auto,
-        &[
-            ("auto", ProgressMode::Auto),
-            ("bar", ProgressMode::Bar),
-            ("log", ProgressMode::Log),
-            ("off", ProgressMode::Off),
-        ],
-    );
+    let progress = cx.choice(&m.progress, "progress", ProgressMode::Auto);
     let log_interval = cx.secs(
         &m.log_interval_secs,
         "log_interval_secs",

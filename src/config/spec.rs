@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use super::choice::Choice;
 use crate::aggregators::Grouping;
 use crate::flow::{Kind, Start};
 use crate::schema::FileKind;
@@ -24,12 +25,6 @@ pub struct Pipeline {
     pub daemon: Option<DaemonSpec>,
 }
 
-impl Pipeline {
-    pub fn stage(&self, name: &str) -> Option<&Stage> {
-        self.stages.iter().find(|s| s.name == name)
-    }
-}
-
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RuntimeSpec {
     /// `None` means one worker per core, decided at build time.
@@ -38,8 +33,8 @@ pub struct RuntimeSpec {
     pub edge_capacity: usize,
 }
 
-pub const DEFAULT_BLOCK_BYTES: usize = 1 << 20;
-pub const DEFAULT_EDGE_CAPACITY: usize = 8;
+pub(crate) const DEFAULT_BLOCK_BYTES: usize = 1 << 20;
+pub(crate) const DEFAULT_EDGE_CAPACITY: usize = 8;
 
 #[derive(Debug, Clone)]
 pub struct Stage {
@@ -61,14 +56,14 @@ pub enum StageKind {
 
 /// What a stage emits, for checking that edges connect compatible stages.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Output {
+pub(crate) enum Output {
     Rows,
     Tables,
     Nothing,
 }
 
 impl StageKind {
-    pub fn output(&self) -> Output {
+    pub(crate) fn output(&self) -> Output {
         match self {
             StageKind::Reader(_) | StageKind::Filter(_) => Output::Rows,
             StageKind::Aggregator(_) | StageKind::Sweeps(_) => Output::Tables,
@@ -127,7 +122,7 @@ impl StageKind {
     }
 
     /// What the stage is, for metrics and messages.
-    pub fn kind(&self) -> Kind {
+    pub(crate) fn kind(&self) -> Kind {
         match self {
             StageKind::Reader(_) => Kind::Reader,
             StageKind::Filter(_) => Kind::Filter,
@@ -144,7 +139,7 @@ impl StageKind {
     }
 
     /// How this kind starts; each spec type implements [`Start`] in its stage's folder.
-    pub fn starter(&self) -> &dyn Start {
+    pub(crate) fn starter(&self) -> &dyn Start {
         match self {
             StageKind::Reader(s) => s,
             StageKind::Filter(s) => s,
@@ -163,6 +158,14 @@ pub enum InputFormat {
     Parquet,
 }
 
+impl Choice for InputFormat {
+    const ALL: &'static [(&'static str, Self)] = &[
+        ("auto", InputFormat::Auto),
+        ("csv", InputFormat::Csv),
+        ("parquet", InputFormat::Parquet),
+    ];
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Compression {
     Auto,
@@ -171,10 +174,29 @@ pub enum Compression {
     Zstd,
 }
 
+impl Choice for Compression {
+    const ALL: &'static [(&'static str, Self)] = &[
+        ("auto", Compression::Auto),
+        ("none", Compression::None),
+        ("gzip", Compression::Gzip),
+        ("zstd", Compression::Zstd),
+    ];
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum OnError {
     Fail,
     Reject,
+}
+
+impl Choice for FileKind {
+    const ALL: &'static [(&'static str, Self)] =
+        &[("orders", FileKind::Orders), ("trades", FileKind::Trades)];
+}
+
+impl Choice for OnError {
+    const ALL: &'static [(&'static str, Self)] =
+        &[("fail", OnError::Fail), ("reject", OnError::Reject)];
 }
 
 /// The columns a reader must materialise.
@@ -210,6 +232,13 @@ pub enum OrderTypeMatch {
     AnyBit,
 }
 
+impl Choice for OrderTypeMatch {
+    const ALL: &'static [(&'static str, Self)] = &[
+        ("exact", OrderTypeMatch::Exact),
+        ("any_bit", OrderTypeMatch::AnyBit),
+    ];
+}
+
 #[derive(Debug, Clone)]
 pub struct HoursSpec {
     /// Nanoseconds after local midnight; rows with `start <= t < end` are kept.
@@ -230,7 +259,7 @@ pub struct FilterSpec {
 }
 
 impl FilterSpec {
-    pub fn columns(&self) -> Vec<&'static str> {
+    pub(crate) fn columns(&self) -> Vec<&'static str> {
         use crate::schema::col;
         let mut c = Vec::new();
         if self.order_types.is_some() {
@@ -263,7 +292,7 @@ impl AggregatorSpec {
     /// The standard job: every table, Australia/Sydney, no quantiles.
     pub fn standard() -> Self {
         AggregatorSpec {
-            group_by: Grouping::ALL.to_vec(),
+            group_by: Grouping::all(),
             zone: Zone::default(),
             quantiles: Vec::new(),
         }
@@ -275,6 +304,14 @@ pub enum TableFormat {
     Csv,
     Parquet,
     Json,
+}
+
+impl Choice for TableFormat {
+    const ALL: &'static [(&'static str, Self)] = &[
+        ("csv", TableFormat::Csv),
+        ("parquet", TableFormat::Parquet),
+        ("json", TableFormat::Json),
+    ];
 }
 
 #[derive(Debug, Clone)]
@@ -303,6 +340,15 @@ pub enum ProgressMode {
     Off,
 }
 
+impl Choice for ProgressMode {
+    const ALL: &'static [(&'static str, Self)] = &[
+        ("auto", ProgressMode::Auto),
+        ("bar", ProgressMode::Bar),
+        ("log", ProgressMode::Log),
+        ("off", ProgressMode::Off),
+    ];
+}
+
 #[derive(Debug, Clone)]
 pub struct MonitorSpec {
     pub report: Option<PathBuf>,
@@ -312,7 +358,6 @@ pub struct MonitorSpec {
     pub hold: Duration,
 }
 
-/// `"127.0.0.1:9898"`, `"[::1]:9898"`, `":9898"` or `"9898"` (the last two bind loopback).
 /// When a followed file counts as complete.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Completion {
@@ -321,10 +366,23 @@ pub enum Completion {
     Rename,
 }
 
+impl Choice for Completion {
+    const ALL: &'static [(&'static str, Self)] = &[
+        ("settle", Completion::Settle),
+        ("marker", Completion::Marker),
+        ("rename", Completion::Rename),
+    ];
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum WatchMode {
     Auto,
     Poll,
+}
+
+impl Choice for WatchMode {
+    const ALL: &'static [(&'static str, Self)] =
+        &[("auto", WatchMode::Auto), ("poll", WatchMode::Poll)];
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -333,10 +391,24 @@ pub enum ChangedFiles {
     Ingest,
 }
 
+impl Choice for ChangedFiles {
+    const ALL: &'static [(&'static str, Self)] = &[
+        ("skip", ChangedFiles::Skip),
+        ("ingest", ChangedFiles::Ingest),
+    ];
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BadFiles {
     Quarantine,
     Skip,
+}
+
+impl Choice for BadFiles {
+    const ALL: &'static [(&'static str, Self)] = &[
+        ("quarantine", BadFiles::Quarantine),
+        ("skip", BadFiles::Skip),
+    ];
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -353,7 +425,8 @@ pub struct DaemonSpec {
     pub shutdown_timeout: Duration,
 }
 
-pub fn parse_listen(s: &str) -> Option<std::net::SocketAddr> {
+/// `"127.0.0.1:9898"`, `"[::1]:9898"`, `":9898"` or `"9898"` (the last two bind loopback).
+pub(crate) fn parse_listen(s: &str) -> Option<std::net::SocketAddr> {
     let t = s.trim();
     if let Ok(a) = t.parse() {
         return Some(a);

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use serde_spanned::Spanned;
 
+use super::choice::Choice;
 use super::model;
 use super::resolve::Ctx;
 use super::spec::*;
@@ -20,27 +21,8 @@ pub(super) fn reader(cx: &mut Ctx, r: &model::ReaderConfig) -> ReaderSpec {
     if paths.is_empty() || paths.iter().any(|p| p.trim().is_empty()) {
         cx.err(r.path.span(), "`path` must name a file, folder or glob");
     }
-    let format = cx.choice(
-        &r.format,
-        "format",
-        InputFormat::Auto,
-        &[
-            ("auto", InputFormat::Auto),
-            ("csv", InputFormat::Csv),
-            ("parquet", InputFormat::Parquet),
-        ],
-    );
-    let compression = cx.choice(
-        &r.compression,
-        "compression",
-        Compression::Auto,
-        &[
-            ("auto", Compression::Auto),
-            ("none", Compression::None),
-            ("gzip", Compression::Gzip),
-            ("zstd", Compression::Zstd),
-        ],
-    );
+    let format = cx.choice(&r.format, "format", InputFormat::Auto);
+    let compression = cx.choice(&r.compression, "compression", Compression::Auto);
     let delimiter = match &r.delimiter {
         None => b',',
         Some(d) => match d.get_ref().as_bytes() {
@@ -54,12 +36,7 @@ pub(super) fn reader(cx: &mut Ctx, r: &model::ReaderConfig) -> ReaderSpec {
             }
         },
     };
-    let on_error = cx.choice(
-        &r.on_error,
-        "on_error",
-        OnError::Fail,
-        &[("fail", OnError::Fail), ("reject", OnError::Reject)],
-    );
+    let on_error = cx.choice(&r.on_error, "on_error", OnError::Fail);
     if on_error == OnError::Reject && r.rejects.is_none() {
         let span = r.on_error.as_ref().map_or(r.path.span(), |s| s.span());
         cx.err(span, "`on_error = \"reject\"` needs `rejects = \"PATH\"`, the file rejected rows are written to");
@@ -74,12 +51,7 @@ pub(super) fn reader(cx: &mut Ctx, r: &model::ReaderConfig) -> ReaderSpec {
         }
         columns.insert(canon.clone(), raw.get_ref().trim().to_string());
     }
-    let kind = cx.choice(
-        &r.kind,
-        "kind",
-        FileKind::Orders,
-        &[("orders", FileKind::Orders), ("trades", FileKind::Trades)],
-    );
+    let kind = cx.choice(&r.kind, "kind", FileKind::Orders);
     ReaderSpec {
         paths,
         format,
@@ -107,10 +79,6 @@ pub(super) fn filter(cx: &mut Ctx, f: &model::FilterConfig) -> FilterSpec {
         &f.order_type_match,
         "order_type_match",
         OrderTypeMatch::Exact,
-        &[
-            ("exact", OrderTypeMatch::Exact),
-            ("any_bit", OrderTypeMatch::AnyBit),
-        ],
     );
     let order_types = f.exchange_order_types.as_ref().map(|t| {
         if t.get_ref().is_empty() {
@@ -197,26 +165,16 @@ pub(super) fn filter(cx: &mut Ctx, f: &model::FilterConfig) -> FilterSpec {
 pub(super) fn aggregator(cx: &mut Ctx, a: &model::AggregatorConfig) -> AggregatorSpec {
     let mut group_by = Vec::new();
     match &a.group_by {
-        None => group_by.extend(Grouping::ALL),
+        None => group_by = Grouping::all(),
         Some(list) => {
             for g in list.get_ref() {
-                match g.get_ref().parse::<Grouping>() {
-                    Err(_) => {
-                        let names: Vec<&str> = Grouping::ALL.iter().map(|g| g.name()).collect();
-                        cx.err(
-                            g.span(),
-                            format!(
-                                "unknown grouping \"{}\"; expected one of {}",
-                                g.get_ref(),
-                                names.join(", ")
-                            ),
-                        );
-                    }
-                    Ok(k) if group_by.contains(&k) => cx.err(
+                match cx.pick::<Grouping>(g, "grouping") {
+                    None => {}
+                    Some(k) if group_by.contains(&k) => cx.err(
                         g.span(),
                         format!("grouping \"{}\" is listed twice", g.get_ref()),
                     ),
-                    Ok(k) => group_by.push(k),
+                    Some(k) => group_by.push(k),
                 }
             }
         }
@@ -264,16 +222,7 @@ pub(super) fn sink(cx: &mut Ctx, s: &model::SinkConfig, rows: bool) -> StageKind
             "tables from an aggregator",
         );
         let format = match &s.format {
-            Some(f) => RowFormat::from_path(format!("x.{}", f.get_ref())).unwrap_or_else(|_| {
-                cx.err(
-                    f.span(),
-                    format!(
-                        "unknown rows format \"{}\"; expected csv, csv.gz, csv.zst or parquet",
-                        f.get_ref()
-                    ),
-                );
-                RowFormat::Csv
-            }),
+            Some(f) => cx.pick(f, "rows format").unwrap_or(RowFormat::Csv),
             None => {
                 let partitioned = s
                     .partition_by
@@ -283,7 +232,13 @@ pub(super) fn sink(cx: &mut Ctx, s: &model::SinkConfig, rows: bool) -> StageKind
                     Ok(f) => f,
                     Err(_) if partitioned => RowFormat::Csv,
                     Err(_) => {
-                        cx.err(s.path.span(), "cannot tell the rows format from the extension; use .csv, .csv.gz, .csv.zst or .parquet, or set `format`");
+                        cx.err(
+                            s.path.span(),
+                            format!(
+                                "cannot tell the rows format from the extension; use {}, or set `format`",
+                                RowFormat::extensions()
+                            ),
+                        );
                         RowFormat::Csv
                     }
                 }
@@ -291,18 +246,12 @@ pub(super) fn sink(cx: &mut Ctx, s: &model::SinkConfig, rows: bool) -> StageKind
         };
         let mut partition_by = Vec::new();
         for p in Ctx::names(&s.partition_by) {
-            match p.get_ref().parse::<PartitionKey>() {
-                Ok(k) if partition_by.contains(&k) => {
+            match cx.pick::<PartitionKey>(&p, "partition key") {
+                Some(k) if partition_by.contains(&k) => {
                     cx.err(p.span(), format!("\"{}\" is listed twice", p.get_ref()))
                 }
-                Ok(k) => partition_by.push(k),
-                Err(_) => cx.err(
-                    p.span(),
-                    format!(
-                        "cannot partition by \"{}\"; use \"security_code\" and/or \"date\"",
-                        p.get_ref()
-                    ),
-                ),
+                Some(k) => partition_by.push(k),
+                None => {}
             }
         }
         let max_open_files = cx.count(&s.max_open_files, "max_open_files", 1..=4096, 64);
@@ -367,17 +316,8 @@ pub(super) fn sink(cx: &mut Ctx, s: &model::SinkConfig, rows: bool) -> StageKind
         );
         let mut formats = Vec::new();
         for f in Ctx::names(&s.formats) {
-            let t = match f.get_ref().as_str() {
-                "csv" => TableFormat::Csv,
-                "parquet" => TableFormat::Parquet,
-                "json" => TableFormat::Json,
-                other => {
-                    cx.err(
-                        f.span(),
-                        format!("unknown table format \"{other}\"; expected csv, parquet or json"),
-                    );
-                    continue;
-                }
+            let Some(t) = cx.pick::<TableFormat>(&f, "table format") else {
+                continue;
             };
             if !formats.contains(&t) {
                 formats.push(t);

@@ -1,29 +1,22 @@
 //! The filter's predicate: keeps the rows that satisfy every configured condition, evaluated in
-//! one pass over each batch. Order types can be matched exactly (the seed's list) or as a bitset (the field
-//! is one, domain.md §1.3); times are local, daylight saving applied, with the offset cached per
-//! hour by [`LocalClock`].
+//! one pass over each batch. Order types can be matched exactly (the seed's list) or as a bitset
+//! (the field is one, docs/domain.md §1.3); times are local, daylight saving applied, with the
+//! offset cached per hour by [`LocalClock`].
 
-use arrow_array::cast::AsArray;
 use arrow_array::types::{Int64Type, UInt32Type};
-use arrow_array::{BooleanArray, PrimitiveArray, RecordBatch};
+use arrow_array::{BooleanArray, RecordBatch};
 use arrow_buffer::BooleanBuffer;
-use arrow_schema::DataType;
 use rustc_hash::FxHashSet;
 
+use crate::batch::{ColumnError, column};
 use crate::config::{FilterSpec, OrderTypeMatch};
 use crate::schema::col;
 use crate::time::LocalClock;
 
 #[derive(Debug, thiserror::Error)]
 pub enum FilterError {
-    #[error("filter needs column `{0}`, which the input does not have")]
-    MissingColumn(&'static str),
-    #[error("filter needs column `{name}` as {expected}, but it is {found}")]
-    WrongType {
-        name: &'static str,
-        expected: DataType,
-        found: DataType,
-    },
+    #[error("filter {0}")]
+    Column(#[from] ColumnError),
     #[error(transparent)]
     Arrow(#[from] arrow_schema::ArrowError),
 }
@@ -74,21 +67,6 @@ pub struct Predicate {
     participants: Option<CodeSet>,
     dates: Option<(i32, i32, LocalClock)>,
     hours: Option<(i64, i64, LocalClock)>,
-}
-
-fn column<'a, T: arrow_array::ArrowPrimitiveType>(
-    batch: &'a RecordBatch,
-    name: &'static str,
-) -> Result<&'a PrimitiveArray<T>, FilterError> {
-    let c = batch
-        .column_by_name(name)
-        .ok_or(FilterError::MissingColumn(name))?;
-    c.as_primitive_opt::<T>()
-        .ok_or_else(|| FilterError::WrongType {
-            name,
-            expected: T::DATA_TYPE,
-            found: c.data_type().clone(),
-        })
 }
 
 impl Predicate {

@@ -30,7 +30,7 @@ pub struct Edge {
 }
 
 impl Edge {
-    pub fn new(from: &str, to: &str, capacity: usize) -> Arc<Self> {
+    pub(crate) fn new(from: &str, to: &str, capacity: usize) -> Arc<Self> {
         Arc::new(Edge {
             from: from.to_string(),
             to: to.to_string(),
@@ -43,11 +43,11 @@ impl Edge {
     }
 
     /// Messages queued or being handled right now.
-    pub fn depth(&self) -> usize {
+    pub(crate) fn depth(&self) -> usize {
         self.capacity - self.sem.available_permits()
     }
 
-    pub fn max_depth(&self) -> usize {
+    pub(crate) fn max_depth(&self) -> usize {
         self.max_depth.load(Ordering::Relaxed)
     }
 
@@ -69,7 +69,7 @@ impl Edge {
 
 /// A permit on an edge; dropping it (with the message that carries it) frees the slot.
 #[derive(Debug)]
-pub struct Credit {
+pub(crate) struct Credit {
     _permit: OwnedSemaphorePermit,
     edge: Arc<Edge>,
 }
@@ -82,7 +82,7 @@ impl Drop for Credit {
 
 /// A message on an edge: the item and the credit it holds.
 #[derive(Debug)]
-pub struct Envelope<T> {
+pub(crate) struct Envelope<T> {
     pub item: T,
     pub credit: Credit,
 }
@@ -94,7 +94,7 @@ impl<T: Send + 'static> Message for Envelope<T> {
 /// An envelope opened by a handler (`StageCtx::open`): the item, the credit (dropped when the
 /// handler is done with the item, or earlier to free the edge), and when handling started.
 #[derive(Debug)]
-pub struct Opened<T> {
+pub(crate) struct Opened<T> {
     pub item: T,
     pub credit: Credit,
     pub started: std::time::Instant,
@@ -103,11 +103,11 @@ pub struct Opened<T> {
 /// The consumer went away before the item could be sent.
 #[derive(Debug, Clone, Copy, thiserror::Error)]
 #[error("the downstream stage has stopped")]
-pub struct Closed;
+pub(crate) struct Closed;
 
 /// A stage's output: one bounded edge to each consumer. Every item goes to every consumer, so
 /// the slowest consumer sets the pace.
-pub struct Outlet<T: Send + 'static> {
+pub(crate) struct Outlet<T: Send + 'static> {
     edges: Vec<(Arc<Edge>, Recipient<Envelope<T>>)>,
 }
 
@@ -120,20 +120,16 @@ impl<T: Send + 'static> Clone for Outlet<T> {
 }
 
 impl<T: Clone + Send + 'static> Outlet<T> {
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Outlet { edges: Vec::new() }
     }
 
-    pub fn connect(&mut self, edge: Arc<Edge>, to: Recipient<Envelope<T>>) {
+    pub(crate) fn connect(&mut self, edge: Arc<Edge>, to: Recipient<Envelope<T>>) {
         self.edges.push((edge, to));
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.edges.is_empty()
-    }
-
     /// Sends `item` to every consumer, waiting for a free slot on each edge.
-    pub async fn send(&self, item: T) -> Result<(), Closed> {
+    pub(crate) async fn send(&self, item: T) -> Result<(), Closed> {
         let Some(((last_edge, last_to), rest)) = self.edges.split_last() else {
             return Ok(());
         };
@@ -153,7 +149,7 @@ impl<T: Clone + Send + 'static> Outlet<T> {
 
     /// [`Outlet::send`] for stages running on their own threads (SyncArbiter workers), which
     /// may block while they wait.
-    pub fn send_blocking(&self, item: T) -> Result<(), Closed> {
+    pub(crate) fn send_blocking(&self, item: T) -> Result<(), Closed> {
         futures::executor::block_on(self.send(item))
     }
 }

@@ -12,28 +12,28 @@ use metrics::{Counter, Histogram, counter, histogram};
 use super::{ErrorKind, Kind};
 
 /// The names of sweep's series. The dashboards and alert rules in `grafana/` query these.
-pub mod name {
-    pub const RECEIVED: &str = "sweep_component_received_records_total";
-    pub const SENT: &str = "sweep_component_sent_records_total";
-    pub const DISCARDED: &str = "sweep_component_discarded_records_total";
-    pub const ERRORS: &str = "sweep_component_errors_total";
-    pub const BATCH_DURATION: &str = "sweep_component_batch_duration_seconds";
-    pub const INPUT_BYTES: &str = "sweep_input_bytes_total";
-    pub const EDGE_IN_FLIGHT: &str = "sweep_edge_in_flight";
-    pub const EDGE_CAPACITY: &str = "sweep_edge_capacity";
-    pub const JOBS: &str = "sweep_jobs";
-    pub const PROCESS_CPU: &str = "sweep_process_cpu_seconds_total";
-    pub const PROCESS_RSS: &str = "sweep_process_resident_memory_bytes";
-    pub const PROCESS_DISK_READ: &str = "sweep_process_disk_read_bytes_total";
-    pub const PROCESS_DISK_WRITTEN: &str = "sweep_process_disk_written_bytes_total";
-    pub const BUILD_INFO: &str = "sweep_build_info";
-    pub const DAEMON_FILES: &str = "sweep_daemon_files_total";
-    pub const DAEMON_INGEST_LAG: &str = "sweep_daemon_ingest_lag_seconds";
-    pub const DAEMON_LAST_COMMIT: &str = "sweep_daemon_last_commit_timestamp_seconds";
-    pub const DAEMON_STATE_BYTES: &str = "sweep_daemon_state_bytes";
-    pub const DAEMON_STATE_VERSION: &str = "sweep_daemon_state_version";
-    pub const DAEMON_PENDING: &str = "sweep_daemon_pending_files";
-    pub const DAEMON_RELOADS: &str = "sweep_daemon_reloads_total";
+pub(crate) mod name {
+    pub(crate) const RECEIVED: &str = "sweep_component_received_records_total";
+    pub(crate) const SENT: &str = "sweep_component_sent_records_total";
+    pub(crate) const DISCARDED: &str = "sweep_component_discarded_records_total";
+    pub(crate) const ERRORS: &str = "sweep_component_errors_total";
+    pub(crate) const BATCH_DURATION: &str = "sweep_component_batch_duration_seconds";
+    pub(crate) const INPUT_BYTES: &str = "sweep_input_bytes_total";
+    pub(crate) const EDGE_IN_FLIGHT: &str = "sweep_edge_in_flight";
+    pub(crate) const EDGE_CAPACITY: &str = "sweep_edge_capacity";
+    pub(crate) const JOBS: &str = "sweep_jobs";
+    pub(crate) const PROCESS_CPU: &str = "sweep_process_cpu_seconds_total";
+    pub(crate) const PROCESS_RSS: &str = "sweep_process_resident_memory_bytes";
+    pub(crate) const PROCESS_DISK_READ: &str = "sweep_process_disk_read_bytes_total";
+    pub(crate) const PROCESS_DISK_WRITTEN: &str = "sweep_process_disk_written_bytes_total";
+    pub(crate) const BUILD_INFO: &str = "sweep_build_info";
+    pub(crate) const DAEMON_FILES: &str = "sweep_daemon_files_total";
+    pub(crate) const DAEMON_INGEST_LAG: &str = "sweep_daemon_ingest_lag_seconds";
+    pub(crate) const DAEMON_LAST_COMMIT: &str = "sweep_daemon_last_commit_timestamp_seconds";
+    pub(crate) const DAEMON_STATE_BYTES: &str = "sweep_daemon_state_bytes";
+    pub(crate) const DAEMON_STATE_VERSION: &str = "sweep_daemon_state_version";
+    pub(crate) const DAEMON_PENDING: &str = "sweep_daemon_pending_files";
+    pub(crate) const DAEMON_RELOADS: &str = "sweep_daemon_reloads_total";
 }
 
 /// One stage's metric handles.
@@ -51,7 +51,7 @@ pub struct StageMetrics {
 }
 
 impl StageMetrics {
-    pub fn new(id: &str, kind: Kind) -> Self {
+    pub(crate) fn new(id: &str, kind: Kind) -> Self {
         let l = || {
             [
                 ("component_id", id.to_string()),
@@ -82,31 +82,31 @@ impl StageMetrics {
         }
     }
 
-    pub fn batch(&self, rows_in: u64, rows_out: u64, took: Duration) {
+    pub(crate) fn batch(&self, rows_in: u64, rows_out: u64, took: Duration) {
         self.received.increment(rows_in);
         self.sent.increment(rows_out);
         self.duration.record(took.as_secs_f64());
     }
 
-    pub fn filtered(&self, n: u64) {
+    pub(crate) fn filtered(&self, n: u64) {
         if let Some(c) = &self.filtered {
             c.increment(n);
         }
     }
 
-    pub fn rejected(&self, n: u64) {
+    pub(crate) fn rejected(&self, n: u64) {
         if let Some(c) = &self.rejected {
             c.increment(n);
         }
     }
 
-    pub fn input_bytes(&self, n: u64) {
+    pub(crate) fn input_bytes(&self, n: u64) {
         if let Some(c) = &self.input_bytes {
             c.absolute(n);
         }
     }
 
-    pub fn error(&self, kind: ErrorKind) {
+    pub(crate) fn error(&self, kind: ErrorKind) {
         counter!(
             name::ERRORS,
             "component_id" => self.id.clone(),

@@ -8,9 +8,9 @@
 //! [`Start`] for its spec type, and `config::StageKind::starter` is the one place that maps a
 //! kind to its implementation.
 
-pub mod edge;
-pub mod metrics;
-pub mod stats;
+pub(crate) mod edge;
+pub(crate) mod metrics;
+pub(crate) mod stats;
 
 use std::any::Any;
 use std::collections::HashMap;
@@ -39,7 +39,7 @@ pub enum Kind {
 
 impl Kind {
     /// The `component_kind` metric label.
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Kind::Reader => "reader",
             Kind::Filter => "filter",
@@ -51,7 +51,7 @@ impl Kind {
     }
 
     /// The name people read in messages and reports.
-    pub fn label(self) -> &'static str {
+    pub(crate) fn label(self) -> &'static str {
         match self {
             Kind::Reader => "reader",
             Kind::Filter => "filter",
@@ -64,7 +64,7 @@ impl Kind {
 
     /// Worker threads a stage of this kind runs on, given the run's worker count: sinks write in
     /// order on one thread.
-    pub fn workers(self, workers: usize) -> usize {
+    pub(crate) fn workers(self, workers: usize) -> usize {
         match self {
             Kind::RowSink | Kind::TableSink => 1,
             Kind::Reader | Kind::Filter | Kind::Aggregator | Kind::SweepAnalysis => workers,
@@ -72,7 +72,7 @@ impl Kind {
     }
 
     /// The ways a stage of this kind can fail, each a series born at 0.
-    pub fn error_kinds(self) -> &'static [ErrorKind] {
+    pub(crate) fn error_kinds(self) -> &'static [ErrorKind] {
         match self {
             Kind::Reader => &[
                 ErrorKind::BadRow,
@@ -103,7 +103,7 @@ pub enum ErrorKind {
 }
 
 impl ErrorKind {
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             ErrorKind::BadRow => "bad_row",
             ErrorKind::Parse => "parse",
@@ -127,7 +127,7 @@ pub struct StageError {
 
 /// What every actor of a stage shares.
 #[derive(Clone, Debug)]
-pub struct StageCtx {
+pub(crate) struct StageCtx {
     pub index: usize,
     pub name: Arc<str>,
     pub stats: Arc<StageStats>,
@@ -137,7 +137,7 @@ pub struct StageCtx {
 
 impl StageCtx {
     /// Fails the run because of this stage: counts the error by kind and stops the readers.
-    pub fn fail(
+    pub(crate) fn fail(
         &self,
         kind: ErrorKind,
         source: impl Into<Box<dyn std::error::Error + Send + Sync>>,
@@ -152,7 +152,7 @@ impl StageCtx {
 
     /// Opens a message for a handler: its item and the edge credit it holds, with the time the
     /// handling started; `None` once the run has failed, so no more work is done.
-    pub fn open<T>(&self, msg: Envelope<T>) -> Option<edge::Opened<T>> {
+    pub(crate) fn open<T>(&self, msg: Envelope<T>) -> Option<edge::Opened<T>> {
         let started = std::time::Instant::now();
         if self.control.aborted() {
             return None;
@@ -177,7 +177,7 @@ pub struct SinkReport {
 /// Sends a sink's report when the sink goes away, however it goes: a worker that dies still
 /// reports, so the run never waits for a report that cannot come.
 #[derive(Debug)]
-pub struct ReportGuard {
+pub(crate) struct ReportGuard {
     sink: String,
     path: PathBuf,
     to: mpsc::UnboundedSender<SinkReport>,
@@ -185,7 +185,11 @@ pub struct ReportGuard {
 }
 
 impl ReportGuard {
-    pub fn new(ctx: &StageCtx, path: PathBuf, to: mpsc::UnboundedSender<SinkReport>) -> Self {
+    pub(crate) fn new(
+        ctx: &StageCtx,
+        path: PathBuf,
+        to: mpsc::UnboundedSender<SinkReport>,
+    ) -> Self {
         ReportGuard {
             sink: ctx.name.to_string(),
             path,
@@ -195,7 +199,7 @@ impl ReportGuard {
     }
 
     /// Sets what the report will say.
-    pub fn set(&mut self, outcome: Result<String, String>) {
+    pub(crate) fn set(&mut self, outcome: Result<String, String>) {
         self.outcome = Some(outcome);
     }
 }
@@ -216,7 +220,7 @@ impl Drop for ReportGuard {
 }
 
 /// Where a started stage receives its input, or nothing for a stage with no inputs.
-pub enum Inbox {
+pub(crate) enum Inbox {
     Rows(Recipient<Envelope<Batch>>),
     Tables(Recipient<Envelope<Arc<TableSet>>>),
     None,
@@ -224,21 +228,21 @@ pub enum Inbox {
 
 /// A stage's outputs, connected to every consumer: rows for row consumers, tables for table
 /// consumers (a stage uses the one its kind emits).
-pub struct Outlets {
+pub(crate) struct Outlets {
     pub rows: Outlet<Batch>,
     pub tables: Outlet<Arc<TableSet>>,
 }
 
 /// What a stage hands over in place of finishing (the daemon's capture of aggregate state):
 /// its stage index and its state, which the receiver knows the type of.
-pub type Capture = mpsc::UnboundedSender<(usize, Box<dyn Any + Send>)>;
+pub(crate) type Capture = mpsc::UnboundedSender<(usize, Box<dyn Any + Send>)>;
 
 /// Something the run waits for after the sinks have reported: a collector handing its tables
 /// on, a reader committing its rejects.
-pub type Finisher = Pin<Box<dyn Future<Output = ()>>>;
+pub(crate) type Finisher = Pin<Box<dyn Future<Output = ()>>>;
 
 /// What the runtime provides while it starts stages, consumers before producers.
-pub struct Wiring {
+pub(crate) struct Wiring {
     /// Worker threads per CPU stage.
     pub workers: usize,
     /// Messages each edge holds.
@@ -267,7 +271,7 @@ pub struct Wiring {
 
 impl Wiring {
     #[allow(clippy::too_many_arguments)]
-    pub fn new(
+    pub(crate) fn new(
         workers: usize,
         edge_capacity: usize,
         block_bytes: usize,
@@ -296,7 +300,7 @@ impl Wiring {
     }
 
     /// A new bounded edge, counted with the run's edges.
-    pub fn edge(&self, from: &str, to: &str) -> Arc<Edge> {
+    pub(crate) fn edge(&self, from: &str, to: &str) -> Arc<Edge> {
         let e = Edge::new(from, to, self.edge_capacity);
         self.run
             .edges
@@ -308,24 +312,24 @@ impl Wiring {
 
     /// An ordered sink's gate on `reader`: the sink publishes the next sequence number it needs,
     /// and the reader stays within `reorder_window` of it.
-    pub fn gate_on(&mut self, reader: usize) -> watch::Sender<u64> {
+    pub(crate) fn gate_on(&mut self, reader: usize) -> watch::Sender<u64> {
         let (tx, rx) = watch::channel(0u64);
         self.gates.entry(reader).or_default().push(rx);
         tx
     }
 
     /// The gates the ordered sinks downstream of `reader` set up (they start first).
-    pub fn gates_of(&mut self, reader: usize) -> Vec<watch::Receiver<u64>> {
+    pub(crate) fn gates_of(&mut self, reader: usize) -> Vec<watch::Receiver<u64>> {
         self.gates.remove(&reader).unwrap_or_default()
     }
 
     /// Waited for, in order, once the sinks have reported.
-    pub fn finish_with(&mut self, f: impl Future<Output = ()> + 'static) {
+    pub(crate) fn finish_with(&mut self, f: impl Future<Output = ()> + 'static) {
         self.finishers.push(Box::pin(f));
     }
 
     /// An arbiter of its own for a stage's actor, stopped at the end of the run.
-    pub fn arbiter(&mut self) -> actix::ArbiterHandle {
+    pub(crate) fn arbiter(&mut self) -> actix::ArbiterHandle {
         let a = Arbiter::new();
         let h = a.handle();
         self.arbiters.push(a);
@@ -333,13 +337,13 @@ impl Wiring {
     }
 
     /// What the run waits for and stops at its end.
-    pub fn into_parts(self) -> (Vec<Finisher>, Vec<Arbiter>) {
+    pub(crate) fn into_parts(self) -> (Vec<Finisher>, Vec<Arbiter>) {
         (self.finishers, self.arbiters)
     }
 }
 
 /// How a stage kind starts: its actors, connected to `out`, sharing `ctx`. Returns where its
 /// inputs go. Implemented by each kind's spec type in its own folder.
-pub trait Start {
+pub(crate) trait Start {
     fn start(&self, w: &mut Wiring, ctx: StageCtx, out: Outlets) -> Inbox;
 }

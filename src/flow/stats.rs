@@ -63,17 +63,17 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 impl JobStats {
-    pub fn state(&self) -> JobState {
+    pub(crate) fn state(&self) -> JobState {
         *lock(&self.state)
     }
 
-    pub fn start(&self) {
+    pub(crate) fn start(&self) {
         *lock(&self.state) = JobState::Running;
         *lock(&self.started) = Some(Instant::now());
     }
 
     /// Marks the job done once its reading has ended and its last block is parsed.
-    pub fn maybe_finish(&self) {
+    pub(crate) fn maybe_finish(&self) {
         if self.reading_done.load(Ordering::Acquire)
             && self.blocks_parsed.load(Ordering::Acquire)
                 == self.blocks_sent.load(Ordering::Acquire)
@@ -86,17 +86,17 @@ impl JobStats {
         }
     }
 
-    pub fn fail(&self, error: String) {
+    pub(crate) fn fail(&self, error: String) {
         *lock(&self.state) = JobState::Failed;
         lock(&self.error).get_or_insert(error);
         lock(&self.finished).get_or_insert_with(Instant::now);
     }
 
-    pub fn error(&self) -> Option<String> {
+    pub(crate) fn error(&self) -> Option<String> {
         lock(&self.error).clone()
     }
 
-    pub fn duration(&self) -> Duration {
+    pub(crate) fn duration(&self) -> Duration {
         let start = *lock(&self.started);
         let end = lock(&self.finished).unwrap_or_else(Instant::now);
         start.map_or(Duration::ZERO, |s| end.saturating_duration_since(s))
@@ -117,7 +117,7 @@ pub struct StageStats {
 }
 
 impl StageStats {
-    pub fn new(name: &str, kind: Kind) -> Arc<Self> {
+    pub(crate) fn new(name: &str, kind: Kind) -> Arc<Self> {
         Arc::new(StageStats {
             name: name.to_string(),
             kind,
@@ -130,7 +130,7 @@ impl StageStats {
     }
 
     /// Records one batch: rows in and out and the time it took.
-    pub fn batch(&self, rows_in: u64, rows_out: u64, took: Duration) {
+    pub(crate) fn batch(&self, rows_in: u64, rows_out: u64, took: Duration) {
         self.rows_in.fetch_add(rows_in, Ordering::Relaxed);
         self.rows_out.fetch_add(rows_out, Ordering::Relaxed);
         self.batches.fetch_add(1, Ordering::Relaxed);
@@ -140,7 +140,7 @@ impl StageStats {
     }
 
     /// p50, p99 and max batch latency in seconds.
-    pub fn latency(&self) -> (f64, f64, f64) {
+    pub(crate) fn latency(&self) -> (f64, f64, f64) {
         let h = lock(&self.latency);
         if h.is_empty() {
             return (0.0, 0.0, 0.0);
@@ -175,7 +175,7 @@ pub struct RunStats {
 }
 
 impl RunStats {
-    pub fn job(&self, id: JobId) -> Option<Arc<JobStats>> {
+    pub(crate) fn job(&self, id: JobId) -> Option<Arc<JobStats>> {
         self.jobs
             .read()
             .unwrap_or_else(|e| e.into_inner())
@@ -183,11 +183,11 @@ impl RunStats {
             .cloned()
     }
 
-    pub fn jobs(&self) -> Vec<Arc<JobStats>> {
+    pub(crate) fn jobs(&self) -> Vec<Arc<JobStats>> {
         self.jobs.read().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
-    pub fn add_job(
+    pub(crate) fn add_job(
         &self,
         reader: usize,
         path: PathBuf,
@@ -221,7 +221,7 @@ impl RunStats {
         job
     }
 
-    pub fn edges(&self) -> Vec<Arc<Edge>> {
+    pub(crate) fn edges(&self) -> Vec<Arc<Edge>> {
         self.edges.read().unwrap_or_else(|e| e.into_inner()).clone()
     }
 }
@@ -235,11 +235,11 @@ pub struct Control {
 }
 
 impl Control {
-    pub fn aborted(&self) -> bool {
+    pub(crate) fn aborted(&self) -> bool {
         self.abort.load(Ordering::Acquire)
     }
 
-    pub fn fail(&self, error: StageError) {
+    pub(crate) fn fail(&self, error: StageError) {
         tracing::error!("{error}");
         lock(&self.errors).push(Arc::new(error));
         self.abort.store(true, Ordering::Release);
@@ -247,17 +247,17 @@ impl Control {
 
     /// Stops the run without its having failed: the daemon abandoning the file in flight at its
     /// shutdown deadline. Stages stop as on a failure, and nothing is recorded as an error.
-    pub fn cancel(&self) {
+    pub(crate) fn cancel(&self) {
         self.cancelled.store(true, Ordering::Release);
         self.abort.store(true, Ordering::Release);
     }
 
-    pub fn cancelled(&self) -> bool {
+    pub(crate) fn cancelled(&self) -> bool {
         self.cancelled.load(Ordering::Acquire)
     }
 
     /// The failures so far, first first.
-    pub fn errors(&self) -> Vec<Arc<StageError>> {
+    pub(crate) fn errors(&self) -> Vec<Arc<StageError>> {
         lock(&self.errors).clone()
     }
 }

@@ -1,7 +1,8 @@
 //! `sweep generate`: synthetic ASX order events and the trades that match them.
 //!
 //! The orders file has the column layout of the real DRR orders file (and of
-//! `shared/bench/gen_orders.py`); the trades file has the 19 columns of domain.md §1.4. The two are
+//! the benchmark generator `gen_orders.py`, outside this repository); the trades file has the 19
+//! columns of docs/domain.md §1.4. The two are
 //! consistent with each other: every trade row's `orderid` is an order in the full orders log,
 //! each match is a buy row and a sell row with a shared `matchgroupid`, and each order's trade
 //! quantities sum to its final `totalmatchedquantity`. See `generate/sim/mod.rs` for the market
@@ -32,8 +33,8 @@ use std::str::FromStr;
 
 use chrono::{Datelike, NaiveDate};
 
-pub use sim::{Budget, OutputMode};
-pub use sink::{DirtyKind, Format};
+pub(crate) use sim::{Budget, OutputMode};
+pub(crate) use sink::Format;
 
 use crate::sinks::atomic::OutputError;
 use crate::time::{format_day, parse_day};
@@ -41,12 +42,12 @@ use sim::Sim;
 use sink::{DirtySpec, Outputs};
 
 /// Order rows made when neither `--rows` nor `--size` is given.
-pub const DEFAULT_ROWS: u64 = 100_000;
+pub(crate) const DEFAULT_ROWS: u64 = 100_000;
 /// Most securities `--securities` accepts (ASX lists about 2,200); books are kept per security.
-pub const MAX_SECURITIES: u32 = 20_000;
+pub(crate) const MAX_SECURITIES: u32 = 20_000;
 /// First trading day by default: ten trading days from here cross the 2024-10-06 Sydney switch
 /// from AEST (UTC+10) to AEDT (UTC+11).
-pub const DEFAULT_START: &str = "2024-09-30";
+pub(crate) const DEFAULT_START: &str = "2024-09-30";
 
 /// Arguments of `sweep generate`.
 #[derive(clap::Args, Debug, Clone)]
@@ -94,8 +95,10 @@ pub struct GenerateArgs {
 }
 
 impl GenerateArgs {
-    /// The defaults of the command line, writing orders to `orders` and no trades.
-    pub fn new(orders: impl Into<PathBuf>) -> Self {
+    /// The defaults of the command line, writing orders to `orders` and no trades. For tests,
+    /// which build arguments without parsing a command line.
+    #[cfg(test)]
+    pub(crate) fn new(orders: impl Into<PathBuf>) -> Self {
         GenerateArgs {
             orders: orders.into(),
             trades: None,
@@ -113,7 +116,7 @@ impl GenerateArgs {
     }
 
     /// The dirty log's path: `--dirty-log`, else the orders path with `.dirty.csv` appended.
-    pub fn dirty_log_path(&self) -> PathBuf {
+    pub(crate) fn dirty_log_path(&self) -> PathBuf {
         self.dirty_log.clone().unwrap_or_else(|| {
             let mut p = self.orders.clone().into_os_string();
             p.push(".dirty.csv");

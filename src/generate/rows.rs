@@ -6,9 +6,10 @@
 
 use crate::schema::{ColumnType, column_type};
 
-/// The orders header, in the column order of `shared/bench/gen_orders.py` (the real DRR
-/// `orders_final` layout), so files from either generator are interchangeable.
-pub const ORDER_COLUMNS: [&str; 30] = [
+/// The orders header, in the column order of the benchmark generator `gen_orders.py` (outside
+/// this repository; the real DRR `orders_final` layout), so files from either generator are
+/// interchangeable.
+pub(crate) const ORDER_COLUMNS: [&str; 30] = [
     "order_id",
     "exchange",
     "timestamp",
@@ -42,17 +43,17 @@ pub const ORDER_COLUMNS: [&str; 30] = [
 ];
 
 /// Column indexes the dirty-row injector corrupts.
-pub const COL_ORDER_ID: usize = 0;
-pub const COL_TIMESTAMP: usize = 2;
-pub const COL_PRICE: usize = 4;
-pub const COL_QUANTITY: usize = 8;
-pub const COL_TIME_VALIDITY_DECODED: usize = 26;
+pub(crate) const COL_ORDER_ID: usize = 0;
+pub(crate) const COL_TIMESTAMP: usize = 2;
+pub(crate) const COL_PRICE: usize = 4;
+pub(crate) const COL_QUANTITY: usize = 8;
+pub(crate) const COL_TIME_VALIDITY_DECODED: usize = 26;
 
 /// The trades header of domain.md §1.4, written in the catalogue's order and types.
 pub use crate::schema::TRADES_COLUMNS as TRADE_COLUMNS;
 
 /// The orders columns with the types the project's readers parse them into.
-pub fn order_columns() -> Vec<(&'static str, ColumnType)> {
+pub(crate) fn order_columns() -> Vec<(&'static str, ColumnType)> {
     ORDER_COLUMNS
         .iter()
         .map(|&name| (name, column_type(name)))
@@ -61,7 +62,7 @@ pub fn order_columns() -> Vec<(&'static str, ColumnType)> {
 
 /// One typed cell.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Value<'a> {
+pub(crate) enum Value<'a> {
     U64(u64),
     I64(i64),
     U32(u32),
@@ -70,7 +71,7 @@ pub enum Value<'a> {
 
 impl Value<'_> {
     #[cfg(test)]
-    pub fn column_type(&self) -> ColumnType {
+    pub(crate) fn column_type(&self) -> ColumnType {
         match self {
             Value::U64(_) => ColumnType::U64,
             Value::I64(_) => ColumnType::I64,
@@ -82,7 +83,7 @@ impl Value<'_> {
     /// Appends the CSV text of the value. Generated text never holds a comma, quote or newline,
     /// so no quoting is needed.
     #[inline]
-    pub fn write_csv(&self, buf: &mut Vec<u8>) {
+    pub(crate) fn write_csv(&self, buf: &mut Vec<u8>) {
         match *self {
             Value::U64(v) => push_u64(buf, v),
             Value::I64(v) => push_i64(buf, v),
@@ -93,7 +94,7 @@ impl Value<'_> {
 }
 
 #[inline]
-pub fn push_u64(buf: &mut Vec<u8>, mut v: u64) {
+pub(crate) fn push_u64(buf: &mut Vec<u8>, mut v: u64) {
     let mut tmp = [0u8; 20];
     let mut i = tmp.len();
     loop {
@@ -108,7 +109,7 @@ pub fn push_u64(buf: &mut Vec<u8>, mut v: u64) {
 }
 
 #[inline]
-pub fn push_i64(buf: &mut Vec<u8>, v: i64) {
+pub(crate) fn push_i64(buf: &mut Vec<u8>, v: i64) {
     if v < 0 {
         buf.push(b'-');
     }
@@ -116,7 +117,7 @@ pub fn push_i64(buf: &mut Vec<u8>, v: i64) {
 }
 
 /// Appends `values` as one CSV line, newline included.
-pub fn write_csv_line(buf: &mut Vec<u8>, values: &[Value<'_>]) {
+pub(crate) fn write_csv_line(buf: &mut Vec<u8>, values: &[Value<'_>]) {
     for (i, v) in values.iter().enumerate() {
         if i > 0 {
             buf.push(b',');
@@ -127,7 +128,7 @@ pub fn write_csv_line(buf: &mut Vec<u8>, values: &[Value<'_>]) {
 }
 
 /// Appends a header line.
-pub fn write_header(buf: &mut Vec<u8>, names: impl IntoIterator<Item = &'static str>) {
+pub(crate) fn write_header(buf: &mut Vec<u8>, names: impl IntoIterator<Item = &'static str>) {
     for (i, name) in names.into_iter().enumerate() {
         if i > 0 {
             buf.push(b',');
@@ -137,9 +138,9 @@ pub fn write_header(buf: &mut Vec<u8>, names: impl IntoIterator<Item = &'static 
     buf.push(b'\n');
 }
 
-/// One order event (domain.md §1.2).
+/// One order event (docs/domain.md §1.2).
 #[derive(Clone, Debug)]
-pub struct OrderRow<'a> {
+pub(crate) struct OrderRow<'a> {
     pub order_id: u64,
     pub exchange: u32,
     pub timestamp: i64,
@@ -174,7 +175,7 @@ pub struct OrderRow<'a> {
 
 impl<'a> OrderRow<'a> {
     /// The cells in [`ORDER_COLUMNS`] order.
-    pub fn values(&self) -> [Value<'a>; 30] {
+    pub(crate) fn values(&self) -> [Value<'a>; 30] {
         use Value::*;
         [
             U64(self.order_id),
@@ -211,9 +212,9 @@ impl<'a> OrderRow<'a> {
     }
 }
 
-/// One side of one match (domain.md §1.4).
+/// One side of one match (docs/domain.md §1.4).
 #[derive(Clone, Debug)]
-pub struct TradeRow<'a> {
+pub(crate) struct TradeRow<'a> {
     pub exchange: u32,
     pub sequence: i64,
     pub trade_date: &'a str,
@@ -237,7 +238,7 @@ pub struct TradeRow<'a> {
 
 impl<'a> TradeRow<'a> {
     /// The cells in [`TRADE_COLUMNS`] order.
-    pub fn values(&self) -> [Value<'a>; 19] {
+    pub(crate) fn values(&self) -> [Value<'a>; 19] {
         use Value::*;
         [
             U32(self.exchange),

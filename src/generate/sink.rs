@@ -29,7 +29,7 @@ use crate::sinks::atomic::{AtomicWriter, OutputError};
 
 /// Output format, chosen by the file name's extension.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Format {
+pub(crate) enum Format {
     Csv,
     CsvGz,
     CsvZst,
@@ -37,7 +37,7 @@ pub enum Format {
 }
 
 impl Format {
-    pub fn of(path: &Path) -> Result<Format, GenerateError> {
+    pub(crate) fn of(path: &Path) -> Result<Format, GenerateError> {
         let name = path
             .file_name()
             .map(|n| n.to_string_lossy().to_ascii_lowercase())
@@ -54,7 +54,7 @@ impl Format {
         .ok_or_else(|| GenerateError::UnknownFormat(path.to_path_buf()))
     }
 
-    pub fn is_csv(self) -> bool {
+    pub(crate) fn is_csv(self) -> bool {
         self != Format::Parquet
     }
 }
@@ -174,7 +174,7 @@ enum Body {
 }
 
 /// One output table.
-pub struct TableSink {
+pub(crate) struct TableSink {
     path: PathBuf,
     body: Body,
 }
@@ -182,7 +182,7 @@ pub struct TableSink {
 impl TableSink {
     /// Opens `path` under a temporary name and, for CSV, writes the header. Returns the sink and
     /// the header's length in bytes.
-    pub fn create(
+    pub(crate) fn create(
         path: &Path,
         columns: &[(&'static str, ColumnType)],
     ) -> Result<(TableSink, u64), GenerateError> {
@@ -242,12 +242,16 @@ impl TableSink {
         ))
     }
 
-    pub fn is_csv(&self) -> bool {
+    pub(crate) fn is_csv(&self) -> bool {
         matches!(self.body, Body::Csv { .. })
     }
 
     /// Writes one row: the CSV `line` for CSV files, the typed `values` for parquet.
-    pub fn write_row(&mut self, values: &[Value<'_>], line: &[u8]) -> Result<(), GenerateError> {
+    pub(crate) fn write_row(
+        &mut self,
+        values: &[Value<'_>],
+        line: &[u8],
+    ) -> Result<(), GenerateError> {
         match &mut self.body {
             Body::Csv { out, chunk } => {
                 chunk.extend_from_slice(line);
@@ -272,7 +276,7 @@ impl TableSink {
     }
 
     /// Completes the file's bytes (trailer, footer) without renaming it into place.
-    pub fn finish(self) -> Result<AtomicWriter, GenerateError> {
+    pub(crate) fn finish(self) -> Result<AtomicWriter, GenerateError> {
         let path = self.path;
         match self.body {
             Body::Csv { mut out, chunk } => {
@@ -294,7 +298,7 @@ impl TableSink {
 /// `too_few_fields` it is the first missing column, for `too_many_fields` it is empty. Apart from
 /// the spoiled column (or the missing/extra fields) the row is the clean row.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum DirtyKind {
+pub(crate) enum DirtyKind {
     NonNumericQuantity,
     NegativeQuantity,
     OverflowOrderId,
@@ -306,7 +310,7 @@ pub enum DirtyKind {
 }
 
 impl DirtyKind {
-    pub const ALL: [DirtyKind; 8] = [
+    pub(crate) const ALL: [DirtyKind; 8] = [
         DirtyKind::NonNumericQuantity,
         DirtyKind::NegativeQuantity,
         DirtyKind::OverflowOrderId,
@@ -317,7 +321,7 @@ impl DirtyKind {
         DirtyKind::DecimalPrice,
     ];
 
-    pub fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             DirtyKind::NonNumericQuantity => "non_numeric_quantity",
             DirtyKind::NegativeQuantity => "negative_quantity",
@@ -454,14 +458,14 @@ impl Dirty {
 }
 
 /// Dirty-mode settings for [`Outputs::create`].
-pub struct DirtySpec<'a> {
+pub(crate) struct DirtySpec<'a> {
     pub rate: f64,
     pub seed: u64,
     pub log_path: &'a Path,
 }
 
 /// All outputs of one run, with the counters the budget and the report read.
-pub struct Outputs {
+pub(crate) struct Outputs {
     orders: TableSink,
     trades: Option<TableSink>,
     dirty: Option<Dirty>,
@@ -483,7 +487,7 @@ pub struct Outputs {
 }
 
 impl Outputs {
-    pub fn create(
+    pub(crate) fn create(
         orders: &Path,
         trades: Option<&Path>,
         dirty: Option<DirtySpec<'_>>,
@@ -566,7 +570,7 @@ impl Outputs {
         Ok(())
     }
 
-    pub fn trade(&mut self, row: &TradeRow<'_>) -> Result<(), GenerateError> {
+    pub(crate) fn trade(&mut self, row: &TradeRow<'_>) -> Result<(), GenerateError> {
         self.trade_row_num += 1;
         let Some(sink) = &mut self.trades else {
             return Ok(());
@@ -582,7 +586,7 @@ impl Outputs {
     }
 
     /// Finishes every file, then renames them all into place.
-    pub fn commit(self) -> Result<(), GenerateError> {
+    pub(crate) fn commit(self) -> Result<(), GenerateError> {
         let mut done = vec![self.orders.finish()?];
         if let Some(t) = self.trades {
             done.push(t.finish()?);

@@ -6,6 +6,7 @@ use std::sync::OnceLock;
 
 use clap::Parser;
 
+use super::sink::DirtyKind;
 use super::*;
 use crate::time::{LocalClock, SECOND_NS, Zone};
 

@@ -12,17 +12,14 @@ use metrics::{counter, gauge};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder};
 
 use super::Resources;
+use crate::flow::metrics::name;
 use crate::flow::stats::{JobState, RunStats};
-
-pub const BATCH_DURATION: &str = "sweep_component_batch_duration_seconds";
 
 /// Bucket bounds for batch durations, 100 µs to 10 s: batches take milliseconds.
 const BUCKETS: &[f64] = &[
     0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
     5.0, 10.0,
 ];
-
-pub const INGEST_LAG: &str = "sweep_daemon_ingest_lag_seconds";
 
 /// Bucket bounds for the daemon's ingest lag, 50 ms to an hour.
 const LAG_BUCKETS: &[f64] = &[
@@ -31,127 +28,121 @@ const LAG_BUCKETS: &[f64] = &[
 
 /// Starts the `/metrics` HTTP listener and installs the recorder. Without the explicit buckets
 /// the exporter would render the histogram as a summary.
-pub fn install(addr: SocketAddr) -> Result<(), String> {
+pub(crate) fn install(addr: SocketAddr) -> Result<(), String> {
     PrometheusBuilder::new()
         .with_http_listener(addr)
-        .set_buckets_for_metric(Matcher::Full(BATCH_DURATION.to_string()), BUCKETS)
+        .set_buckets_for_metric(Matcher::Full(name::BATCH_DURATION.to_string()), BUCKETS)
         .map_err(|e| e.to_string())?
-        .set_buckets_for_metric(Matcher::Full(INGEST_LAG.to_string()), LAG_BUCKETS)
+        .set_buckets_for_metric(
+            Matcher::Full(name::DAEMON_INGEST_LAG.to_string()),
+            LAG_BUCKETS,
+        )
         .map_err(|e| e.to_string())?
         .install()
         .map_err(|e| format!("cannot serve metrics on {addr}: {e}"))?;
     describe();
-    gauge!("sweep_build_info", "version" => env!("CARGO_PKG_VERSION")).set(1.0);
+    gauge!(name::BUILD_INFO, "version" => env!("CARGO_PKG_VERSION")).set(1.0);
     Ok(())
 }
 
 fn describe() {
     use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
+    describe_counter!(name::RECEIVED, "Rows received by a stage.");
+    describe_counter!(name::SENT, "Rows a stage passed on.");
     describe_counter!(
-        "sweep_component_received_records_total",
-        "Rows received by a stage."
-    );
-    describe_counter!(
-        "sweep_component_sent_records_total",
-        "Rows a stage passed on."
-    );
-    describe_counter!(
-        "sweep_component_discarded_records_total",
+        name::DISCARDED,
         "Rows dropped by a stage: filtered out, or rejected as malformed."
     );
-    describe_counter!(
-        "sweep_component_errors_total",
-        "Errors that failed a job or an output."
-    );
+    describe_counter!(name::ERRORS, "Errors that failed a job or an output.");
     describe_histogram!(
-        BATCH_DURATION,
+        name::BATCH_DURATION,
         Unit::Seconds,
         "Time a stage spent on one batch."
     );
     describe_gauge!(
-        "sweep_edge_in_flight",
+        name::EDGE_IN_FLIGHT,
         "Batches queued or being handled on a bounded edge."
     );
     describe_gauge!(
-        "sweep_edge_capacity",
+        name::EDGE_CAPACITY,
         "Most batches a bounded edge holds before its sender waits."
     );
     describe_counter!(
-        "sweep_input_bytes_total",
+        name::INPUT_BYTES,
         Unit::Bytes,
         "Bytes read by a reader, after decompression."
     );
-    describe_gauge!("sweep_jobs", "Input files by state.");
+    describe_gauge!(name::JOBS, "Input files by state.");
     describe_gauge!(
-        "sweep_process_cpu_seconds_total",
+        name::PROCESS_CPU,
         Unit::Seconds,
         "CPU time used by the process."
     );
     describe_gauge!(
-        "sweep_process_resident_memory_bytes",
+        name::PROCESS_RSS,
         Unit::Bytes,
         "Resident memory of the process."
     );
     describe_counter!(
-        "sweep_process_disk_read_bytes_total",
+        name::PROCESS_DISK_READ,
         Unit::Bytes,
         "Bytes the process read from disk."
     );
     describe_counter!(
-        "sweep_process_disk_written_bytes_total",
+        name::PROCESS_DISK_WRITTEN,
         Unit::Bytes,
         "Bytes the process wrote to disk."
     );
-    describe_gauge!("sweep_build_info", "Always 1; the version is a label.");
+    describe_gauge!(name::BUILD_INFO, "Always 1; the version is a label.");
     describe_counter!(
-        "sweep_daemon_files_total",
+        name::DAEMON_FILES,
         "Files the daemon found complete, by what became of them: discovered, ingested, failed, \
          changed (new content under an ingested name), duplicate (content already ingested)."
     );
     describe_histogram!(
-        INGEST_LAG,
+        name::DAEMON_INGEST_LAG,
         Unit::Seconds,
         "From a file being complete to its rows being in committed state."
     );
     describe_gauge!(
-        "sweep_daemon_last_commit_timestamp_seconds",
+        name::DAEMON_LAST_COMMIT,
         Unit::Seconds,
         "Unix time of the daemon's last state commit."
     );
     describe_gauge!(
-        "sweep_daemon_state_bytes",
+        name::DAEMON_STATE_BYTES,
         Unit::Bytes,
         "Size of the committed state file."
     );
     describe_gauge!(
-        "sweep_daemon_state_version",
+        name::DAEMON_STATE_VERSION,
         "Commits of the daemon's state so far."
     );
     describe_gauge!(
-        "sweep_daemon_pending_files",
+        name::DAEMON_PENDING,
         "Complete files waiting to be ingested."
     );
     describe_counter!(
-        "sweep_daemon_reloads_total",
+        name::DAEMON_RELOADS,
         "SIGHUP reloads, by result: applied or rejected (the old pipeline kept running)."
     );
 }
 
 /// Publishes the sampled gauges: edges, jobs, input bytes and the process's resources.
-pub fn publish(stats: &RunStats, res: &Resources) {
+pub(crate) fn publish(stats: &RunStats, res: &Resources) {
     for e in stats.edges() {
         let l = [("from", e.from.clone()), ("to", e.to.clone())];
-        gauge!("sweep_edge_in_flight", &l).set(e.depth() as f64);
-        gauge!("sweep_edge_capacity", &l).set(e.capacity as f64);
+        gauge!(name::EDGE_IN_FLIGHT, &l).set(e.depth() as f64);
+        gauge!(name::EDGE_CAPACITY, &l).set(e.capacity as f64);
     }
     let jobs = stats.jobs();
-    for (state, name) in [
+    for (state, label) in [
         (JobState::Pending, "pending"),
         (JobState::Running, "running"),
         (JobState::Done, "done"),
         (JobState::Failed, "failed"),
     ] {
-        gauge!("sweep_jobs", "state" => name)
+        gauge!(name::JOBS, "state" => label)
             .set(jobs.iter().filter(|j| j.state() == state).count() as f64);
     }
     for (i, s) in stats.stages.iter().enumerate() {
@@ -164,55 +155,57 @@ pub fn publish(stats: &RunStats, res: &Resources) {
             s.metrics.input_bytes(bytes);
         }
     }
-    gauge!("sweep_process_cpu_seconds_total").set(res.cpu_seconds);
-    gauge!("sweep_process_resident_memory_bytes").set(res.rss_bytes as f64);
-    counter!("sweep_process_disk_read_bytes_total").absolute(res.disk_read_bytes);
-    counter!("sweep_process_disk_written_bytes_total").absolute(res.disk_written_bytes);
+    gauge!(name::PROCESS_CPU).set(res.cpu_seconds);
+    gauge!(name::PROCESS_RSS).set(res.rss_bytes as f64);
+    counter!(name::PROCESS_DISK_READ).absolute(res.disk_read_bytes);
+    counter!(name::PROCESS_DISK_WRITTEN).absolute(res.disk_written_bytes);
 }
 
 /// The daemon's own series.
-pub mod daemon {
+pub(crate) mod daemon {
     use metrics::{counter, gauge, histogram};
+
+    use crate::flow::metrics::name;
 
     /// Every labelled series at 0 from the start, so that the first file to fail (or reload to be
     /// refused) is an increase Prometheus can see, not a series born at 1.
-    pub fn init() {
+    pub(crate) fn init() {
         for outcome in ["discovered", "ingested", "failed", "changed", "duplicate"] {
-            counter!("sweep_daemon_files_total", "outcome" => outcome).increment(0);
+            counter!(name::DAEMON_FILES, "outcome" => outcome).increment(0);
         }
         for result in ["applied", "rejected"] {
-            counter!("sweep_daemon_reloads_total", "result" => result).increment(0);
+            counter!(name::DAEMON_RELOADS, "result" => result).increment(0);
         }
         pending(0);
     }
 
     /// Between files the daemon has no job: the per-run job gauges go back to 0, so a failed
     /// file is reported once, by `sweep_daemon_files_total`, not as a batch job failing forever.
-    pub fn between_files() {
+    pub(crate) fn between_files() {
         for state in ["pending", "running", "done", "failed"] {
-            gauge!("sweep_jobs", "state" => state).set(0.0);
+            gauge!(name::JOBS, "state" => state).set(0.0);
         }
     }
 
-    pub fn file(outcome: &'static str) {
-        counter!("sweep_daemon_files_total", "outcome" => outcome).increment(1);
+    pub(crate) fn file(outcome: &'static str) {
+        counter!(name::DAEMON_FILES, "outcome" => outcome).increment(1);
     }
 
-    pub fn committed(unix_secs: f64, state_bytes: u64, version: u64) {
-        gauge!("sweep_daemon_last_commit_timestamp_seconds").set(unix_secs);
-        gauge!("sweep_daemon_state_bytes").set(state_bytes as f64);
-        gauge!("sweep_daemon_state_version").set(version as f64);
+    pub(crate) fn committed(unix_secs: f64, state_bytes: u64, version: u64) {
+        gauge!(name::DAEMON_LAST_COMMIT).set(unix_secs);
+        gauge!(name::DAEMON_STATE_BYTES).set(state_bytes as f64);
+        gauge!(name::DAEMON_STATE_VERSION).set(version as f64);
     }
 
-    pub fn lag(seconds: f64) {
-        histogram!(super::INGEST_LAG).record(seconds);
+    pub(crate) fn lag(seconds: f64) {
+        histogram!(name::DAEMON_INGEST_LAG).record(seconds);
     }
 
-    pub fn pending(n: usize) {
-        gauge!("sweep_daemon_pending_files").set(n as f64);
+    pub(crate) fn pending(n: usize) {
+        gauge!(name::DAEMON_PENDING).set(n as f64);
     }
 
-    pub fn reload(result: &'static str) {
-        counter!("sweep_daemon_reloads_total", "result" => result).increment(1);
+    pub(crate) fn reload(result: &'static str) {
+        counter!(name::DAEMON_RELOADS, "result" => result).increment(1);
     }
 }

@@ -2,10 +2,10 @@
 //! process resource sampling through sysinfo (`metrics` serves them to Prometheus), and the run
 //! report `execution_metrics.json` (`report`).
 
-pub mod metrics;
-pub mod report;
+pub(crate) mod metrics;
+pub(crate) mod report;
 
-pub use report::{RunReport, RunStatus, report};
+pub(crate) use report::{RunReport, RunStatus, report};
 
 use std::io::IsTerminal;
 use std::sync::atomic::Ordering;
@@ -21,7 +21,7 @@ use crate::flow::stats::{Control, JobState, RunStats};
 
 /// Process-level resource readings.
 #[derive(Debug, Default, Clone, Copy)]
-pub struct Resources {
+pub(crate) struct Resources {
     pub cpu_seconds: f64,
     pub rss_bytes: u64,
     pub peak_rss_bytes: u64,
@@ -30,7 +30,7 @@ pub struct Resources {
 }
 
 /// Samples this process through sysinfo.
-pub struct Sampler {
+pub(crate) struct Sampler {
     /// `None` where sysinfo cannot read this platform; then only the kernel peak is known.
     sys: Option<System>,
     pid: Option<Pid>,
@@ -44,7 +44,7 @@ impl Default for Sampler {
 }
 
 impl Sampler {
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Sampler {
             sys: System::new().ok(),
             pid: sysinfo::get_current_pid().ok(),
@@ -52,7 +52,7 @@ impl Sampler {
         }
     }
 
-    pub fn sample(&mut self) -> Resources {
+    pub(crate) fn sample(&mut self) -> Resources {
         let (Some(pid), Some(sys)) = (self.pid, self.sys.as_mut()) else {
             return Resources {
                 peak_rss_bytes: kernel_peak_rss().unwrap_or(0),
@@ -94,7 +94,7 @@ fn kernel_peak_rss() -> Option<u64> {
 
 /// The run's shape, as the report needs it.
 #[derive(Debug, Clone)]
-pub struct Topology {
+pub(crate) struct Topology {
     pub pipeline: String,
     /// Per stage: name, kind label, worker threads.
     pub stages: Vec<(String, &'static str, usize)>,
@@ -103,7 +103,7 @@ pub struct Topology {
 }
 
 /// Live progress while the run goes.
-pub struct Monitor {
+pub(crate) struct Monitor {
     stats: Arc<RunStats>,
     control: Arc<Control>,
     sampler: Arc<Mutex<Sampler>>,
@@ -117,7 +117,7 @@ pub struct Monitor {
 }
 
 impl Monitor {
-    pub fn new(
+    pub(crate) fn new(
         stats: Arc<RunStats>,
         control: Arc<Control>,
         sampler: Arc<Mutex<Sampler>>,
@@ -213,7 +213,7 @@ impl Monitor {
 /// Ends live progress at the end of a run.
 #[derive(Message)]
 #[rtype(result = "()")]
-pub struct StopMonitor;
+pub(crate) struct StopMonitor;
 
 impl Handler<StopMonitor> for Monitor {
     type Result = ();

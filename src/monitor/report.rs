@@ -210,7 +210,7 @@ fn job_report(job: &JobStats, topo: &Topology, filter_names: &[String]) -> JobRe
 }
 
 /// The run report.
-pub fn report(
+pub(crate) fn report(
     stats: &RunStats,
     control: &Control,
     topo: &Topology,

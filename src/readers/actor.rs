@@ -293,7 +293,7 @@ impl Actor for ReaderActor {
 }
 
 /// Whether `path` is read as Parquet under this reader's `format`.
-pub fn is_parquet(spec: &ReaderSpec, path: &Path) -> bool {
+pub(crate) fn is_parquet(spec: &ReaderSpec, path: &Path) -> bool {
     match spec.format {
         InputFormat::Parquet => true,
         InputFormat::Csv => false,

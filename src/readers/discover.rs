@@ -26,11 +26,11 @@ fn has_glob_chars(s: &str) -> bool {
 /// `config::outputs::Resolved::writes`), so that a run never reads what it or an earlier run
 /// wrote. A file named explicitly is never skipped: naming an output as an input is an error the
 /// build phase reports.
-pub type Skip<'a> = &'a dyn Fn(&Path) -> bool;
+pub(crate) type Skip<'a> = &'a dyn Fn(&Path) -> bool;
 
 /// Expands the entries in order; within a folder or glob, files are sorted by path. A file
 /// named twice is read once.
-pub fn discover(entries: &[String], skip: Skip) -> Result<Vec<PathBuf>, Vec<ReaderError>> {
+pub(crate) fn discover(entries: &[String], skip: Skip) -> Result<Vec<PathBuf>, Vec<ReaderError>> {
     let (files, errors) = expand(entries, true, skip);
     if errors.is_empty() {
         Ok(files)
@@ -42,7 +42,7 @@ pub fn discover(entries: &[String], skip: Skip) -> Result<Vec<PathBuf>, Vec<Read
 /// What the entries match right now, for a daemon that follows them: a missing file, an empty
 /// folder or a glob that matches nothing yet is not a problem, only a malformed glob or an
 /// unreadable folder is.
-pub fn scan(entries: &[String], skip: Skip) -> (Vec<PathBuf>, Vec<ReaderError>) {
+pub(crate) fn scan(entries: &[String], skip: Skip) -> (Vec<PathBuf>, Vec<ReaderError>) {
     expand(entries, false, skip)
 }
 

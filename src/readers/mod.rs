@@ -5,10 +5,10 @@
 //! `parquet` decodes Parquet files into the same batches; `actor` runs it all as the reader
 //! stage, with parsing spread over a pool of workers.
 
-pub mod actor;
+pub(crate) mod actor;
 pub mod csv;
-pub mod discover;
-pub mod parquet;
+pub(crate) mod discover;
+pub(crate) mod parquet;
 pub mod source;
 
 use std::path::PathBuf;
@@ -91,6 +91,7 @@ pub enum ReaderError {
 /// What a header missing `column` looks like instead, when that tells the likely mistake: an
 /// orders file given to the trades reader of a sweep analysis, or the other way round.
 fn hint(column: &str, found: &str) -> String {
+    use crate::config::Choice;
     use crate::schema::FileKind;
     let Some(kind) = FileKind::of_header(found.split(',')) else {
         return String::new();

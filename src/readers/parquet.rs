@@ -19,7 +19,7 @@ use crate::config::ColumnNeed;
 use crate::schema::{self, ColumnType};
 
 /// One decoded batch with the row errors found in it.
-pub struct ParquetBatch {
+pub(crate) struct ParquetBatch {
     pub batch: RecordBatch,
     pub rows_read: u64,
     pub errors: Vec<RowError>,
@@ -27,7 +27,7 @@ pub struct ParquetBatch {
 }
 
 /// Reads `path`, calling `each` per batch until it returns false.
-pub fn read(
+pub(crate) fn read(
     path: &Path,
     mapping: &BTreeMap<String, String>,
     need: &ColumnNeed,
@@ -199,7 +199,7 @@ fn accepts(found: &DataType, expected: ColumnType, catalogued: bool) -> bool {
 }
 
 /// With `format = "auto"`, a file is Parquet by its `.parquet` extension.
-pub fn looks_like_parquet(path: &Path) -> bool {
+pub(crate) fn looks_like_parquet(path: &Path) -> bool {
     path.to_string_lossy()
         .to_ascii_lowercase()
         .ends_with(".parquet")

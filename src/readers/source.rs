@@ -21,15 +21,15 @@ use crate::config::Compression;
 
 /// Longest single record accepted; past this the file is assumed broken (e.g. an unbalanced
 /// quote), rather than buffering it whole.
-pub const MAX_RECORD_BYTES: usize = 64 << 20;
+pub(crate) const MAX_RECORD_BYTES: usize = 64 << 20;
 
-pub type Source = Pin<Box<dyn AsyncRead + Send>>;
+pub(crate) type Source = Pin<Box<dyn AsyncRead + Send>>;
 
 /// Bytes per read from the file system.
 const READ_BYTES: usize = 1 << 20;
 
 /// The compression a path implies.
-pub fn compression_of(path: &Path, configured: Compression) -> Compression {
+pub(crate) fn compression_of(path: &Path, configured: Compression) -> Compression {
     if configured != Compression::Auto {
         return configured;
     }
@@ -66,14 +66,14 @@ impl<R: AsyncRead + Unpin> AsyncRead for Counted<R> {
 
 /// An opened input: its (decompressed) bytes, and for a compressed input how many compressed
 /// bytes have been taken from the file so far.
-pub struct Opened {
+pub(crate) struct Opened {
     pub src: Source,
     pub compressed_read: Option<Arc<AtomicU64>>,
 }
 
 /// Opens `path` for reading through its decompressor. Concatenated gzip or zstd members are
 /// read as one stream, as `zcat` does.
-pub async fn open(path: &Path, compression: Compression) -> Result<Opened, ReaderError> {
+pub(crate) async fn open(path: &Path, compression: Compression) -> Result<Opened, ReaderError> {
     let file = tokio::fs::File::open(path)
         .await
         .map_err(|e| ReaderError::Open {
@@ -150,14 +150,14 @@ pub struct Block {
 /// buffers circulate, instead of one fresh 1 MiB allocation per block that another thread frees
 /// (which the allocator tends to keep, so memory crept up with input size).
 #[derive(Debug)]
-pub struct BlockPool {
+pub(crate) struct BlockPool {
     free: std::sync::Mutex<Vec<Vec<u8>>>,
     keep: usize,
 }
 
 impl BlockPool {
     /// A pool that keeps at most `keep` idle buffers: as many as can be in flight.
-    pub fn new(keep: usize) -> Self {
+    pub(crate) fn new(keep: usize) -> Self {
         BlockPool {
             free: std::sync::Mutex::new(Vec::new()),
             keep,
@@ -169,7 +169,7 @@ impl BlockPool {
     }
 
     /// Returns a buffer for reuse; beyond `keep` idle buffers it is simply freed.
-    pub fn give(&self, mut buf: Vec<u8>) {
+    pub(crate) fn give(&self, mut buf: Vec<u8>) {
         buf.clear();
         let mut free = self.free.lock().unwrap_or_else(|e| e.into_inner());
         if free.len() < self.keep {
@@ -208,7 +208,7 @@ impl BlockReader {
     }
 
     /// Takes block buffers from `pool` (where parse workers return them) instead of allocating.
-    pub fn with_pool(mut self, pool: std::sync::Arc<BlockPool>) -> Self {
+    pub(crate) fn with_pool(mut self, pool: std::sync::Arc<BlockPool>) -> Self {
         self.pool = Some(pool);
         self
     }
@@ -340,7 +340,7 @@ fn strip_terminator(v: &mut Vec<u8>) {
 /// (old Mac line ends; csv-core ends a record at each of `\r`, `\n` and `\r\n`). A `\r` that is
 /// the last byte counts: slices are only ever cut after a decided line end or at the end of the
 /// input, never between the two bytes of a `\r\n`.
-pub fn line_ends(bytes: &[u8]) -> u64 {
+pub(crate) fn line_ends(bytes: &[u8]) -> u64 {
     let lf = bytecount::count(bytes, b'\n') as u64;
     // The usual file has no `\r` at all (or only `\r\n`s): one more SIMD scan tells.
     if memchr::memchr(b'\r', bytes).is_none() {

@@ -13,7 +13,7 @@ use crate::readers::actor::is_parquet;
 use crate::readers::discover::discover;
 
 /// One input file: its reader stage, size (0 for a stream) and whether it is a stream.
-pub struct Input {
+pub(crate) struct Input {
     pub reader: usize,
     pub path: PathBuf,
     pub bytes: u64,
@@ -21,7 +21,7 @@ pub struct Input {
 }
 
 /// Discovers every reader's files and checks every output, collecting all problems.
-pub fn inputs(p: &Pipeline, opts: &RunOptions) -> Result<Vec<Input>, BuildError> {
+pub(crate) fn inputs(p: &Pipeline, opts: &RunOptions) -> Result<Vec<Input>, BuildError> {
     // Every path the pipeline writes, through links: discovery passes over them, and none may
     // land on an input or on another output.
     let outputs = Resolved::new(&claims(p, &Default::default()));
@@ -113,7 +113,7 @@ fn check_writable(path: &Path) -> Result<(), String> {
 
 /// Each filter stage's position among the pipeline's filters, and the filters' names in that
 /// order.
-pub fn filter_ordinals(p: &Pipeline) -> (HashMap<usize, usize>, Vec<String>) {
+pub(crate) fn filter_ordinals(p: &Pipeline) -> (HashMap<usize, usize>, Vec<String>) {
     let mut ordinal = HashMap::new();
     let mut names = Vec::new();
     for (i, s) in p.stages.iter().enumerate() {
@@ -126,14 +126,14 @@ pub fn filter_ordinals(p: &Pipeline) -> (HashMap<usize, usize>, Vec<String>) {
 }
 
 /// The stages that take `stage`'s output.
-pub fn consumers(p: &Pipeline, stage: usize) -> Vec<usize> {
+pub(crate) fn consumers(p: &Pipeline, stage: usize) -> Vec<usize> {
     (0..p.stages.len())
         .filter(|&j| p.stages[j].inputs.contains(&stage))
         .collect()
 }
 
 /// Every maximal path of filters downstream of each reader, as filter ordinals.
-pub fn filter_paths(p: &Pipeline, ordinal: &HashMap<usize, usize>) -> Vec<Vec<Vec<usize>>> {
+pub(crate) fn filter_paths(p: &Pipeline, ordinal: &HashMap<usize, usize>) -> Vec<Vec<Vec<usize>>> {
     fn walk(
         p: &Pipeline,
         at: usize,
@@ -169,7 +169,7 @@ pub fn filter_paths(p: &Pipeline, ordinal: &HashMap<usize, usize>) -> Vec<Vec<Ve
 }
 
 /// Which readers feed each stage, directly or through other stages.
-pub fn upstream_readers(p: &Pipeline) -> Vec<Vec<usize>> {
+pub(crate) fn upstream_readers(p: &Pipeline) -> Vec<Vec<usize>> {
     (0..p.stages.len())
         .map(|stage| {
             let mut seen = vec![false; p.stages.len()];

@@ -56,7 +56,7 @@ pub fn workers(p: &Pipeline) -> usize {
 
 /// Where the daemon steers a run; a batch run uses the defaults.
 #[derive(Default)]
-pub struct RunOptions {
+pub(crate) struct RunOptions {
     /// The input files of each reader stage (by stage index), instead of discovering the
     /// readers' paths.
     pub files: Option<Vec<Vec<PathBuf>>>,
@@ -79,7 +79,7 @@ pub fn run(p: &Pipeline) -> Result<RunOutcome, BuildError> {
 }
 
 /// Runs a pipeline to completion, steered by `opts`.
-pub fn run_with(p: &Pipeline, opts: RunOptions) -> Result<RunOutcome, BuildError> {
+pub(crate) fn run_with(p: &Pipeline, opts: RunOptions) -> Result<RunOutcome, BuildError> {
     let started_at = SystemTime::now();
     let metrics_on = p.monitor.prometheus.is_some() || opts.metrics_installed;
     let workers = workers(p);

@@ -17,7 +17,7 @@ pub struct OutputError {
 }
 
 impl OutputError {
-    pub fn new(path: impl Into<PathBuf>, source: io::Error) -> Self {
+    pub(crate) fn new(path: impl Into<PathBuf>, source: io::Error) -> Self {
         OutputError {
             path: path.into(),
             source,
@@ -51,7 +51,7 @@ fn prepare(target: &Path) -> Result<(PathBuf, String), OutputError> {
 /// Removes the temporaries a killed writer of `target` left beside it (`.NAME.XXXXXX.tmp`,
 /// files or folders). Only for a process that owns `target` alone, at its start: a live writer's
 /// temporary would be removed too. Returns how many were removed.
-pub fn remove_stale_temps(target: &Path) -> usize {
+pub(crate) fn remove_stale_temps(target: &Path) -> usize {
     let (Some(dir), Some(name)) = (Some(parent_of(target)), target.file_name()) else {
         return 0;
     };
@@ -84,14 +84,14 @@ fn parent_of(path: &Path) -> &Path {
 
 /// A file being written under a temporary name; [`AtomicFile::commit`] renames it into place.
 /// Dropping it uncommitted deletes the temporary file.
-pub struct AtomicFile {
+pub(crate) struct AtomicFile {
     target: PathBuf,
     tmp: tempfile::NamedTempFile,
 }
 
 impl AtomicFile {
     /// Creates the destination's folder if needed and a temporary file beside the destination.
-    pub fn create(target: impl AsRef<Path>) -> Result<Self, OutputError> {
+    pub(crate) fn create(target: impl AsRef<Path>) -> Result<Self, OutputError> {
         let (target, prefix) = prepare(target.as_ref())?;
         let tmp = builder(&prefix, 0o666)
             .tempfile_in(parent_of(&target))
@@ -99,16 +99,16 @@ impl AtomicFile {
         Ok(AtomicFile { target, tmp })
     }
 
-    pub fn target(&self) -> &Path {
+    pub(crate) fn target(&self) -> &Path {
         &self.target
     }
 
-    pub fn file(&mut self) -> &mut File {
+    pub(crate) fn file(&mut self) -> &mut File {
         self.tmp.as_file_mut()
     }
 
     /// Syncs the data and renames the file over the destination.
-    pub fn commit(self) -> Result<(), OutputError> {
+    pub(crate) fn commit(self) -> Result<(), OutputError> {
         let AtomicFile { target, tmp } = self;
         tmp.as_file()
             .sync_all()
@@ -120,7 +120,7 @@ impl AtomicFile {
 }
 
 /// Writes `bytes` to `target` atomically.
-pub fn write_atomic(target: impl AsRef<Path>, bytes: &[u8]) -> Result<(), OutputError> {
+pub(crate) fn write_atomic(target: impl AsRef<Path>, bytes: &[u8]) -> Result<(), OutputError> {
     let mut f = AtomicFile::create(target)?;
     let target = f.target().to_path_buf();
     f.file()
@@ -130,14 +130,14 @@ pub fn write_atomic(target: impl AsRef<Path>, bytes: &[u8]) -> Result<(), Output
 }
 
 /// A buffered writer over an [`AtomicFile`], for streaming sinks.
-pub struct AtomicWriter {
+pub(crate) struct AtomicWriter {
     target: PathBuf,
     inner: BufWriter<File>,
     file: AtomicFile,
 }
 
 impl AtomicWriter {
-    pub fn create(target: impl AsRef<Path>) -> Result<Self, OutputError> {
+    pub(crate) fn create(target: impl AsRef<Path>) -> Result<Self, OutputError> {
         let mut file = AtomicFile::create(target)?;
         let target = file.target().to_path_buf();
         let handle = file
@@ -151,11 +151,7 @@ impl AtomicWriter {
         })
     }
 
-    pub fn target(&self) -> &Path {
-        &self.target
-    }
-
-    pub fn commit(mut self) -> Result<(), OutputError> {
+    pub(crate) fn commit(mut self) -> Result<(), OutputError> {
         self.inner
             .flush()
             .map_err(|e| OutputError::new(&self.target, e))?;
@@ -175,13 +171,13 @@ impl Write for AtomicWriter {
 
 /// A folder being filled under a temporary name; [`AtomicDir::commit`] swaps it into place.
 /// Used for partitioned outputs, whose many files must appear together or not at all.
-pub struct AtomicDir {
+pub(crate) struct AtomicDir {
     target: PathBuf,
     tmp: tempfile::TempDir,
 }
 
 impl AtomicDir {
-    pub fn create(target: impl AsRef<Path>) -> Result<Self, OutputError> {
+    pub(crate) fn create(target: impl AsRef<Path>) -> Result<Self, OutputError> {
         let (target, prefix) = prepare(target.as_ref())?;
         let tmp = builder(&prefix, 0o777)
             .tempdir_in(parent_of(&target))
@@ -190,17 +186,13 @@ impl AtomicDir {
     }
 
     /// The temporary folder to write into.
-    pub fn path(&self) -> &Path {
+    pub(crate) fn path(&self) -> &Path {
         self.tmp.path()
-    }
-
-    pub fn target(&self) -> &Path {
-        &self.target
     }
 
     /// Replaces the destination folder with the finished one. An existing destination is first
     /// moved aside, so the destination name always holds a complete folder.
-    pub fn commit(self) -> Result<(), OutputError> {
+    pub(crate) fn commit(self) -> Result<(), OutputError> {
         let AtomicDir { target, tmp } = self;
         let new = tmp.keep();
         let err = |e| OutputError::new(&target, e);

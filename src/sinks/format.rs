@@ -7,20 +7,22 @@ use std::ops::RangeInclusive;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
+use crate::config::Choice;
 use crate::schema::col;
 
 /// Compression level used when the spec gives none: extracts are written once and read rarely,
 /// so speed matters more than the last few percent of size.
-pub const DEFAULT_LEVEL: i32 = 1;
+pub(crate) const DEFAULT_LEVEL: i32 = 1;
 
 /// A format or partition key name that is not one of the known ones.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum FormatError {
     #[error(
-        "{path}: unknown rows format: the name must end in .csv, .csv.gz, .csv.zst or .parquet"
+        "{path}: unknown rows format: the name must end in {}",
+        RowFormat::extensions()
     )]
     UnknownFormat { path: PathBuf },
-    #[error("unknown partition key `{0}`: use \"security_code\" or \"date\"")]
+    #[error("unknown partition key `{0}`: use one of {names}", names = PartitionKey::expected())]
     UnknownPartitionKey(String),
 }
 
@@ -36,31 +38,26 @@ pub enum RowFormat {
 impl RowFormat {
     /// The format named by a file's extension: `.csv`, `.csv.gz`, `.csv.zst` or `.parquet`, in
     /// any letter case.
-    pub fn from_path(path: impl AsRef<Path>) -> Result<Self, FormatError> {
+    pub(crate) fn from_path(path: impl AsRef<Path>) -> Result<Self, FormatError> {
         let path = path.as_ref();
         let name = path
             .file_name()
             .map(|n| n.to_string_lossy().to_ascii_lowercase())
             .unwrap_or_default();
-        [
-            RowFormat::CsvGz,
-            RowFormat::CsvZst,
-            RowFormat::Csv,
-            RowFormat::Parquet,
-        ]
-        .into_iter()
-        .find(|f| {
-            name.strip_suffix(f.extension())
-                .is_some_and(|stem| stem.len() > 1 && stem.ends_with('.'))
-        })
-        .ok_or_else(|| FormatError::UnknownFormat {
-            path: path.to_path_buf(),
-        })
+        Self::all()
+            .into_iter()
+            .find(|f| {
+                name.strip_suffix(f.extension())
+                    .is_some_and(|stem| stem.len() > 1 && stem.ends_with('.'))
+            })
+            .ok_or_else(|| FormatError::UnknownFormat {
+                path: path.to_path_buf(),
+            })
     }
 
     /// The compression levels this format takes, or `None` for an uncompressed format. One
     /// range per format: `sweep validate` and the writer both check against it.
-    pub fn level_range(self) -> Option<RangeInclusive<i32>> {
+    pub(crate) fn level_range(self) -> Option<RangeInclusive<i32>> {
         match self {
             RowFormat::Csv => None,
             // Levels above 9 are refused because the deflate backends assert on them.
@@ -69,15 +66,28 @@ impl RowFormat {
         }
     }
 
-    /// The file extension, without the leading dot.
-    pub fn extension(self) -> &'static str {
-        match self {
-            RowFormat::Csv => "csv",
-            RowFormat::CsvGz => "csv.gz",
-            RowFormat::CsvZst => "csv.zst",
-            RowFormat::Parquet => "parquet",
+    /// The file extension, without the leading dot: the format's configuration name.
+    pub(crate) fn extension(self) -> &'static str {
+        self.name()
+    }
+
+    /// The extensions for a message: `.csv, .csv.gz, .csv.zst or .parquet`.
+    pub(crate) fn extensions() -> String {
+        let names: Vec<String> = Self::ALL.iter().map(|(n, _)| format!(".{n}")).collect();
+        match names.split_last() {
+            Some((last, rest)) if !rest.is_empty() => format!("{} or {last}", rest.join(", ")),
+            _ => names.concat(),
         }
     }
+}
+
+impl Choice for RowFormat {
+    const ALL: &'static [(&'static str, Self)] = &[
+        ("csv", RowFormat::Csv),
+        ("csv.gz", RowFormat::CsvGz),
+        ("csv.zst", RowFormat::CsvZst),
+        ("parquet", RowFormat::Parquet),
+    ];
 }
 
 impl fmt::Display for RowFormat {
@@ -95,14 +105,12 @@ pub enum PartitionKey {
     Date,
 }
 
-impl PartitionKey {
-    /// The name used in configuration and in partition folder names.
-    pub fn name(self) -> &'static str {
-        match self {
-            PartitionKey::Security => col::SECURITY,
-            PartitionKey::Date => "date",
-        }
-    }
+/// The names are those used in configuration and in partition folder names.
+impl Choice for PartitionKey {
+    const ALL: &'static [(&'static str, Self)] = &[
+        (col::SECURITY, PartitionKey::Security),
+        ("date", PartitionKey::Date),
+    ];
 }
 
 impl fmt::Display for PartitionKey {
@@ -115,10 +123,6 @@ impl FromStr for PartitionKey {
     type Err = FormatError;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s.trim() {
-            col::SECURITY => Ok(PartitionKey::Security),
-            "date" => Ok(PartitionKey::Date),
-            _ => Err(FormatError::UnknownPartitionKey(s.to_string())),
-        }
+        PartitionKey::from_name(s).ok_or_else(|| FormatError::UnknownPartitionKey(s.to_string()))
     }
 }

@@ -2,7 +2,7 @@
 //! whole or not at all; `format` names the formats and partition keys the configuration
 //! chooses from; `rows` is the rows sink (its actor and writers); `tables` the tables sink.
 
-pub mod atomic;
-pub mod format;
-pub mod rows;
-pub mod tables;
+pub(crate) mod atomic;
+pub(crate) mod format;
+pub(crate) mod rows;
+pub(crate) mod tables;

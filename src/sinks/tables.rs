@@ -50,7 +50,7 @@ impl TableSinkWorker {
 /// Writes one aggregator's tables into `dir` in every format, all or none: each file goes to a
 /// temporary name first, and only when every one is written are they renamed into place. The
 /// batch sink and the daemon's output refresh both write through here. Returns the paths.
-pub fn write_tables(
+pub(crate) fn write_tables(
     dir: &Path,
     formats: &[TableFormat],
     pipeline: &str,

@@ -18,7 +18,7 @@ use crate::config::AggregatorSpec;
 
 /// Why a snapshot cannot become a state.
 #[derive(Debug, thiserror::Error)]
-pub enum SnapshotError {
+pub(crate) enum SnapshotError {
     #[error("aggregate snapshot is inconsistent: {0}")]
     Shape(String),
     #[error("aggregate snapshot has an unreadable histogram: {0}")]
@@ -156,7 +156,7 @@ impl<K: Copy + Eq + std::hash::Hash> Groups<K> {
 
 impl AggState {
     /// Plain data equal to this state.
-    pub fn snapshot(&self) -> AggSnapshot {
+    pub(crate) fn snapshot(&self) -> AggSnapshot {
         AggSnapshot {
             rows: self.rows,
             slots: self.slots.data(),
@@ -173,7 +173,10 @@ impl AggState {
     }
 
     /// The state a snapshot was taken of, under `spec` (which must be the spec it was built with).
-    pub fn restore(spec: Arc<AggregatorSpec>, s: &AggSnapshot) -> Result<AggState, SnapshotError> {
+    pub(crate) fn restore(
+        spec: Arc<AggregatorSpec>,
+        s: &AggSnapshot,
+    ) -> Result<AggState, SnapshotError> {
         let mut st = AggState::new(spec);
         st.rows = s.rows;
         st.slots.restore(&s.slots, "hour slots")?;

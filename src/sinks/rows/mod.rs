@@ -7,5 +7,3 @@ mod partition;
 #[cfg(test)]
 mod tests;
 mod writer;
-
-pub use writer::{RowWriter, RowsError, RowsWritten};

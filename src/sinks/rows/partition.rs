@@ -3,13 +3,13 @@
 
 use std::path::PathBuf;
 
-use arrow_array::cast::AsArray;
 use arrow_array::types::{Int64Type, UInt32Type};
-use arrow_array::{Array, RecordBatch, UInt64Array};
-use arrow_schema::{DataType, SchemaRef};
+use arrow_array::{RecordBatch, UInt64Array};
+use arrow_schema::SchemaRef;
 use rustc_hash::FxHashMap;
 
 use super::writer::{Codec, FileWriter, RowsError};
+use crate::batch::{ColumnError, column};
 use crate::config::RowSinkSpec;
 use crate::schema::col;
 use crate::sinks::atomic::{AtomicDir, OutputError};
@@ -23,6 +23,47 @@ struct PartKey {
     day: i32,
 }
 
+/// Which key columns the partitions are named from.
+#[derive(Clone, Copy, Debug)]
+struct Levels {
+    security: bool,
+    date: bool,
+}
+
+/// A key column that cannot be read, and the key that needs it.
+struct KeyColumnError(PartitionKey, ColumnError);
+
+impl KeyColumnError {
+    fn at(self, path: &std::path::Path) -> RowsError {
+        RowsError::PartitionColumn {
+            path: path.to_path_buf(),
+            key: self.0,
+            source: self.1,
+        }
+    }
+}
+
+type KeyColumns<'a> = (Option<&'a [u32]>, Option<&'a [i64]>);
+
+/// The security and timestamp values the partitions are named from, each if it is a level.
+fn key_columns(rows: &RecordBatch, by: Levels) -> Result<KeyColumns<'_>, KeyColumnError> {
+    let security = if by.security {
+        let c = column::<UInt32Type>(rows, col::SECURITY)
+            .map_err(|e| KeyColumnError(PartitionKey::Security, e))?;
+        Some(c.values().as_ref())
+    } else {
+        None
+    };
+    let timestamp = if by.date {
+        let c = column::<Int64Type>(rows, col::TIMESTAMP)
+            .map_err(|e| KeyColumnError(PartitionKey::Date, e))?;
+        Some(c.values().as_ref())
+    } else {
+        None
+    };
+    Ok((security, timestamp))
+}
+
 struct OpenPart {
     file: FileWriter,
     last_used: u64,
@@ -34,8 +75,7 @@ pub(super) struct Partitioned {
     /// Part files started per partition, open or finished: the next part's number.
     parts: FxHashMap<PartKey, u64>,
     levels: Vec<PartitionKey>,
-    security_col: Option<usize>,
-    timestamp_col: Option<usize>,
+    by: Levels,
     clock: LocalClock,
     codec: Codec,
     schema: SchemaRef,
@@ -57,32 +97,20 @@ impl Partitioned {
         if spec.max_open_files == 0 {
             return Err(RowsError::NoOpenFiles { path: root });
         }
-        let mut security_col = None;
-        let mut timestamp_col = None;
         for (i, &key) in spec.partition_by.iter().enumerate() {
             if spec.partition_by[..i].contains(&key) {
                 return Err(RowsError::DuplicatePartitionKey { path: root, key });
             }
-            let (column, expected, slot) = match key {
-                PartitionKey::Security => (col::SECURITY, DataType::UInt32, &mut security_col),
-                PartitionKey::Date => (col::TIMESTAMP, DataType::Int64, &mut timestamp_col),
-            };
-            let Some((index, field)) = schema.column_with_name(column) else {
-                return Err(RowsError::MissingPartitionColumn {
-                    path: root,
-                    key,
-                    column,
-                });
-            };
-            if *field.data_type() != expected {
-                return Err(RowsError::PartitionColumnType {
-                    path: root,
-                    column,
-                    expected,
-                    found: field.data_type().clone(),
-                });
-            }
-            *slot = Some(index);
+        }
+        // Checked against the schema before any file is created, through the same lookup
+        // each batch goes through.
+        let empty = RecordBatch::new_empty(schema.clone());
+        let levels = Levels {
+            security: spec.partition_by.contains(&PartitionKey::Security),
+            date: spec.partition_by.contains(&PartitionKey::Date),
+        };
+        if let Err(source) = key_columns(&empty, levels) {
+            return Err(source.at(&root));
         }
         // As with files, a failure to create the parent folder is reported against the extract.
         let dir = AtomicDir::create(&root).map_err(|e| OutputError::new(&root, e.source))?;
@@ -90,8 +118,7 @@ impl Partitioned {
             open: FxHashMap::default(),
             parts: FxHashMap::default(),
             levels: spec.partition_by.clone(),
-            security_col,
-            timestamp_col,
+            by: levels,
             clock: LocalClock::new(spec.zone),
             codec,
             schema: schema.clone(),
@@ -128,21 +155,14 @@ impl Partitioned {
     /// Row indexes of each partition, partitions in order of first appearance and rows in input
     /// order.
     fn split(&mut self, rows: &RecordBatch) -> Result<Vec<(PartKey, Vec<u64>)>, RowsError> {
-        let security = match self.security_col {
-            Some(i) => Some(self.key_column::<UInt32Type>(rows, i, col::SECURITY)?),
-            None => None,
-        };
-        let timestamp = match self.timestamp_col {
-            Some(i) => Some(self.key_column::<Int64Type>(rows, i, col::TIMESTAMP)?),
-            None => None,
-        };
+        let (security, timestamp) = key_columns(rows, self.by).map_err(|e| e.at(&self.root))?;
         let mut groups: Vec<(PartKey, Vec<u64>)> = Vec::new();
         let mut index: FxHashMap<PartKey, usize> = FxHashMap::default();
         let mut last: Option<(PartKey, usize)> = None;
         for row in 0..rows.num_rows() {
             let key = PartKey {
-                security: security.map_or(0, |a| a.value(row)),
-                day: timestamp.map_or(0, |a| self.clock.local_day(a.value(row))),
+                security: security.map_or(0, |v| v[row]),
+                day: timestamp.map_or(0, |v| self.clock.local_day(v[row])),
             };
             let group = match last {
                 Some((k, g)) if k == key => g,
@@ -160,29 +180,6 @@ impl Partitioned {
             }
         }
         Ok(groups)
-    }
-
-    fn key_column<'a, T: arrow_array::ArrowPrimitiveType>(
-        &self,
-        rows: &'a RecordBatch,
-        index: usize,
-        column: &'static str,
-    ) -> Result<&'a arrow_array::PrimitiveArray<T>, RowsError> {
-        let array = rows
-            .columns()
-            .get(index)
-            .and_then(|a| a.as_primitive_opt::<T>())
-            .ok_or_else(|| RowsError::SchemaMismatch {
-                path: self.root.clone(),
-                detail: format!("partition column `{column}` is missing or of the wrong type"),
-            })?;
-        if array.null_count() > 0 {
-            return Err(RowsError::PartitionColumnNull {
-                path: self.root.clone(),
-                column,
-            });
-        }
-        Ok(array)
     }
 
     fn write_part(&mut self, key: PartKey, rows: &RecordBatch) -> Result<(), RowsError> {

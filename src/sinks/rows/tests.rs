@@ -11,7 +11,7 @@ use arrow_array::{RecordBatch, UInt64Array};
 use arrow_schema::SchemaRef;
 use parquet::basic::Compression;
 
-use super::*;
+use super::writer::{RowWriter, RowsError, RowsWritten};
 use crate::config::RowSinkSpec;
 use crate::sinks::format::{PartitionKey, RowFormat};
 use crate::time::Zone;
@@ -420,7 +420,7 @@ fn bad_specs_and_rows_are_refused_with_the_path() {
     assert_eq!(
         err.to_string(),
         format!(
-            "{}: partitioning by date needs a `timestamp` column, and the rows have none",
+            "{}: partitioning by date needs column `timestamp`, which the input does not have",
             root.display()
         )
     );

@@ -9,7 +9,7 @@ use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
 use arrow_array::RecordBatch;
-use arrow_schema::{ArrowError, DataType, SchemaRef};
+use arrow_schema::{ArrowError, SchemaRef};
 use flate2::write::GzEncoder;
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
@@ -17,6 +17,7 @@ use parquet::errors::ParquetError;
 use parquet::file::properties::WriterProperties;
 
 use super::partition::Partitioned;
+use crate::batch::ColumnError;
 use crate::config::RowSinkSpec;
 use crate::sinks::atomic::{AtomicWriter, OutputError};
 use crate::sinks::format::{DEFAULT_LEVEL, FormatError, PartitionKey, RowFormat};
@@ -28,26 +29,18 @@ const MIN_ROW_GROUP_BYTES: usize = 1 << 20;
 const MAX_ROW_GROUP_BYTES: usize = 64 << 20;
 /// Why an extract could not be written. Every message names the path it concerns.
 #[derive(Debug, thiserror::Error)]
-pub enum RowsError {
+pub(crate) enum RowsError {
     #[error(transparent)]
     Format(#[from] FormatError),
     #[error("{path}: partition key `{key}` is listed more than once")]
     DuplicatePartitionKey { path: PathBuf, key: PartitionKey },
-    #[error("{path}: partitioning by {key} needs a `{column}` column, and the rows have none")]
-    MissingPartitionColumn {
+    #[error("{path}: partitioning by {key} {source}")]
+    PartitionColumn {
         path: PathBuf,
         key: PartitionKey,
-        column: &'static str,
+        #[source]
+        source: ColumnError,
     },
-    #[error("{path}: partition column `{column}` must be {expected}, not {found}")]
-    PartitionColumnType {
-        path: PathBuf,
-        column: &'static str,
-        expected: DataType,
-        found: DataType,
-    },
-    #[error("{path}: partition column `{column}` has empty values, which cannot name a folder")]
-    PartitionColumnNull { path: PathBuf, column: &'static str },
     #[error("{path}: compression level {level} is out of range for {format}: use {min} to {max}")]
     CompressionLevel {
         path: PathBuf,
@@ -82,7 +75,7 @@ pub enum RowsError {
 
 /// What a committed extract holds.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct RowsWritten {
+pub(crate) struct RowsWritten {
     pub rows: u64,
     pub files: u64,
     /// Bytes on disk, after compression.
@@ -91,7 +84,7 @@ pub struct RowsWritten {
 
 /// Writes kept rows to an extract. Nothing is visible under the destination until
 /// [`RowWriter::commit`]; dropping the writer discards everything written.
-pub struct RowWriter {
+pub(crate) struct RowWriter {
     path: PathBuf,
     schema: SchemaRef,
     mode: Mode,
@@ -107,7 +100,7 @@ enum Mode {
 }
 
 impl RowWriter {
-    pub fn create(spec: &RowSinkSpec, schema: SchemaRef) -> Result<Self, RowsError> {
+    pub(crate) fn create(spec: &RowSinkSpec, schema: SchemaRef) -> Result<Self, RowsError> {
         let path = spec.path.clone();
         let codec = Codec::new(spec)?;
         let mode = if spec.partition_by.is_empty() {
@@ -130,7 +123,7 @@ impl RowWriter {
     }
 
     /// Appends rows, which must have the columns (names and types) the writer was created with.
-    pub fn write(&mut self, rows: &RecordBatch) -> Result<(), RowsError> {
+    pub(crate) fn write(&mut self, rows: &RecordBatch) -> Result<(), RowsError> {
         if self.poisoned {
             return Err(RowsError::Poisoned {
                 path: self.path.clone(),
@@ -186,7 +179,7 @@ impl RowWriter {
     }
 
     /// Finishes every file, then makes the extract visible under its destination at once.
-    pub fn commit(self) -> Result<RowsWritten, RowsError> {
+    pub(crate) fn commit(self) -> Result<RowsWritten, RowsError> {
         if self.poisoned {
             return Err(RowsError::Poisoned { path: self.path });
         }
