@@ -874,3 +874,77 @@ fn a_short_run_serves_its_gauges_with_final_values() {
         "{body}"
     );
 }
+
+/// The gauges are served from the start of a run, born at their start values, not only after
+/// the monitor's first 1 s tick: a scrape in a run's first moments sees the jobs and the edges.
+#[test]
+fn gauges_are_served_from_the_start_of_a_run() {
+    let s = Scratch::new();
+    s.write(
+        "in.csv",
+        format!(
+            "{HEADER}\n{}\n",
+            Row::new(syd("2024-09-02 11:00:00")).line()
+        ),
+    );
+    let [port] = free_ports::<1>();
+    // The extract sleeps 3 s on its one batch, so the run is still going when it is scraped.
+    let p = Pipeline::standard("in.csv")
+        .sink("extract", "out/x.csv")
+        .set("sinks.extract", "pause_per_batch_ms = 3000")
+        .section("monitor", &[&format!("prometheus = \"127.0.0.1:{port}\"")]);
+    s.write("p.toml", p.toml());
+    let mut procs = Processes {
+        children: Vec::new(),
+    };
+    procs.spawn(
+        "sweep run",
+        Command::new(env!("CARGO_BIN_EXE_sweep"))
+            .args(["run", "p.toml"])
+            .current_dir(s.dir.path()),
+        s.path("run.log"),
+    );
+    let agent = agent();
+    let url = format!("http://127.0.0.1:{port}/metrics");
+    // The stages' counters exist as soon as the stages do; the gauges must be there with them.
+    let (first, seen_at) = wait_for(
+        &mut procs,
+        Duration::from_secs(30),
+        "the stages' series",
+        || {
+            let (_, body) = get(&agent, &url, &[])?;
+            if body.contains("sweep_component_received_records_total") {
+                Ok((body, Instant::now()))
+            } else {
+                Err("no stage series yet".to_string())
+            }
+        },
+    );
+    let body = if first.contains("sweep_jobs{") {
+        first
+    } else {
+        wait_for(&mut procs, Duration::from_secs(30), "the gauges", || {
+            let (_, body) = get(&agent, &url, &[])?;
+            if body.contains("sweep_jobs{") {
+                Ok(body)
+            } else {
+                Err("no gauges yet".to_string())
+            }
+        })
+    };
+    let late = seen_at.elapsed();
+    assert!(
+        late < Duration::from_millis(500),
+        "gauges came {late:?} after the stages' series (the monitor ticks each second)"
+    );
+    assert_eq!(
+        sample(&body, "sweep_jobs{state=\"done\"}"),
+        Some(0.0),
+        "{body}"
+    );
+    assert_eq!(
+        sample(&body, "sweep_edge_capacity{from=\"orders\",to=\"cp\"}"),
+        Some(8.0),
+        "{body}"
+    );
+}
