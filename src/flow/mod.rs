@@ -9,6 +9,7 @@
 //! kind to its implementation.
 
 pub(crate) mod edge;
+pub(crate) mod fold;
 pub(crate) mod metrics;
 pub(crate) mod stats;
 

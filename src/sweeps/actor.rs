@@ -1,22 +1,43 @@
-//! The sweep analysis as a stage: a pool of workers, each folding the batches it receives into
-//! its own partial [`SweepState`], orders or trades by the reader the batch's file belongs to.
-//! When the inputs end, a collector merges the partials (exactly: the state merges by minimum,
-//! maximum and sums) and sends the four tables on to the tables sinks.
+//! The sweep analysis as a stage: workers fold the batches they receive into partial
+//! [`SweepState`]s (`flow::fold`), orders or trades by the reader the batch's file belongs to;
+//! the merged state is finished into the four tables for the tables sinks.
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 
-use actix::prelude::*;
-use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender};
-
 use super::config::SweepsSpec;
 use super::state::{SweepError, SweepState};
 use crate::batch::{Batch, TableSet};
-use crate::flow::edge::{Envelope, Outlet};
+use crate::flow::fold::{self, Partial};
 use crate::flow::{ErrorKind, Inbox, Outlets, StageCtx, Start, Wiring};
 use crate::schema::col;
+
+/// A worker's state, and which readers read trades.
+struct Folding {
+    state: SweepState,
+    trades: Arc<HashSet<usize>>,
+}
+
+impl Partial for Folding {
+    fn fold(&mut self, ctx: &StageCtx, batch: &Batch) -> Result<(), String> {
+        let is_trades = ctx
+            .run
+            .job(batch.job)
+            .is_some_and(|j| self.trades.contains(&j.reader));
+        let folded = if is_trades {
+            self.state.update_trades(&batch.rows)
+        } else {
+            self.state.update_orders(&batch.rows)
+        };
+        folded.map_err(|e| format!("sweep analysis `{}`: {e}", ctx.name))
+    }
+
+    fn merge(&mut self, other: Self) {
+        self.state.merge(other.state);
+    }
+}
 
 impl Start for SweepsSpec {
     fn start(&self, w: &mut Wiring, ctx: StageCtx, out: Outlets) -> Inbox {
@@ -28,86 +49,25 @@ impl Start for SweepsSpec {
                 .map(|r| r.iter().copied().collect())
                 .unwrap_or_default(),
         );
-        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-        let (zone, c2) = (self.zone, ctx.clone());
-        let addr = SyncArbiter::start(w.workers, move || SweepWorker {
-            state: Some(SweepState::new(zone)),
-            trades: trades.clone(),
-            ctx: c2.clone(),
-            partials: tx.clone(),
-        });
-        let collector = actix::spawn(collect(self.clone(), ctx, rx, out.tables));
-        w.finish_with(async move {
-            let _ = collector.await;
-        });
-        Inbox::Rows(addr.recipient())
+        let (zone, spec, c2) = (self.zone, self.clone(), ctx.clone());
+        fold::start(
+            w,
+            ctx,
+            move || Folding {
+                state: SweepState::new(zone),
+                trades: trades.clone(),
+            },
+            move |merged: Folding| async move {
+                if let Some(set) = finish(&spec, &c2, merged.state).await {
+                    let _ = out.tables.send(Arc::new(set)).await;
+                }
+            },
+        )
     }
 }
 
-struct SweepWorker {
-    state: Option<SweepState>,
-    trades: Arc<HashSet<usize>>,
-    ctx: StageCtx,
-    partials: UnboundedSender<SweepState>,
-}
-
-impl Actor for SweepWorker {
-    type Context = SyncContext<Self>;
-
-    fn stopped(&mut self, _: &mut Self::Context) {
-        if let Some(s) = self.state.take() {
-            // The collector only goes away when the run is being torn down.
-            let _ = self.partials.send(s);
-        }
-    }
-}
-
-impl Handler<Envelope<Batch>> for SweepWorker {
-    type Result = ();
-
-    fn handle(&mut self, msg: Envelope<Batch>, _: &mut Self::Context) {
-        let Some(msg) = self.ctx.open(msg) else {
-            return;
-        };
-        let Some(state) = self.state.as_mut() else {
-            return;
-        };
-        let batch = &msg.item;
-        let is_trades = self
-            .ctx
-            .run
-            .job(batch.job)
-            .is_some_and(|j| self.trades.contains(&j.reader));
-        let folded = if is_trades {
-            state.update_trades(&batch.rows)
-        } else {
-            state.update_orders(&batch.rows)
-        };
-        if let Err(e) = folded {
-            return self.ctx.fail(
-                ErrorKind::Schema,
-                format!("sweep analysis `{}`: {e}", self.ctx.name),
-            );
-        }
-        let rows = batch.num_rows() as u64;
-        self.ctx.stats.batch(rows, 0, msg.started.elapsed());
-    }
-}
-
-/// Merges the workers' partials once all have arrived, then sends the tables downstream.
-async fn collect(
-    spec: SweepsSpec,
-    ctx: StageCtx,
-    mut partials: UnboundedReceiver<SweepState>,
-    out: Outlet<Arc<TableSet>>,
-) {
-    let mut merged = SweepState::new(spec.zone);
-    while let Some(p) = partials.recv().await {
-        merged.merge(p);
-    }
-    if ctx.control.aborted() {
-        return;
-    }
+/// The four tables, or `None` after failing the run on a repeated event (with both lines).
+async fn finish(spec: &SweepsSpec, ctx: &StageCtx, merged: SweepState) -> Option<TableSet> {
     let t0 = Instant::now();
     let (order_rows, trade_rows) = merged.rows();
     let tables = match merged.finish() {
@@ -140,20 +100,20 @@ async fn collect(
                 }
                 _ => String::new(),
             };
-            return ctx.fail(
+            ctx.fail(
                 ErrorKind::BadRow,
                 format!("sweep analysis `{}`: {e}{at}", ctx.name),
             );
+            return None;
         }
     };
     let rows: u64 = tables.iter().map(|t| t.rows.len() as u64).sum();
     ctx.stats.batch(0, rows, t0.elapsed());
-    let set = Arc::new(TableSet {
+    Some(TableSet {
         aggregator: ctx.name.to_string(),
         rows: order_rows + trade_rows,
         tables,
-    });
-    let _ = out.send(set).await;
+    })
 }
 
 /// Where the events of `order` at (`timestamp`, `sequence`) are, as `file:line`: read again,

@@ -791,6 +791,23 @@ fn comparisons_become_bool() {
     assert_eq!(comparisons_as_bool("a<booly"), "a< bool booly");
 }
 
+/// Starts `sweep run` on `p` in `s`, serving metrics on `port`: the process (killed when dropped),
+/// an HTTP client and the `/metrics` address.
+fn serve_run(s: &Scratch, p: &Pipeline, port: u16) -> (Processes, ureq::Agent, String) {
+    s.write("p.toml", p.toml());
+    let mut procs = Processes {
+        children: Vec::new(),
+    };
+    procs.spawn(
+        "sweep run",
+        Command::new(env!("CARGO_BIN_EXE_sweep"))
+            .args(["run", "p.toml"])
+            .current_dir(s.dir.path()),
+        s.path("run.log"),
+    );
+    (procs, agent(), format!("http://127.0.0.1:{port}/metrics"))
+}
+
 /// A run far shorter than the monitor's 1 s tick still serves every gauge, and a scrape during
 /// `hold_secs` sees the final values. Needs no Prometheus: it reads the endpoint directly.
 #[test]
@@ -812,19 +829,7 @@ fn a_short_run_serves_its_gauges_with_final_values() {
             &format!("prometheus = \"127.0.0.1:{port}\""),
         ],
     );
-    s.write("p.toml", p.toml());
-    let mut procs = Processes {
-        children: Vec::new(),
-    };
-    procs.spawn(
-        "sweep run",
-        Command::new(env!("CARGO_BIN_EXE_sweep"))
-            .args(["run", "p.toml"])
-            .current_dir(s.dir.path()),
-        s.path("run.log"),
-    );
-    let agent = agent();
-    let url = format!("http://127.0.0.1:{port}/metrics");
+    let (mut procs, agent, url) = serve_run(&s, &p, port);
     let body = wait_for(
         &mut procs,
         Duration::from_secs(30),
@@ -893,19 +898,7 @@ fn gauges_are_served_from_the_start_of_a_run() {
         .sink("extract", "out/x.csv")
         .set("sinks.extract", "pause_per_batch_ms = 3000")
         .section("monitor", &[&format!("prometheus = \"127.0.0.1:{port}\"")]);
-    s.write("p.toml", p.toml());
-    let mut procs = Processes {
-        children: Vec::new(),
-    };
-    procs.spawn(
-        "sweep run",
-        Command::new(env!("CARGO_BIN_EXE_sweep"))
-            .args(["run", "p.toml"])
-            .current_dir(s.dir.path()),
-        s.path("run.log"),
-    );
-    let agent = agent();
-    let url = format!("http://127.0.0.1:{port}/metrics");
+    let (mut procs, agent, url) = serve_run(&s, &p, port);
     // The stages' counters exist as soon as the stages do; the gauges must be there with them.
     let (first, seen_at) = wait_for(
         &mut procs,
