@@ -69,6 +69,8 @@ pub(super) fn reader(cx: &mut Ctx, r: &model::ReaderConfig) -> ReaderSpec {
 pub(super) fn sweeps(cx: &mut Ctx, s: &crate::sweeps::SweepsConfig) -> SweepsSpec {
     SweepsSpec {
         zone: cx.zone(&s.timezone),
+        memory_budget: cx.count(&s.memory_budget_mib, "memory_budget_mib", 1..=1 << 20, 256) << 20,
+        spill_dir: s.spill_dir.as_ref().map(|d| PathBuf::from(d.get_ref())),
         orders: 0,
         trades: 0,
     }

@@ -8,15 +8,16 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use super::config::SweepsSpec;
-use super::state::{SweepError, SweepState};
+use super::spill::{Partitioned, SpillDir, SpillError};
+use super::state::SweepError;
 use crate::batch::{Batch, TableSet};
 use crate::flow::fold::{self, Partial};
 use crate::flow::{ErrorKind, Inbox, Outlets, StageCtx, Start, Wiring};
 use crate::schema::col;
 
-/// A worker's state, and which readers read trades.
+/// A worker's rows, split into partitions, and which readers read trades.
 struct Folding {
-    state: SweepState,
+    rows: Partitioned,
     trades: Arc<HashSet<usize>>,
 }
 
@@ -26,17 +27,28 @@ impl Partial for Folding {
             .run
             .job(batch.job)
             .is_some_and(|j| self.trades.contains(&j.reader));
-        let folded = if is_trades {
-            self.state.update_trades(&batch.rows)
-        } else {
-            self.state.update_orders(&batch.rows)
-        };
-        folded.map_err(|e| format!("sweep analysis `{}`: {e}", ctx.name))
+        self.rows
+            .add(&batch.rows, is_trades)
+            .map_err(|e| format!("sweep analysis `{}`: {e}", ctx.name))
     }
 
     fn merge(&mut self, other: Self) {
-        self.state.merge(other.state);
+        self.rows.merge(other.rows);
     }
+}
+
+/// Partitions for a run whose inputs are `input_bytes` on disk: enough that one partition's
+/// state fits half the budget (the other half holds rows waiting to be spilled). The state is
+/// about half the size of the CSV text, which compressed files hold in about a third.
+fn partitions(input_bytes: u64, compressed: bool, budget: usize) -> usize {
+    let text = if compressed {
+        input_bytes.saturating_mul(7) / 2
+    } else {
+        input_bytes
+    };
+    let state = text / 2;
+    let per_part = (budget as u64 / 2).max(1);
+    state.div_ceil(per_part).clamp(1, 512) as usize
 }
 
 impl Start for SweepsSpec {
@@ -49,16 +61,36 @@ impl Start for SweepsSpec {
                 .map(|r| r.iter().copied().collect())
                 .unwrap_or_default(),
         );
+        let jobs = ctx.run.jobs();
+        let input_bytes: u64 = jobs.iter().map(|j| j.file_bytes).sum();
+        let compressed = jobs.iter().any(|j| {
+            let n = j.path.to_string_lossy().to_ascii_lowercase();
+            n.ends_with(".gz") || n.ends_with(".zst") || n.ends_with(".parquet")
+        });
+        let parts = partitions(input_bytes, compressed, self.memory_budget);
+        let dir = self.spill_dir.clone().unwrap_or_else(std::env::temp_dir);
+        let spill = match SpillDir::create(&dir) {
+            Ok(s) => s,
+            Err(e) => {
+                ctx.fail(
+                    ErrorKind::Output,
+                    format!("sweep analysis `{}`: spill folder: {e}", ctx.name),
+                );
+                return Inbox::None;
+            }
+        };
+        // Half the budget holds rows waiting to be spilled, shared by the workers.
+        let held = (self.memory_budget / 2 / w.workers.max(1)).max(1 << 20);
         let (zone, spec, c2) = (self.zone, self.clone(), ctx.clone());
         fold::start(
             w,
             ctx,
             move || Folding {
-                state: SweepState::new(zone),
+                rows: Partitioned::new(zone, parts, held, spill.clone()),
                 trades: trades.clone(),
             },
             move |merged: Folding| async move {
-                if let Some(set) = finish(&spec, &c2, merged.state).await {
+                if let Some(set) = finish(&spec, &c2, merged.rows).await {
                     let _ = out.tables.send(Arc::new(set)).await;
                 }
             },
@@ -66,13 +98,22 @@ impl Start for SweepsSpec {
     }
 }
 
-/// The four tables, or `None` after failing the run on a repeated event (with both lines).
-async fn finish(spec: &SweepsSpec, ctx: &StageCtx, merged: SweepState) -> Option<TableSet> {
+/// The four tables, or `None` after failing the run (a repeated event is named with both of its
+/// lines).
+async fn finish(spec: &SweepsSpec, ctx: &StageCtx, rows: Partitioned) -> Option<TableSet> {
     let t0 = Instant::now();
-    let (order_rows, trade_rows) = merged.rows();
-    let tables = match merged.finish() {
-        Ok(t) => t,
-        Err(e) => {
+    let (order_rows, trade_rows) = rows.rows();
+    let (parts, files) = rows.spilled();
+    tracing::info!(
+        "sweep analysis `{}`: {order_rows} order rows and {trade_rows} trade rows in {parts} \
+         partition(s), {files} spill file(s)",
+        ctx.name
+    );
+    // Reducing the partitions is CPU work that may read spill files: off the runtime's threads.
+    let done = tokio::task::spawn_blocking(move || rows.finish()).await;
+    let tables = match done {
+        Ok(Ok(t)) => t,
+        Ok(Err(SpillError::Sweep(e))) => {
             let at = match &e {
                 SweepError::DuplicateEvent {
                     order_id,
@@ -103,6 +144,20 @@ async fn finish(spec: &SweepsSpec, ctx: &StageCtx, merged: SweepState) -> Option
             ctx.fail(
                 ErrorKind::BadRow,
                 format!("sweep analysis `{}`: {e}{at}", ctx.name),
+            );
+            return None;
+        }
+        Ok(Err(e)) => {
+            ctx.fail(
+                ErrorKind::Output,
+                format!("sweep analysis `{}`: spilling: {e}", ctx.name),
+            );
+            return None;
+        }
+        Err(e) => {
+            ctx.fail(
+                ErrorKind::Schema,
+                format!("sweep analysis `{}`: {e}", ctx.name),
             );
             return None;
         }

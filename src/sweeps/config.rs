@@ -18,12 +18,20 @@ pub struct SweepsConfig {
     pub trades: Spanned<String>,
     /// The zone whose calendar dates key the output. Default Australia/Sydney.
     pub timezone: Option<Spanned<String>>,
+    /// Memory the stage may hold, in MiB, before it spills rows to partition files. Default 256.
+    pub memory_budget_mib: Option<Spanned<u64>>,
+    /// Where spill files go (in a temporary folder removed at the end). Default the system's
+    /// temporary folder.
+    pub spill_dir: Option<Spanned<String>>,
 }
 
 /// The resolved settings.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SweepsSpec {
     pub zone: Zone,
+    /// Bytes the stage may hold before it spills.
+    pub memory_budget: usize,
+    pub spill_dir: Option<std::path::PathBuf>,
     /// The input stages by role, as stage indices in the checked pipeline (the graph check sets
     /// them: the stage's inputs are `[orders, trades]`).
     pub orders: usize,

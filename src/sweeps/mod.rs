@@ -4,6 +4,7 @@
 
 mod actor;
 pub mod config;
+mod spill;
 pub mod state;
 #[cfg(test)]
 mod tests;

@@ -383,7 +383,13 @@ impl SweepState {
     }
 
     /// The four tables, or the first repeated event position.
-    pub fn finish(mut self) -> Result<Vec<Table>, SweepError> {
+    pub fn finish(self) -> Result<Vec<Table>, SweepError> {
+        Ok(self.finish_part()?.into_tables())
+    }
+
+    /// What this state contributes to the tables, before they are put in order: partial results
+    /// of states that hold disjoint sets of orders (partitions by order id) merge exactly.
+    pub fn finish_part(mut self) -> Result<Finished, SweepError> {
         self.positions.sort_unstable();
         if let Some(w) = self.positions.windows(2).find(|w| w[0] == w[1]) {
             return Err(SweepError::DuplicateEvent {
@@ -443,8 +449,53 @@ impl SweepState {
                 d[11] += if order.is_none() { n } else { 0 };
             }
         }
+        Ok(Finished {
+            sweeps,
+            groups,
+            scenarios,
+            days,
+        })
+    }
+}
+
+/// A state's contribution to the four tables: per-sweep rows and the sums behind every summary
+/// line, merged across partitions before the tables are put in order.
+#[derive(Default)]
+pub struct Finished {
+    sweeps: Vec<(u64, Vec<Cell>)>,
+    groups: BTreeMap<(u32, i32, &'static str), Summary>,
+    scenarios: BTreeMap<(u32, i32, &'static str), Summary>,
+    days: BTreeMap<(u32, i32), [u64; 12]>,
+}
+
+impl Finished {
+    /// Adds the results of another partition (whose orders are not in this one).
+    pub fn merge(&mut self, other: Finished) {
+        self.sweeps.extend(other.sweeps);
+        for (k, v) in other.groups {
+            self.groups.entry(k).or_default().absorb(v);
+        }
+        for (k, v) in other.scenarios {
+            self.scenarios.entry(k).or_default().absorb(v);
+        }
+        for (k, v) in other.days {
+            let d = self.days.entry(k).or_default();
+            for (a, b) in d.iter_mut().zip(v) {
+                *a += b;
+            }
+        }
+    }
+
+    /// The four tables, each in its order.
+    pub fn into_tables(self) -> Vec<Table> {
+        let Finished {
+            mut sweeps,
+            groups,
+            scenarios,
+            days,
+        } = self;
         sweeps.sort_unstable_by_key(|(id, _)| *id);
-        Ok(vec![
+        vec![
             Table {
                 name: TABLES[0],
                 columns: SWEEP_COLUMNS.iter().map(|c| c.to_string()).collect(),
@@ -468,7 +519,7 @@ impl SweepState {
                     })
                     .collect(),
             },
-        ])
+        ]
     }
 }
 
@@ -703,6 +754,24 @@ fn add_pair(into: &mut Option<(i128, i128)>, v: Option<(i128, i128)>) {
 }
 
 impl Summary {
+    /// Adds another line's sums (the same key, from another partition).
+    fn absorb(&mut self, o: Summary) {
+        self.sweeps += o.sweeps;
+        self.order_qty += o.order_qty;
+        self.filled += o.filled;
+        self.fills += o.fills;
+        self.cp += o.cp;
+        self.lit += o.lit;
+        self.auction += o.auction;
+        self.other += o.other;
+        self.aggressive += o.aggressive;
+        self.ttf = (self.ttf.0 + o.ttf.0, self.ttf.1 + o.ttf.1);
+        self.ttl = (self.ttl.0 + o.ttl.0, self.ttl.1 + o.ttl.1);
+        add_pair(&mut self.vw, o.vw);
+        add_pair(&mut self.arrival_cost, o.arrival_cost);
+        add_pair(&mut self.trade_mid_cost, o.trade_mid_cost);
+    }
+
     fn add(&mut self, s: &Sweep) {
         let f = &s.filled;
         self.sweeps += 1;

@@ -358,3 +358,53 @@ fn swapped_files_are_named_as_such() {
     );
     assert!(!s.exists("out/sweeps.csv"));
 }
+
+/// A budget small enough to force many partitions and spill files gives byte-identical
+/// tables, and the spill files are gone afterwards.
+#[test]
+fn spilling_to_many_partitions_gives_the_same_bytes() {
+    let s = Scratch::new();
+    generate(&s, 60_000, 9);
+    s.write("p.toml", job("gen.o.csv", "gen.t.csv"));
+    s.sweep(&["run", "p.toml"]).assert_success();
+    let whole = tables(&s);
+    std::fs::remove_dir_all(s.path("out")).unwrap();
+    std::fs::create_dir(s.path("spill")).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_sweep"))
+        .args([
+            "run",
+            "p.toml",
+            "--set",
+            "sweeps.fills.memory_budget_mib=1",
+            "--set",
+            "sweeps.fills.spill_dir=spill",
+        ])
+        .current_dir(s.dir.path())
+        .env("SWEEP_LOG", "info")
+        .output()
+        .unwrap();
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{log}");
+    let (parts, files) = log
+        .split(" partition(s), ")
+        .next()
+        .and_then(|a| a.rsplit(' ').next())
+        .and_then(|p| p.parse::<u64>().ok())
+        .zip(
+            log.split(" partition(s), ")
+                .nth(1)
+                .and_then(|b| b.split(' ').next())
+                .and_then(|f| f.parse::<u64>().ok()),
+        )
+        .unwrap_or_else(|| panic!("no partition line in\n{log}"));
+    assert!(
+        parts > 1 && files > parts,
+        "{parts} partitions, {files} files"
+    );
+    assert_eq!(tables(&s), whole);
+    assert_eq!(
+        std::fs::read_dir(s.path("spill")).unwrap().count(),
+        0,
+        "spill files are removed"
+    );
+}
