@@ -37,17 +37,19 @@ impl Partial for Folding {
     }
 }
 
-/// Partitions for a run whose inputs are `input_bytes` on disk: enough that one partition's
-/// state fits half the budget (the other half holds rows waiting to be spilled). The state is
+/// Partitions for a run whose inputs are `input_bytes` on disk: enough that the states of as
+/// many partitions as there are workers fit half the budget (the other half holds rows waiting
+/// to be spilled). The state is
 /// about half the size of the CSV text, which compressed files hold in about a third.
-fn partitions(input_bytes: u64, compressed: bool, budget: usize) -> usize {
+fn partitions(input_bytes: u64, compressed: bool, budget: usize, workers: usize) -> usize {
     let text = if compressed {
         input_bytes.saturating_mul(7) / 2
     } else {
         input_bytes
     };
     let state = text / 2;
-    let per_part = (budget as u64 / 2).max(1);
+    // As many partitions as workers are reduced at once, in half the budget.
+    let per_part = (budget as u64 / 2 / workers.max(1) as u64).max(1);
     state.div_ceil(per_part).clamp(1, 512) as usize
 }
 
@@ -67,7 +69,7 @@ impl Start for SweepsSpec {
             let n = j.path.to_string_lossy().to_ascii_lowercase();
             n.ends_with(".gz") || n.ends_with(".zst") || n.ends_with(".parquet")
         });
-        let parts = partitions(input_bytes, compressed, self.memory_budget);
+        let parts = partitions(input_bytes, compressed, self.memory_budget, w.workers);
         let dir = self.spill_dir.clone().unwrap_or_else(std::env::temp_dir);
         let spill = match SpillDir::create(&dir) {
             Ok(s) => s,
@@ -81,7 +83,7 @@ impl Start for SweepsSpec {
         };
         // Half the budget holds rows waiting to be spilled, shared by the workers.
         let held = (self.memory_budget / 2 / w.workers.max(1)).max(1 << 20);
-        let (zone, spec, c2) = (self.zone, self.clone(), ctx.clone());
+        let (zone, spec, c2, threads) = (self.zone, self.clone(), ctx.clone(), w.workers);
         fold::start(
             w,
             ctx,
@@ -90,7 +92,7 @@ impl Start for SweepsSpec {
                 trades: trades.clone(),
             },
             move |merged: Folding| async move {
-                if let Some(set) = finish(&spec, &c2, merged.rows).await {
+                if let Some(set) = finish(&spec, &c2, merged.rows, threads).await {
                     let _ = out.tables.send(Arc::new(set)).await;
                 }
             },
@@ -100,7 +102,12 @@ impl Start for SweepsSpec {
 
 /// The four tables, or `None` after failing the run (a repeated event is named with both of its
 /// lines).
-async fn finish(spec: &SweepsSpec, ctx: &StageCtx, rows: Partitioned) -> Option<TableSet> {
+async fn finish(
+    spec: &SweepsSpec,
+    ctx: &StageCtx,
+    rows: Partitioned,
+    threads: usize,
+) -> Option<TableSet> {
     let t0 = Instant::now();
     let (order_rows, trade_rows) = rows.rows();
     let (parts, files) = rows.spilled();
@@ -110,7 +117,7 @@ async fn finish(spec: &SweepsSpec, ctx: &StageCtx, rows: Partitioned) -> Option<
         ctx.name
     );
     // Reducing the partitions is CPU work that may read spill files: off the runtime's threads.
-    let done = tokio::task::spawn_blocking(move || rows.finish()).await;
+    let done = tokio::task::spawn_blocking(move || rows.finish(threads)).await;
     let tables = match done {
         Ok(Ok(t)) => t,
         Ok(Err(SpillError::Sweep(e))) => {

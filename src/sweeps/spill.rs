@@ -243,32 +243,60 @@ impl Partitioned {
         (self.parts.len(), files)
     }
 
-    /// Reduces each partition on its own and merges their results into the four tables. Only
-    /// one partition's state is in memory at a time.
-    pub(crate) fn finish(self) -> Result<Vec<Table>, SpillError> {
+    /// Reduces each partition on its own, `threads` at a time, and merges their results into the
+    /// four tables. Only `threads` partitions' states are in memory at once.
+    pub(crate) fn finish(self, threads: usize) -> Result<Vec<Table>, SpillError> {
+        let zone = self.zone;
+        let parts = std::sync::Mutex::new(self.parts.into_iter());
+        let results: Vec<Result<Finished, SpillError>> = std::thread::scope(|scope| {
+            let workers: Vec<_> = (0..threads.max(1))
+                .map(|_| {
+                    scope.spawn(|| {
+                        let mut mine = Finished::default();
+                        loop {
+                            // Taken one at a time, so a slow partition does not hold up others.
+                            let next = parts.lock().unwrap_or_else(|e| e.into_inner()).next();
+                            let Some(part) = next else {
+                                return Ok(mine);
+                            };
+                            mine.merge(reduce(zone, part)?);
+                        }
+                    })
+                })
+                .collect();
+            workers
+                .into_iter()
+                .map(|w| w.join().unwrap_or_else(|_| Ok(Finished::default())))
+                .collect()
+        });
         let mut all = Finished::default();
-        for part in self.parts {
-            let mut state = SweepState::new(self.zone);
-            for f in &part.order_files {
-                for b in read(f)? {
-                    state.update_orders(&b)?;
-                }
-            }
-            for b in &part.orders {
-                state.update_orders(b)?;
-            }
-            for f in &part.trade_files {
-                for b in read(f)? {
-                    state.update_trades(&b)?;
-                }
-            }
-            for b in &part.trades {
-                state.update_trades(b)?;
-            }
-            all.merge(state.finish_part()?);
+        for r in results {
+            all.merge(r?);
         }
         Ok(all.into_tables())
     }
+}
+
+/// One partition's state, from its files and the rows still in memory.
+fn reduce(zone: Zone, part: Part) -> Result<Finished, SpillError> {
+    let mut state = SweepState::new(zone);
+    for f in &part.order_files {
+        for b in read(f)? {
+            state.update_orders(&b)?;
+        }
+    }
+    for b in &part.orders {
+        state.update_orders(b)?;
+    }
+    for f in &part.trade_files {
+        for b in read(f)? {
+            state.update_trades(&b)?;
+        }
+    }
+    for b in &part.trades {
+        state.update_trades(b)?;
+    }
+    Ok(state.finish_part()?)
 }
 
 fn write(path: &Path, batches: &[RecordBatch]) -> Result<(), SpillError> {
