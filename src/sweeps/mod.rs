@@ -6,8 +6,10 @@ mod actor;
 pub mod config;
 mod spill;
 pub mod state;
+mod tables;
 #[cfg(test)]
 mod tests;
 
 pub use config::{SweepsConfig, SweepsSpec};
-pub use state::{ORDER_COLUMNS, SweepError, SweepState, TABLES, TRADE_COLUMNS};
+pub use state::{ORDER_COLUMNS, SweepError, SweepState, TRADE_COLUMNS};
+pub use tables::TABLES;

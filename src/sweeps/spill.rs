@@ -22,7 +22,8 @@ use arrow_ipc::CompressionType;
 use arrow_ipc::reader::FileReader;
 use arrow_ipc::writer::{FileWriter, IpcWriteOptions};
 
-use super::state::{Finished, ORDER_COLUMNS, SweepError, SweepState, TRADE_COLUMNS};
+use super::state::{ORDER_COLUMNS, SweepError, SweepState, TRADE_COLUMNS};
+use super::tables::Finished;
 use crate::schema::{col, trade};
 use crate::table::Table;
 use crate::time::Zone;

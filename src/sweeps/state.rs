@@ -20,9 +20,10 @@ use arrow_array::{Array, ArrowPrimitiveType, PrimitiveArray, RecordBatch};
 use arrow_schema::DataType;
 use rustc_hash::FxHashMap;
 
+use super::tables::{Finished, Summary, Sweep};
 use crate::schema::{col, trade};
 use crate::table::{Cell, Table};
-use crate::time::{LocalClock, Zone, format_day};
+use crate::time::{LocalClock, Zone};
 
 /// Why a batch could not be folded in, or the analysis could not be finished.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -82,15 +83,12 @@ pub const TRADE_COLUMNS: [&str; 9] = [
     trade::NATIONAL_OFFER,
 ];
 
-/// The tables the analysis produces, in output order.
-pub const TABLES: [&str; 4] = ["sweeps", "groups", "scenarios", "security_days"];
-
 /// Any of the Centre Point bits: 64 Centre Point, 256 crossing, 2048 sweep, 4096 block.
 const CENTRE_POINT_BITS: u32 = 6464;
 const SWEEP_BIT: u32 = 2048;
 /// Change reasons of a true arrival: 6 new order, 29 new inactive order.
-const ARRIVAL_REASONS: [u32; 2] = [6, 29];
-const NS_PER_SECOND: i64 = 1_000_000_000;
+pub(super) const ARRIVAL_REASONS: [u32; 2] = [6, 29];
+pub(super) const NS_PER_SECOND: i64 = 1_000_000_000;
 
 fn values<'a, T: ArrowPrimitiveType>(
     batch: &'a RecordBatch,
@@ -119,36 +117,36 @@ fn values<'a, T: ArrowPrimitiveType>(
 
 /// What the arrival event says of an order.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-struct Arrival {
-    ts: i64,
-    seq: i64,
-    security: u32,
-    participant: u32,
-    side: u32,
-    price: i64,
-    quantity: u64,
-    order_type: u32,
-    reason: u32,
-    bid: i64,
-    offer: i64,
+pub(super) struct Arrival {
+    pub(super) ts: i64,
+    pub(super) seq: i64,
+    pub(super) security: u32,
+    pub(super) participant: u32,
+    pub(super) side: u32,
+    pub(super) price: i64,
+    pub(super) quantity: u64,
+    pub(super) order_type: u32,
+    pub(super) reason: u32,
+    pub(super) bid: i64,
+    pub(super) offer: i64,
 }
 
 /// What the final event says of an order.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-struct Final {
-    ts: i64,
-    seq: i64,
-    reason: u32,
-    leaves: u64,
-    matched: u64,
+pub(super) struct Final {
+    pub(super) ts: i64,
+    pub(super) seq: i64,
+    pub(super) reason: u32,
+    pub(super) leaves: u64,
+    pub(super) matched: u64,
 }
 
 /// One order, reduced over the events seen so far.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-struct Order {
-    arrival: Arrival,
-    last: Final,
-    events: u64,
+pub(super) struct Order {
+    pub(super) arrival: Arrival,
+    pub(super) last: Final,
+    pub(super) events: u64,
 }
 
 impl Order {
@@ -165,24 +163,24 @@ impl Order {
 
 /// An order's trade rows, folded into exact sums.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-struct Fills {
-    fills: u64,
-    quantity: u64,
-    notional: i128,
-    first_ts: i64,
-    last_ts: i64,
-    cp: u64,
-    lit: u64,
-    auction: u64,
-    other: u64,
-    aggressive: u64,
+pub(super) struct Fills {
+    pub(super) fills: u64,
+    pub(super) quantity: u64,
+    pub(super) notional: i128,
+    pub(super) first_ts: i64,
+    pub(super) last_ts: i64,
+    pub(super) cp: u64,
+    pub(super) lit: u64,
+    pub(super) auction: u64,
+    pub(super) other: u64,
+    pub(super) aggressive: u64,
     /// Σ quantity · tradetime: with the arrival time, Σ q·(t − arrival) = this − arrival · Σ q.
-    quantity_time: i128,
+    pub(super) quantity_time: i128,
     /// Σ price · quantity and Σ quantity · (bid + offer) over trades with a usable snapshot.
-    usable_notional: i128,
-    usable_mid_value: i128,
+    pub(super) usable_notional: i128,
+    pub(super) usable_mid_value: i128,
     /// Trade rows by the trade's own security and local date, for the accounting table.
-    rows_by_day: Vec<(u32, i32, u64)>,
+    pub(super) rows_by_day: Vec<(u32, i32, u64)>,
 }
 
 impl Fills {
@@ -226,7 +224,7 @@ impl Fills {
 }
 
 /// A quote is usable when both sides are positive and it is not crossed (locked is usable).
-fn usable(bid: i64, offer: i64) -> bool {
+pub(super) fn usable(bid: i64, offer: i64) -> bool {
     bid > 0 && offer > 0 && bid <= offer
 }
 
@@ -455,392 +453,5 @@ impl SweepState {
             scenarios,
             days,
         })
-    }
-}
-
-/// A state's contribution to the four tables: per-sweep rows and the sums behind every summary
-/// line, merged across partitions before the tables are put in order.
-#[derive(Default)]
-pub struct Finished {
-    sweeps: Vec<(u64, Vec<Cell>)>,
-    groups: BTreeMap<(u32, i32, &'static str), Summary>,
-    scenarios: BTreeMap<(u32, i32, &'static str), Summary>,
-    days: BTreeMap<(u32, i32), [u64; 12]>,
-}
-
-impl Finished {
-    /// Adds the results of another partition (whose orders are not in this one).
-    pub fn merge(&mut self, other: Finished) {
-        self.sweeps.extend(other.sweeps);
-        for (k, v) in other.groups {
-            self.groups.entry(k).or_default().absorb(v);
-        }
-        for (k, v) in other.scenarios {
-            self.scenarios.entry(k).or_default().absorb(v);
-        }
-        for (k, v) in other.days {
-            let d = self.days.entry(k).or_default();
-            for (a, b) in d.iter_mut().zip(v) {
-                *a += b;
-            }
-        }
-    }
-
-    /// The four tables, each in its order.
-    pub fn into_tables(self) -> Vec<Table> {
-        let Finished {
-            mut sweeps,
-            groups,
-            scenarios,
-            days,
-        } = self;
-        sweeps.sort_unstable_by_key(|(id, _)| *id);
-        vec![
-            Table {
-                name: TABLES[0],
-                columns: SWEEP_COLUMNS.iter().map(|c| c.to_string()).collect(),
-                rows: sweeps.into_iter().map(|(_, r)| r).collect(),
-            },
-            summary_table(TABLES[1], "fill_group", groups),
-            summary_table(TABLES[2], "scenario", scenarios),
-            Table {
-                name: TABLES[3],
-                columns: ["security_code", "date"]
-                    .iter()
-                    .chain(DAY_COLUMNS.iter())
-                    .map(|c| c.to_string())
-                    .collect(),
-                rows: days
-                    .into_iter()
-                    .map(|((security, day), c)| {
-                        let mut row = vec![Cell::Int(security.into()), Cell::Str(format_day(day))];
-                        row.extend(c.iter().map(|&v| Cell::Int(v.into())));
-                        row
-                    })
-                    .collect(),
-            },
-        ]
-    }
-}
-
-/// The accounting columns of `security_days.csv`, after the key, in the order counted above.
-const DAY_COLUMNS: [&str; 12] = [
-    "order_events",
-    "orders",
-    "cp_orders",
-    "sweeps",
-    "cp_orders_traded",
-    "sweeps_traded",
-    "sweeps_unknown_arrival",
-    "sweeps_bad_quote",
-    "trade_rows",
-    "cp_trade_rows",
-    "sweep_trade_rows",
-    "unmatched_trade_rows",
-];
-
-const SWEEP_COLUMNS: [&str; 33] = [
-    "order_id",
-    "security_code",
-    "date",
-    "participantid",
-    "side",
-    "arrival_ts",
-    "arrival_reason",
-    "events",
-    "limit_price",
-    "order_qty",
-    "final_reason",
-    "final_leaves",
-    "final_matched",
-    "fill_group",
-    "fills",
-    "filled_qty",
-    "cp_qty",
-    "lit_qty",
-    "auction_qty",
-    "other_qty",
-    "aggressive_qty",
-    "notional",
-    "vwap",
-    "first_fill_ts",
-    "last_fill_ts",
-    "scenario",
-    "arrival_mid",
-    "arrival_spread_bps",
-    "time_to_first_fill_ns",
-    "time_to_last_fill_ns",
-    "vw_time_to_fill_ns",
-    "cost_vs_arrival_bps",
-    "cost_vs_trade_mid_bps",
-];
-
-const SUMMARY_COLUMNS: [&str; 15] = [
-    "sweeps",
-    "order_qty",
-    "filled_qty",
-    "fills",
-    "cp_qty",
-    "lit_qty",
-    "auction_qty",
-    "other_qty",
-    "aggressive_qty",
-    "fill_ratio",
-    "mean_time_to_first_fill_ns",
-    "mean_time_to_last_fill_ns",
-    "vw_time_to_fill_ns",
-    "cost_vs_arrival_bps",
-    "cost_vs_trade_mid_bps",
-];
-
-/// `scale · num / den` as the spec computes it: both exact integers converted to f64 once.
-fn ratio(num: i128, den: i128, scale: f64) -> f64 {
-    scale * num as f64 / den as f64
-}
-
-fn int(v: impl Into<i128>) -> Cell {
-    Cell::Int(v.into())
-}
-
-fn opt_int(v: Option<i128>) -> Cell {
-    v.map_or(Cell::Null, Cell::Int)
-}
-
-fn opt_float(v: Option<f64>) -> Cell {
-    v.map_or(Cell::Null, Cell::Float)
-}
-
-/// One sweep's derived figures: the exact numerators and denominators its costs and times come
-/// from, kept for the summaries, which weight by them.
-struct Sweep {
-    group: &'static str,
-    scenario: &'static str,
-    order_qty: u64,
-    filled: Fills,
-    ttf: Option<i128>,
-    ttl: Option<i128>,
-    /// Σ q·(t − arrival) and Σ q, when the arrival is known and something filled.
-    vw: Option<(i128, i128)>,
-    /// s·(2·notional − A·filled) and A·filled.
-    arrival_cost: Option<(i128, i128)>,
-    /// s·(2·Nv − Mv) and Mv.
-    trade_mid_cost: Option<(i128, i128)>,
-}
-
-impl Sweep {
-    fn new(o: &Order, f: &Fills, known: bool, quote_ok: bool) -> Self {
-        let a = &o.arrival;
-        let group = if o.last.leaves == 0 {
-            "G1"
-        } else if o.last.matched > 0 {
-            "G2"
-        } else {
-            "G3"
-        };
-        let filled = i128::from(f.quantity);
-        let scenario = if filled == 0 || 100 * filled < 99 * i128::from(a.quantity) {
-            "C"
-        } else if !known {
-            "U"
-        } else if f.last_ts - a.ts < NS_PER_SECOND {
-            "A"
-        } else {
-            "B"
-        };
-        let sign: Option<i128> = match a.side {
-            1 => Some(1),
-            2 => Some(-1),
-            _ => None,
-        };
-        let arrival = i128::from(a.ts);
-        let twice_mid = i128::from(a.bid) + i128::from(a.offer);
-        let fills = known && f.fills > 0;
-        Sweep {
-            group,
-            scenario,
-            order_qty: a.quantity,
-            ttf: fills.then(|| i128::from(f.first_ts) - arrival),
-            ttl: fills.then(|| i128::from(f.last_ts) - arrival),
-            vw: (known && filled > 0).then(|| (f.quantity_time - arrival * filled, filled)),
-            arrival_cost: match sign {
-                Some(s) if known && quote_ok && filled > 0 => Some((
-                    s * (2 * f.notional - twice_mid * filled),
-                    twice_mid * filled,
-                )),
-                _ => None,
-            },
-            trade_mid_cost: match sign {
-                Some(s) if f.usable_mid_value > 0 => Some((
-                    s * (2 * f.usable_notional - f.usable_mid_value),
-                    f.usable_mid_value,
-                )),
-                _ => None,
-            },
-            filled: f.clone(),
-        }
-    }
-
-    fn row(&self, id: u64, o: &Order, f: &Fills, day: i32) -> Vec<Cell> {
-        let a = &o.arrival;
-        let known_quote = ARRIVAL_REASONS.contains(&a.reason) && usable(a.bid, a.offer);
-        let twice_mid = i128::from(a.bid) + i128::from(a.offer);
-        let has_fills = f.fills > 0;
-        vec![
-            int(id),
-            int(a.security),
-            Cell::Str(format_day(day)),
-            int(a.participant),
-            int(a.side),
-            int(a.ts),
-            int(a.reason),
-            int(o.events),
-            int(a.price),
-            int(a.quantity),
-            int(o.last.reason),
-            int(o.last.leaves),
-            int(o.last.matched),
-            Cell::Str(self.group.into()),
-            int(f.fills),
-            int(f.quantity),
-            int(f.cp),
-            int(f.lit),
-            int(f.auction),
-            int(f.other),
-            int(f.aggressive),
-            Cell::Int(f.notional),
-            opt_float((f.quantity > 0).then(|| ratio(f.notional, f.quantity.into(), 1.0))),
-            opt_int(has_fills.then(|| f.first_ts.into())),
-            opt_int(has_fills.then(|| f.last_ts.into())),
-            Cell::Str(self.scenario.into()),
-            opt_float(known_quote.then(|| twice_mid as f64 / 2.0)),
-            opt_float(
-                known_quote
-                    .then(|| ratio(i128::from(a.offer) - i128::from(a.bid), twice_mid, 20000.0)),
-            ),
-            opt_int(self.ttf),
-            opt_int(self.ttl),
-            opt_float(self.vw.map(|(n, d)| ratio(n, d, 1.0))),
-            opt_float(self.arrival_cost.map(|(n, d)| ratio(n, d, 10000.0))),
-            opt_float(self.trade_mid_cost.map(|(n, d)| ratio(n, d, 10000.0))),
-        ]
-    }
-}
-
-/// The sums behind one line of `groups.csv` or `scenarios.csv`.
-#[derive(Default)]
-struct Summary {
-    sweeps: u64,
-    order_qty: i128,
-    filled: i128,
-    fills: i128,
-    cp: i128,
-    lit: i128,
-    auction: i128,
-    other: i128,
-    aggressive: i128,
-    ttf: (i128, i128),
-    ttl: (i128, i128),
-    vw: Option<(i128, i128)>,
-    arrival_cost: Option<(i128, i128)>,
-    trade_mid_cost: Option<(i128, i128)>,
-}
-
-fn add_pair(into: &mut Option<(i128, i128)>, v: Option<(i128, i128)>) {
-    if let Some((n, d)) = v {
-        let e = into.get_or_insert((0, 0));
-        e.0 += n;
-        e.1 += d;
-    }
-}
-
-impl Summary {
-    /// Adds another line's sums (the same key, from another partition).
-    fn absorb(&mut self, o: Summary) {
-        self.sweeps += o.sweeps;
-        self.order_qty += o.order_qty;
-        self.filled += o.filled;
-        self.fills += o.fills;
-        self.cp += o.cp;
-        self.lit += o.lit;
-        self.auction += o.auction;
-        self.other += o.other;
-        self.aggressive += o.aggressive;
-        self.ttf = (self.ttf.0 + o.ttf.0, self.ttf.1 + o.ttf.1);
-        self.ttl = (self.ttl.0 + o.ttl.0, self.ttl.1 + o.ttl.1);
-        add_pair(&mut self.vw, o.vw);
-        add_pair(&mut self.arrival_cost, o.arrival_cost);
-        add_pair(&mut self.trade_mid_cost, o.trade_mid_cost);
-    }
-
-    fn add(&mut self, s: &Sweep) {
-        let f = &s.filled;
-        self.sweeps += 1;
-        self.order_qty += i128::from(s.order_qty);
-        self.filled += i128::from(f.quantity);
-        self.fills += i128::from(f.fills);
-        self.cp += i128::from(f.cp);
-        self.lit += i128::from(f.lit);
-        self.auction += i128::from(f.auction);
-        self.other += i128::from(f.other);
-        self.aggressive += i128::from(f.aggressive);
-        if let Some(v) = s.ttf {
-            self.ttf.0 += v;
-            self.ttf.1 += 1;
-        }
-        if let Some(v) = s.ttl {
-            self.ttl.0 += v;
-            self.ttl.1 += 1;
-        }
-        add_pair(&mut self.vw, s.vw);
-        add_pair(&mut self.arrival_cost, s.arrival_cost);
-        add_pair(&mut self.trade_mid_cost, s.trade_mid_cost);
-    }
-
-    fn cells(&self) -> Vec<Cell> {
-        let mean = |(sum, n): (i128, i128)| (n > 0).then(|| ratio(sum, n, 1.0));
-        vec![
-            int(self.sweeps),
-            Cell::Int(self.order_qty),
-            Cell::Int(self.filled),
-            Cell::Int(self.fills),
-            Cell::Int(self.cp),
-            Cell::Int(self.lit),
-            Cell::Int(self.auction),
-            Cell::Int(self.other),
-            Cell::Int(self.aggressive),
-            opt_float((self.order_qty > 0).then(|| ratio(self.filled, self.order_qty, 1.0))),
-            opt_float(mean(self.ttf)),
-            opt_float(mean(self.ttl)),
-            opt_float(self.vw.map(|(n, d)| ratio(n, d, 1.0))),
-            opt_float(self.arrival_cost.map(|(n, d)| ratio(n, d, 10000.0))),
-            opt_float(self.trade_mid_cost.map(|(n, d)| ratio(n, d, 10000.0))),
-        ]
-    }
-}
-
-fn summary_table(
-    name: &'static str,
-    key: &str,
-    lines: BTreeMap<(u32, i32, &'static str), Summary>,
-) -> Table {
-    Table {
-        name,
-        columns: ["security_code", "date", key]
-            .iter()
-            .chain(SUMMARY_COLUMNS.iter())
-            .map(|c| c.to_string())
-            .collect(),
-        rows: lines
-            .into_iter()
-            .map(|((security, day, code), s)| {
-                let mut row = vec![
-                    int(security),
-                    Cell::Str(format_day(day)),
-                    Cell::Str(code.into()),
-                ];
-                row.extend(s.cells());
-                row
-            })
-            .collect(),
     }
 }
