@@ -23,6 +23,7 @@ use toml::de::{DeTable, DeValue, ValueDeserializer};
 
 pub(crate) use choice::Choice;
 pub use error::{ConfigError, ConfigErrors, line_col};
+pub(crate) use resolve::Ctx;
 pub use spec::*;
 
 /// Sections a pipeline file may have.
@@ -87,14 +88,53 @@ pub(crate) struct Named<T> {
     pub config: Option<T>,
 }
 
+/// A stage section resolved the same way for every kind that implements it: the stage's own
+/// config struct says what its inputs are and how it becomes a spec, so a new kind of this sort
+/// is its folder (with this impl), its `StageKind` variant, and its line in `sections`.
+/// Readers, sweep analyses and sinks are resolved by hand: the roles of their inputs and the
+/// spans of their paths are checked against other stages.
+pub(crate) trait Section {
+    /// The stages whose output this one takes.
+    fn inputs(&self) -> Vec<Spanned<String>>;
+    /// The checked spec, every problem recorded in `cx`.
+    fn resolve(&self, cx: &mut Ctx) -> StageKind;
+}
+
+/// A stage of a [`Section`] kind; `config` is `None` when its table did not deserialise.
+pub(crate) struct SectionStage {
+    pub name: String,
+    pub span: Range<usize>,
+    pub config: Option<Box<dyn Section>>,
+    /// What the stage emits, so references to a broken one still check.
+    pub emits: Output,
+}
+
+/// Every stage of a [`Section`] kind's section, in file order.
+fn section<'a, T: Section + Deserialize<'a> + 'static>(
+    name: &str,
+    emits: Output,
+    v: Spanned<DeValue<'a>>,
+    errors: &mut Vec<ConfigError>,
+) -> Vec<SectionStage> {
+    stages::<T>(name, v, errors)
+        .into_iter()
+        .map(|n| SectionStage {
+            name: n.name,
+            span: n.span,
+            config: n.config.map(|c| Box::new(c) as Box<dyn Section>),
+            emits,
+        })
+        .collect()
+}
+
 /// The file's sections, each stage deserialised on its own.
 #[derive(Default)]
 pub(crate) struct RawPipeline {
     pub name: Option<Spanned<String>>,
     pub runtime: model::RuntimeConfig,
     pub readers: Vec<Named<model::ReaderConfig>>,
-    pub filters: Vec<Named<model::FilterConfig>>,
-    pub aggregators: Vec<Named<model::AggregatorConfig>>,
+    /// The stages of every [`Section`] kind, in the order of `SECTIONS`.
+    pub sections: Vec<SectionStage>,
     pub sweeps: Vec<Named<crate::sweeps::SweepsConfig>>,
     pub sinks: Vec<Named<model::SinkConfig>>,
     pub monitor: model::MonitorConfig,
@@ -132,6 +172,9 @@ fn stages<'a, T: Deserialize<'a>>(
 
 fn sections(root: DeTable<'_>, errors: &mut Vec<ConfigError>) -> RawPipeline {
     let mut raw = RawPipeline::default();
+    // (rank, stages): stages are resolved section by section in a fixed order, whatever order
+    // the file has them in.
+    let mut generic: Vec<(usize, Vec<SectionStage>)> = Vec::new();
     for (k, v) in root {
         let key_span = k.span();
         match k.get_ref().as_ref() {
@@ -140,8 +183,14 @@ fn sections(root: DeTable<'_>, errors: &mut Vec<ConfigError>) -> RawPipeline {
             "monitor" => raw.monitor = de(v, errors).unwrap_or_default(),
             "daemon" => raw.daemon = de(v, errors),
             "readers" => raw.readers = stages("readers", v, errors),
-            "filters" => raw.filters = stages("filters", v, errors),
-            "aggregators" => raw.aggregators = stages("aggregators", v, errors),
+            "filters" => generic.push((
+                1,
+                section::<model::FilterConfig>("filters", Output::Rows, v, errors),
+            )),
+            "aggregators" => generic.push((
+                2,
+                section::<model::AggregatorConfig>("aggregators", Output::Tables, v, errors),
+            )),
             "sweeps" => raw.sweeps = stages("sweeps", v, errors),
             "sinks" => raw.sinks = stages("sinks", v, errors),
             other => errors.push(ConfigError::at(
@@ -153,6 +202,8 @@ fn sections(root: DeTable<'_>, errors: &mut Vec<ConfigError>) -> RawPipeline {
             )),
         }
     }
+    generic.sort_by_key(|(rank, _)| *rank);
+    raw.sections = generic.into_iter().flat_map(|(_, s)| s).collect();
     raw
 }
 

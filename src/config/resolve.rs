@@ -10,22 +10,22 @@ use serde_spanned::Spanned;
 use super::choice::Choice;
 use super::model::{self, Workers};
 use super::spec::*;
-use super::stages::{aggregator, filter, reader, sink, sweeps};
+use super::stages::{reader, sink, sweeps};
 use super::{ConfigError, Named, RawPipeline, graph};
 use crate::sinks::format::RowFormat;
 use crate::time::{self, Zone};
 
 /// Collects errors while turning spanned raw values into typed ones.
-pub(super) struct Ctx<'e> {
-    pub(super) errors: &'e mut Vec<ConfigError>,
+pub(crate) struct Ctx<'e> {
+    pub(crate) errors: &'e mut Vec<ConfigError>,
 }
 
 impl Ctx<'_> {
-    pub(super) fn err(&mut self, span: std::ops::Range<usize>, msg: impl Into<String>) {
+    pub(crate) fn err(&mut self, span: std::ops::Range<usize>, msg: impl Into<String>) {
         self.errors.push(ConfigError::at(span, msg));
     }
 
-    pub(super) fn zone(&mut self, z: &Option<Spanned<String>>) -> Zone {
+    pub(crate) fn zone(&mut self, z: &Option<Spanned<String>>) -> Zone {
         match z {
             None => Zone::default(),
             Some(s) => s.get_ref().parse().unwrap_or_else(|e: time::TimeError| {
@@ -37,7 +37,7 @@ impl Ctx<'_> {
 
     /// The value `v` names, or `default` when absent. A name that is none of `T`'s is an error
     /// listing them.
-    pub(super) fn choice<T: Choice>(
+    pub(crate) fn choice<T: Choice>(
         &mut self,
         v: &Option<Spanned<String>>,
         key: &str,
@@ -59,7 +59,7 @@ impl Ctx<'_> {
 
     /// One element of a list of choices, e.g. a grouping of `group_by`; `what` names the kind
     /// in the message. `None` (and an error) when it names none.
-    pub(super) fn pick<T: Choice>(&mut self, v: &Spanned<String>, what: &str) -> Option<T> {
+    pub(crate) fn pick<T: Choice>(&mut self, v: &Spanned<String>, what: &str) -> Option<T> {
         let picked = T::from_name(v.get_ref());
         if picked.is_none() {
             self.err(
@@ -76,7 +76,7 @@ impl Ctx<'_> {
 
     /// The value when it lies within `range`; a value outside it is an error. `None` when absent
     /// or out of range.
-    pub(super) fn within<T: Copy + PartialOrd + std::fmt::Display>(
+    pub(crate) fn within<T: Copy + PartialOrd + std::fmt::Display>(
         &mut self,
         v: &Option<Spanned<T>>,
         key: &str,
@@ -99,7 +99,7 @@ impl Ctx<'_> {
     }
 
     /// A count within `range`, or `default` when absent (or out of range, which is an error).
-    pub(super) fn count(
+    pub(crate) fn count(
         &mut self,
         v: &Option<Spanned<u64>>,
         key: &str,
@@ -110,7 +110,7 @@ impl Ctx<'_> {
     }
 
     /// Seconds within `range`, or `default` when absent (or out of range, which is an error).
-    pub(super) fn secs(
+    pub(crate) fn secs(
         &mut self,
         v: &Option<Spanned<f64>>,
         key: &str,
@@ -122,7 +122,7 @@ impl Ctx<'_> {
             .map_or(default, Duration::from_secs_f64)
     }
 
-    pub(super) fn names(v: &Option<Spanned<Vec<Spanned<String>>>>) -> Vec<Spanned<String>> {
+    pub(crate) fn names(v: &Option<Spanned<Vec<Spanned<String>>>>) -> Vec<Spanned<String>> {
         v.as_ref().map(|v| v.get_ref().clone()).unwrap_or_default()
     }
 }
@@ -150,32 +150,15 @@ pub(super) fn resolve(raw: RawPipeline, errors: &mut Vec<ConfigError>) -> Pipeli
             None => broken.push((name.clone(), Output::Rows)),
         }
     }
-    for Named { name, span, config } in &raw.filters {
-        match config {
-            Some(c) => {
-                let kind = StageKind::Filter(filter(&mut cx, c));
-                nodes.push(graph::Node::new(
-                    name,
-                    span,
-                    c.inputs.get_ref().clone(),
-                    kind,
-                ));
-            }
-            None => broken.push((name.clone(), Output::Rows)),
-        }
-    }
-    for Named { name, span, config } in &raw.aggregators {
-        match config {
-            Some(c) => {
-                let kind = StageKind::Aggregator(aggregator(&mut cx, c));
-                nodes.push(graph::Node::new(
-                    name,
-                    span,
-                    c.inputs.get_ref().clone(),
-                    kind,
-                ));
-            }
-            None => broken.push((name.clone(), Output::Tables)),
+    for s in &raw.sections {
+        match &s.config {
+            Some(c) => nodes.push(graph::Node::new(
+                &s.name,
+                &s.span,
+                c.inputs(),
+                c.resolve(&mut cx),
+            )),
+            None => broken.push((s.name.clone(), s.emits)),
         }
     }
     for Named { name, span, config } in &raw.sweeps {

@@ -76,7 +76,27 @@ pub(super) fn sweeps(cx: &mut Ctx, s: &crate::sweeps::SweepsConfig) -> SweepsSpe
     }
 }
 
-pub(super) fn filter(cx: &mut Ctx, f: &model::FilterConfig) -> FilterSpec {
+impl super::Section for model::FilterConfig {
+    fn inputs(&self) -> Vec<Spanned<String>> {
+        self.inputs.get_ref().clone()
+    }
+
+    fn resolve(&self, cx: &mut Ctx) -> StageKind {
+        StageKind::Filter(filter(cx, self))
+    }
+}
+
+impl super::Section for model::AggregatorConfig {
+    fn inputs(&self) -> Vec<Spanned<String>> {
+        self.inputs.get_ref().clone()
+    }
+
+    fn resolve(&self, cx: &mut Ctx) -> StageKind {
+        StageKind::Aggregator(aggregator(cx, self))
+    }
+}
+
+fn filter(cx: &mut Ctx, f: &model::FilterConfig) -> FilterSpec {
     let mode = cx.choice(
         &f.order_type_match,
         "order_type_match",
@@ -164,7 +184,7 @@ pub(super) fn filter(cx: &mut Ctx, f: &model::FilterConfig) -> FilterSpec {
     }
 }
 
-pub(super) fn aggregator(cx: &mut Ctx, a: &model::AggregatorConfig) -> AggregatorSpec {
+fn aggregator(cx: &mut Ctx, a: &model::AggregatorConfig) -> AggregatorSpec {
     let mut group_by = Vec::new();
     match &a.group_by {
         None => group_by = Grouping::all(),
