@@ -112,7 +112,7 @@ fn run(path: &Path, set: &[String]) -> anyhow::Result<ExitCode> {
         Ok(p) => p,
         Err(code) => return Ok(code),
     };
-    let outcome = match runtime::run(&pipeline) {
+    let outcome = match runtime::run_interruptible(&pipeline) {
         Ok(o) => o,
         Err(e) => {
             eprintln!("sweep: cannot start `{}`: {e}", pipeline.name);
@@ -139,6 +139,10 @@ fn run(path: &Path, set: &[String]) -> anyhow::Result<ExitCode> {
     }
     for e in &outcome.errors {
         eprintln!("error: {e}");
+    }
+    if outcome.interrupted && !outcome.ok {
+        eprintln!("sweep: interrupted: the outputs not written above were left out whole");
+        return Ok(ExitCode::from(130));
     }
     Ok(if outcome.ok {
         ExitCode::SUCCESS

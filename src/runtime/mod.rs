@@ -45,6 +45,9 @@ pub struct RunOutcome {
     pub sinks: Vec<SinkReport>,
     /// The `execution_metrics.json` document.
     pub report: RunReport,
+    /// The run was told to stop from outside (Ctrl-C, SIGTERM, the daemon's deadline). Unless
+    /// it had already finished (`ok`), nothing it would have written was written.
+    pub interrupted: bool,
 }
 
 /// Worker threads for CPU stages: the configured count or one per core.
@@ -76,6 +79,41 @@ pub(crate) struct RunOptions {
 /// Runs a pipeline to completion.
 pub fn run(p: &Pipeline) -> Result<RunOutcome, BuildError> {
     run_with(p, RunOptions::default())
+}
+
+/// Runs a pipeline as the command line does: SIGINT or SIGTERM stops it like a failure (readers
+/// stop, nothing that looks complete is written, temporaries and spill files are removed) and
+/// the outcome says it was interrupted; a second signal ends the process at once.
+pub fn run_interruptible(p: &Pipeline) -> Result<RunOutcome, BuildError> {
+    use signal_hook::consts::{SIGINT, SIGTERM};
+    let control: Arc<Control> = Arc::default();
+    let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM])
+        .map_err(|e| BuildError::Runtime(format!("cannot handle signals: {e}")))?;
+    let handle = signals.handle();
+    let stop = control.clone();
+    let watcher = std::thread::spawn(move || {
+        for (n, _) in signals.forever().enumerate() {
+            if n == 0 {
+                tracing::warn!(
+                    "interrupted: stopping, writing nothing and removing temporary files \
+                     (again to quit at once)"
+                );
+                stop.cancel();
+            } else {
+                std::process::exit(130);
+            }
+        }
+    });
+    let outcome = run_with(
+        p,
+        RunOptions {
+            control: Some(control),
+            ..RunOptions::default()
+        },
+    );
+    handle.close();
+    let _ = watcher.join();
+    outcome
 }
 
 /// Runs a pipeline to completion, steered by `opts`.
@@ -226,5 +264,6 @@ pub(crate) fn run_with(p: &Pipeline, opts: RunOptions) -> Result<RunOutcome, Bui
         errors: control.errors(),
         sinks,
         report,
+        interrupted: control.cancelled(),
     })
 }

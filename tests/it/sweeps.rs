@@ -2,6 +2,8 @@
 //! reaches every rule against the DuckDB oracle's tables, order independence, and the inputs
 //! the spec rejects.
 
+use std::io::Write as _;
+
 use proptest::prelude::*;
 use rand::seq::SliceRandom;
 use rand::{RngExt, SeedableRng};
@@ -406,5 +408,66 @@ fn spilling_to_many_partitions_gives_the_same_bytes() {
         std::fs::read_dir(s.path("spill")).unwrap().count(),
         0,
         "spill files are removed"
+    );
+}
+
+/// Ctrl-C stops a run like a failure: exit 130, no table that looks complete, and the spill
+/// folder removed.
+#[test]
+fn an_interrupted_run_leaves_no_outputs_or_spill_files() {
+    let s = Scratch::new();
+    let dir = data("sweep_cases");
+    // Order events come through a named pipe that stays open, so the analysis is still waiting
+    // for its input when the run is interrupted.
+    let fifo = s.path("orders.csv");
+    assert!(
+        std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap()
+            .success()
+    );
+    let toml = job("orders.csv", &dir.join("trades.csv").display().to_string()).replace(
+        "trades = \"trades\"",
+        "trades = \"trades\"\nspill_dir = \"spill\"",
+    );
+    s.write("p.toml", toml);
+    std::fs::create_dir(s.path("spill")).unwrap();
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_sweep"))
+        .args(["run", "p.toml"])
+        .current_dir(s.dir.path())
+        .env("SWEEP_LOG", "warn")
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut writer = std::fs::OpenOptions::new().write(true).open(&fifo).unwrap();
+    let orders = std::fs::read_to_string(dir.join("orders.csv")).unwrap();
+    writer.write_all(orders.as_bytes()).unwrap();
+    // The spill folder exists once the stage has started.
+    let t0 = std::time::Instant::now();
+    while std::fs::read_dir(s.path("spill")).unwrap().count() == 0 {
+        assert!(
+            t0.elapsed() < std::time::Duration::from_secs(20),
+            "no spill folder"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let killed = std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    drop(writer);
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(130), "{stderr}");
+    assert!(stderr.contains("sweep: interrupted"), "{stderr}");
+    assert!(stderr.contains("tables -> out: not written"), "{stderr}");
+    assert!(!s.exists("out/sweeps.csv"), "{stderr}");
+    assert_eq!(
+        std::fs::read_dir(s.path("spill")).unwrap().count(),
+        0,
+        "spill folder removed"
     );
 }
