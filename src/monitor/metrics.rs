@@ -126,6 +126,15 @@ fn describe() {
         name::DAEMON_RELOADS,
         "SIGHUP reloads, by result: applied or rejected (the old pipeline kept running)."
     );
+    describe_counter!(
+        name::SPILLED_BYTES,
+        Unit::Bytes,
+        "Bytes a stage wrote to its spill files (compressed), past its memory budget."
+    );
+    describe_gauge!(
+        name::SPILL_PARTITIONS,
+        "Partitions a stage splits its rows into, each reduced on its own."
+    );
 }
 
 /// Publishes the sampled gauges: edges, jobs, input bytes and the process's resources.

@@ -12,7 +12,8 @@ use super::spill::{Partitioned, SpillDir, SpillError};
 use super::state::SweepError;
 use crate::batch::{Batch, TableSet};
 use crate::flow::fold::{self, Partial};
-use crate::flow::{ErrorKind, Inbox, Outlets, StageCtx, Start, Wiring};
+use crate::flow::metrics::name;
+use crate::flow::{ErrorKind, Inbox, Kind, Outlets, StageCtx, Start, Wiring};
 use crate::schema::col;
 
 /// A worker's rows, split into partitions, and which readers read trades.
@@ -71,7 +72,15 @@ impl Start for SweepsSpec {
         });
         let parts = partitions(input_bytes, compressed, self.memory_budget, w.workers);
         let dir = self.spill_dir.clone().unwrap_or_else(std::env::temp_dir);
-        let spill = match SpillDir::create(&dir) {
+        // Born at their start values, so a run that never spills still shows 0.
+        let labels = [
+            ("component_id", ctx.name.to_string()),
+            ("component_kind", Kind::SweepAnalysis.as_str().to_string()),
+        ];
+        let spilled = metrics::counter!(name::SPILLED_BYTES, &labels);
+        spilled.increment(0);
+        metrics::gauge!(name::SPILL_PARTITIONS, &labels).set(parts as f64);
+        let spill = match SpillDir::create(&dir, spilled) {
             Ok(s) => s,
             Err(e) => {
                 ctx.fail(

@@ -51,12 +51,12 @@ pub(crate) enum SpillError {
 pub(crate) struct SpillDir {
     dir: tempfile::TempDir,
     files: AtomicU64,
-    /// Bytes written to spill files (compressed), for the stage's metrics.
-    pub(crate) bytes: AtomicU64,
+    /// Bytes written to spill files (compressed): the stage's `sweep_spilled_bytes_total`.
+    bytes: metrics::Counter,
 }
 
 impl SpillDir {
-    pub(crate) fn create(parent: &Path) -> Result<Arc<Self>, SpillError> {
+    pub(crate) fn create(parent: &Path, bytes: metrics::Counter) -> Result<Arc<Self>, SpillError> {
         let dir = tempfile::Builder::new()
             .prefix(".sweep-spill-")
             .tempdir_in(parent)
@@ -67,7 +67,7 @@ impl SpillDir {
         Ok(Arc::new(SpillDir {
             dir,
             files: AtomicU64::new(0),
-            bytes: AtomicU64::new(0),
+            bytes,
         }))
     }
 
@@ -204,10 +204,9 @@ impl Partitioned {
                 }
                 let path = self.spill.next(p, kind);
                 write(&path, batches)?;
-                self.spill.bytes.fetch_add(
-                    std::fs::metadata(&path).map_or(0, |m| m.len()),
-                    Ordering::Relaxed,
-                );
+                self.spill
+                    .bytes
+                    .increment(std::fs::metadata(&path).map_or(0, |m| m.len()));
                 files.push(path);
                 batches.clear();
             }

@@ -412,6 +412,8 @@ fn dashboard_and_alert_expressions_return_data_in_prometheus() {
         "generate",
         "--orders",
         "orders.csv",
+        "--trades",
+        "trades.csv",
         "--rows",
         ROWS,
         "--seed",
@@ -421,14 +423,30 @@ fn dashboard_and_alert_expressions_return_data_in_prometheus() {
     ]);
     generated.case("generate").assert_success();
 
-    // Every stage kind, bad rows rejected (so rejections and errors are counted), and a rows sink
-    // slow enough to fill its edge (backpressure) and make the run last several scrapes.
-    // hold_secs keeps /metrics up after the run so the end state can be read.
+    // Every stage kind, bad rows rejected (so rejections and errors are counted), a rows sink
+    // slow enough to fill its edge (backpressure) and make the run last several scrapes, and a
+    // sweep analysis whose 1 MiB budget makes it spill. hold_secs keeps /metrics up after the run
+    // so the end state can be read.
+    std::fs::create_dir(s.path("spill")).unwrap();
     let p = Pipeline::standard("orders.csv")
         .rejects("out/rejects.csv")
         .set("monitor", "hold_secs = 60")
         .sink("kept", "out/kept.csv")
-        .set("sinks.kept", &format!("pause_per_batch_ms = {PAUSE_MS}"));
+        .set("sinks.kept", &format!("pause_per_batch_ms = {PAUSE_MS}"))
+        .section("readers.trades", &["path = \"trades.csv\""])
+        .section(
+            "sweeps.fills",
+            &[
+                "orders = \"orders\"",
+                "trades = \"trades\"",
+                "memory_budget_mib = 1",
+                "spill_dir = \"spill\"",
+            ],
+        )
+        .section(
+            "sinks.sweeps",
+            &["inputs = [\"fills\"]", "path = \"out/sweeps\""],
+        );
     s.write("p.toml", p.toml());
     s.write(
         "prometheus.yml",
@@ -732,7 +750,8 @@ fn dashboard_and_alert_expressions_return_data_in_prometheus() {
             let (code, text) = get(&http, &metrics_url, &[])?;
             let done = sample(&text, "sweep_jobs{state=\"done\"}");
             let running = sample(&text, "sweep_jobs{state=\"running\"}");
-            if code == 200 && done == Some(1.0) && running == Some(0.0) {
+            // Two jobs: the orders file and the sweep analysis's trades file.
+            if code == 200 && done == Some(2.0) && running == Some(0.0) {
                 Ok(text)
             } else {
                 Err(format!("{code}: done {done:?}, running {running:?}"))
