@@ -24,7 +24,8 @@ pub(crate) struct Input {
 pub(crate) fn inputs(p: &Pipeline, opts: &RunOptions) -> Result<Vec<Input>, BuildError> {
     // Every path the pipeline writes, through links: discovery passes over them, and none may
     // land on an input or on another output.
-    let outputs = Resolved::new(&claims(p, &Default::default()));
+    let claimed = claims(p, &Default::default());
+    let outputs = Resolved::new(&claimed);
     let skip = |f: &Path| outputs.writes(f);
     let mut errors = Vec::new();
     let mut found: Vec<Input> = Vec::new();
@@ -80,7 +81,7 @@ pub(crate) fn inputs(p: &Pipeline, opts: &RunOptions) -> Result<Vec<Input>, Buil
     }
     let mut errors = outputs.conflicts(found.iter().map(|f| f.path.as_path()));
     let mut dirs = BTreeSet::new();
-    for c in claims(p, &Default::default()) {
+    for c in &claimed {
         if dirs.insert(parent_of(&c.path).to_path_buf())
             && let Err(e) = check_writable(&c.path)
         {
