@@ -91,25 +91,25 @@ pub(crate) fn claims(p: &Pipeline, spans: &OutputSpans) -> Vec<Claim> {
                 let Some(stems) = p.stages.get(input).and_then(|s| s.kind.tables()) else {
                     continue;
                 };
-                for stem in stems {
-                    for f in &t.formats {
-                        let file = match f {
-                            TableFormat::Csv => format!("{stem}.csv"),
-                            TableFormat::Parquet => format!("{stem}.parquet"),
-                            // One summary document per aggregator.
-                            TableFormat::Json if stem == "summary" => "summary.json".into(),
-                            TableFormat::Json => continue,
-                        };
-                        out.push(Claim {
-                            path: t.path.join(&file),
-                            folder: false,
-                            owner: format!(
-                                "sinks.{} (table {file} of aggregator `{}`)",
-                                s.name, p.stages[input].name
-                            ),
-                            span: span.clone(),
-                        });
+                // As `sinks::tables::write_tables` writes them: each table per tabular format,
+                // and one summary document per input, whatever its tables.
+                let mut files: Vec<String> = Vec::new();
+                for f in &t.formats {
+                    match f {
+                        TableFormat::Csv => files.extend(stems.iter().map(|t| format!("{t}.csv"))),
+                        TableFormat::Parquet => {
+                            files.extend(stems.iter().map(|t| format!("{t}.parquet")))
+                        }
+                        TableFormat::Json => files.push("summary.json".into()),
                     }
+                }
+                for file in files {
+                    out.push(Claim {
+                        path: t.path.join(&file),
+                        folder: false,
+                        owner: format!("sinks.{} ({file} of `{}`)", s.name, p.stages[input].name),
+                        span: span.clone(),
+                    });
                 }
             }
         }

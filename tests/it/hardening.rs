@@ -304,7 +304,7 @@ path = "{path}"
     s.sweep(&["validate", "p.toml"])
         .assert_code(2)
         .assert_stderr_contains(
-            "p.toml:21:8: sinks.extract writes out/summary.csv, which sinks.tables (table summary.csv of aggregator `stats`) also writes",
+            "p.toml:21:8: sinks.extract writes out/summary.csv, which sinks.tables (summary.csv of `stats`) also writes",
         );
     assert!(!s.exists("out"), "nothing written");
 
