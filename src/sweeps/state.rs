@@ -87,7 +87,7 @@ pub const TRADE_COLUMNS: [&str; 9] = [
 const CENTRE_POINT_BITS: u32 = 6464;
 const SWEEP_BIT: u32 = 2048;
 /// Change reasons of a true arrival: 6 new order, 29 new inactive order.
-pub(super) const ARRIVAL_REASONS: [u32; 2] = [6, 29];
+const ARRIVAL_REASONS: [u32; 2] = [6, 29];
 pub(super) const NS_PER_SECOND: i64 = 1_000_000_000;
 
 fn values<'a, T: ArrowPrimitiveType>(
@@ -224,7 +224,7 @@ impl Fills {
 }
 
 /// A quote is usable when both sides are positive and it is not crossed (locked is usable).
-pub(super) fn usable(bid: i64, offer: i64) -> bool {
+fn usable(bid: i64, offer: i64) -> bool {
     bid > 0 && offer > 0 && bid <= offer
 }
 
@@ -433,7 +433,7 @@ impl SweepState {
                 .entry((a.security, day, s.scenario))
                 .or_default()
                 .add(&s);
-            sweeps.push((id, s.row(id, o, f, day)));
+            sweeps.push((id, s.row(id, day)));
         }
         for (id, f) in &self.fills {
             let order = self.orders.get(id);

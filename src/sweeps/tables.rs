@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 
-use super::state::{ARRIVAL_REASONS, Fills, NS_PER_SECOND, Order, usable};
+use super::state::{Fills, NS_PER_SECOND, Order};
 use crate::table::{Cell, Table};
 use crate::time::format_day;
 
@@ -166,11 +166,14 @@ fn opt_float(v: Option<f64>) -> Cell {
 
 /// One sweep's derived figures: the exact numerators and denominators its costs and times come
 /// from, kept for the summaries, which weight by them.
-pub(super) struct Sweep {
+pub(super) struct Sweep<'a> {
+    order: &'a Order,
+    filled: &'a Fills,
+    /// The arrival is known, and its quote usable.
+    known: bool,
+    quote_ok: bool,
     pub(super) group: &'static str,
     pub(super) scenario: &'static str,
-    order_qty: u64,
-    filled: Fills,
     ttf: Option<i128>,
     ttl: Option<i128>,
     /// Σ q·(t − arrival) and Σ q, when the arrival is known and something filled.
@@ -181,8 +184,8 @@ pub(super) struct Sweep {
     trade_mid_cost: Option<(i128, i128)>,
 }
 
-impl Sweep {
-    pub(super) fn new(o: &Order, f: &Fills, known: bool, quote_ok: bool) -> Self {
+impl<'a> Sweep<'a> {
+    pub(super) fn new(o: &'a Order, f: &'a Fills, known: bool, quote_ok: bool) -> Self {
         let a = &o.arrival;
         let group = if o.last.leaves == 0 {
             "G1"
@@ -210,9 +213,12 @@ impl Sweep {
         let twice_mid = i128::from(a.bid) + i128::from(a.offer);
         let fills = known && f.fills > 0;
         Sweep {
+            order: o,
+            filled: f,
+            known,
+            quote_ok,
             group,
             scenario,
-            order_qty: a.quantity,
             ttf: fills.then(|| i128::from(f.first_ts) - arrival),
             ttl: fills.then(|| i128::from(f.last_ts) - arrival),
             vw: (known && filled > 0).then(|| (f.quantity_time - arrival * filled, filled)),
@@ -230,13 +236,13 @@ impl Sweep {
                 )),
                 _ => None,
             },
-            filled: f.clone(),
         }
     }
 
-    pub(super) fn row(&self, id: u64, o: &Order, f: &Fills, day: i32) -> Vec<Cell> {
+    pub(super) fn row(&self, id: u64, day: i32) -> Vec<Cell> {
+        let (o, f) = (self.order, self.filled);
         let a = &o.arrival;
-        let known_quote = ARRIVAL_REASONS.contains(&a.reason) && usable(a.bid, a.offer);
+        let known_quote = self.known && self.quote_ok;
         let twice_mid = i128::from(a.bid) + i128::from(a.offer);
         let has_fills = f.fills > 0;
         vec![
@@ -327,9 +333,9 @@ impl Summary {
     }
 
     pub(super) fn add(&mut self, s: &Sweep) {
-        let f = &s.filled;
+        let f = s.filled;
         self.sweeps += 1;
-        self.order_qty += i128::from(s.order_qty);
+        self.order_qty += i128::from(s.order.arrival.quantity);
         self.filled += i128::from(f.quantity);
         self.fills += i128::from(f.fills);
         self.cp += i128::from(f.cp);
