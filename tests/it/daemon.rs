@@ -223,6 +223,22 @@ fn gz_rows(path: &Path) -> u64 {
     text.lines().count().saturating_sub(1) as u64
 }
 
+/// Every table the daemon wrote to `out/` equals the one `sweep run` wrote to `batch/`;
+/// `context()` is shown on a difference.
+fn assert_out_equals_batch(s: &Scratch, context: impl Fn() -> String) {
+    for t in TABLES {
+        let (daemon, batch) = (
+            s.read(&format!("out/{t}.csv")),
+            s.read(&format!("batch/{t}.csv")),
+        );
+        assert!(
+            daemon == batch,
+            "table {t} differs from `sweep run`:\n{daemon}\n---\n{batch}\n{}",
+            context()
+        );
+    }
+}
+
 /// Every table the daemon wrote equals the batch run's, byte for byte.
 fn assert_tables_equal_batch(s: &Scratch) {
     s.write("batch.toml", job("src/*.csv.gz").toml());
@@ -237,17 +253,7 @@ fn assert_tables_equal_batch(s: &Scratch) {
         "monitor.report=batch/execution_metrics.json",
     ])
     .assert_success();
-    for t in TABLES {
-        let (daemon, batch) = (
-            s.read(&format!("out/{t}.csv")),
-            s.read(&format!("batch/{t}.csv")),
-        );
-        assert!(
-            daemon == batch,
-            "table {t} differs from `sweep run`:\n{daemon}\n---\n{batch}\nstatus {}",
-            status(s)
-        );
-    }
+    assert_out_equals_batch(s, || format!("status {}", status(s)));
 }
 
 /// The acceptance test: 20 files fed to a daemon that is killed with SIGKILL at random moments,
@@ -671,16 +677,7 @@ fn a_version_1_state_is_migrated_once() {
 
     s.sweep(&["run", "p.toml", "--set", "sinks.tables.path=batch"])
         .assert_success();
-    for t in TABLES {
-        let (daemon, batch) = (
-            s.read(&format!("out/{t}.csv")),
-            s.read(&format!("batch/{t}.csv")),
-        );
-        assert!(
-            daemon == batch,
-            "table {t} differs from `sweep run`:\n{daemon}\n---\n{batch}"
-        );
-    }
+    assert_out_equals_batch(&s, String::new);
 
     // Migrated once: the next start finds a version 2 digest and commits nothing.
     let d = Daemon::start(&s, &[]);
