@@ -23,10 +23,13 @@ impl Batch {
     }
 }
 
-/// The merged result of an aggregator: what tables sinks receive.
+/// The finished tables of a stage that emits tables (an aggregator, a sweep analysis): what
+/// tables sinks receive.
 #[derive(Debug)]
 pub(crate) struct TableSet {
-    pub aggregator: String,
+    /// The stage that made them.
+    pub stage: String,
+    /// Rows the stage folded in (the JSON summary's `rows_aggregated`).
     pub rows: u64,
     pub tables: Vec<crate::table::Table>,
 }

@@ -44,7 +44,7 @@ impl Start for AggregatorSpec {
                     t0.elapsed(),
                 );
                 let set = Arc::new(TableSet {
-                    aggregator: c2.name.to_string(),
+                    stage: c2.name.to_string(),
                     rows: merged.rows(),
                     tables,
                 });

@@ -520,7 +520,7 @@ impl Daemon {
                     continue;
                 };
                 let set = TableSet {
-                    aggregator: name.clone(),
+                    stage: name.clone(),
                     rows: state.rows(),
                     tables: state.finish(),
                 };

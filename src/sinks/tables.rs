@@ -82,7 +82,7 @@ pub(crate) fn write_tables(
             TableFormat::Json => {
                 let extra = serde_json::json!({
                     "pipeline": pipeline,
-                    "aggregator": set.aggregator,
+                    "aggregator": set.stage,
                     "rows_aggregated": set.rows,
                 });
                 let doc = summary_json(&set.tables, extra);

@@ -181,7 +181,7 @@ async fn finish(
     let rows: u64 = tables.iter().map(|t| t.rows.len() as u64).sum();
     ctx.stats.batch(0, rows, t0.elapsed());
     Some(TableSet {
-        aggregator: ctx.name.to_string(),
+        stage: ctx.name.to_string(),
         rows: order_rows + trade_rows,
         tables,
     })
