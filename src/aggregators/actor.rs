@@ -38,11 +38,8 @@ impl Start for AggregatorSpec {
                 }
                 let t0 = Instant::now();
                 let tables = merged.finish();
-                c2.stats.batch(
-                    0,
-                    tables.iter().map(|t| t.rows.len() as u64).sum(),
-                    t0.elapsed(),
-                );
+                c2.stats
+                    .batch(0, tables.iter().map(|t| t.len()).sum(), t0.elapsed());
                 let set = Arc::new(TableSet {
                     stage: c2.name.to_string(),
                     rows: merged.rows(),

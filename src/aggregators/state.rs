@@ -265,17 +265,17 @@ impl AggState {
                 Grouping::Size => self.size_rows(),
                 Grouping::Hourly => self.hourly_rows(),
             };
-            tables.push(Table {
-                name: g.table_name(),
-                columns: self.header(Some(g.key_column())),
+            tables.push(Table::new(
+                g.table_name(),
+                self.header(Some(g.key_column())),
                 rows,
-            });
+            ));
         }
-        tables.push(Table {
-            name: "summary",
-            columns: self.header(None),
-            rows: vec![self.summary_row()],
-        });
+        tables.push(Table::new(
+            "summary",
+            self.header(None),
+            vec![self.summary_row()],
+        ));
         tables
     }
 

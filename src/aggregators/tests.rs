@@ -59,14 +59,14 @@ fn aggregate(spec: &Arc<AggregatorSpec>, rows: &[Row]) -> AggState {
 
 fn csv_of(tables: &[Table], name: &str) -> String {
     let t = tables.iter().find(|t| t.name == name).unwrap();
-    String::from_utf8(t.to_csv()).unwrap()
+    String::from_utf8(t.to_csv().unwrap()).unwrap()
 }
 
 fn all_csv(state: &AggState) -> Vec<(&'static str, Vec<u8>)> {
     state
         .finish()
         .iter()
-        .map(|t| (t.name, t.to_csv()))
+        .map(|t| (t.name, t.to_csv().unwrap()))
         .collect()
 }
 
@@ -284,7 +284,12 @@ fn empty_state_gives_header_only_tables_and_zero_summary() {
     assert_eq!(tables.len(), 8);
     for t in &tables[..7] {
         let header = format!("{},{M}\n", t.columns[0]);
-        assert_eq!(String::from_utf8(t.to_csv()).unwrap(), header, "{}", t.name);
+        assert_eq!(
+            String::from_utf8(t.to_csv().unwrap()).unwrap(),
+            header,
+            "{}",
+            t.name
+        );
     }
     assert_eq!(
         csv_of(&tables, "summary"),

@@ -151,6 +151,10 @@ impl AtomicWriter {
         })
     }
 
+    pub(crate) fn target(&self) -> &Path {
+        &self.target
+    }
+
     pub(crate) fn commit(mut self) -> Result<(), OutputError> {
         self.inner
             .flush()

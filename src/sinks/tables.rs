@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use actix::prelude::*;
 
-use super::atomic::{AtomicFile, OutputError};
+use super::atomic::{AtomicWriter, OutputError};
 use crate::batch::TableSet;
 use crate::config::{TableFormat, TableSinkSpec};
 use crate::flow::edge::Envelope;
@@ -47,8 +47,8 @@ impl TableSinkWorker {
     }
 }
 
-/// Writes one aggregator's tables into `dir` in every format, all or none: each file goes to a
-/// temporary name first, and only when every one is written are they renamed into place. The
+/// Writes one stage's tables into `dir` in every format, all or none: each file is streamed to
+/// a temporary name first, and only when every one is written are they renamed into place. The
 /// batch sink and the daemon's output refresh both write through here. Returns the paths.
 pub(crate) fn write_tables(
     dir: &Path,
@@ -56,27 +56,23 @@ pub(crate) fn write_tables(
     pipeline: &str,
     set: &TableSet,
 ) -> Result<Vec<String>, String> {
-    let mut files: Vec<(AtomicFile, Vec<u8>)> = Vec::new();
-    let stage = |name: &str,
-                 bytes: Vec<u8>,
-                 files: &mut Vec<(AtomicFile, Vec<u8>)>|
-     -> Result<(), OutputError> {
-        files.push((AtomicFile::create(dir.join(name))?, bytes));
-        Ok(())
-    };
+    let mut files: Vec<AtomicWriter> = Vec::new();
+    fn open(files: &mut Vec<AtomicWriter>, path: PathBuf) -> Result<&mut AtomicWriter, String> {
+        files.push(AtomicWriter::create(path).map_err(|e| e.to_string())?);
+        files.last_mut().ok_or_else(String::new)
+    }
     for f in formats {
         match f {
             TableFormat::Csv => {
                 for t in &set.tables {
-                    stage(&format!("{}.csv", t.name), t.to_csv(), &mut files)
-                        .map_err(|e| e.to_string())?;
+                    let w = open(&mut files, dir.join(format!("{}.csv", t.name)))?;
+                    t.write_csv(w).map_err(|e| e.to_string())?;
                 }
             }
             TableFormat::Parquet => {
                 for t in &set.tables {
-                    let bytes = t.to_parquet().map_err(|e| e.to_string())?;
-                    stage(&format!("{}.parquet", t.name), bytes, &mut files)
-                        .map_err(|e| e.to_string())?;
+                    let w = open(&mut files, dir.join(format!("{}.parquet", t.name)))?;
+                    t.write_parquet(w).map_err(|e| e.to_string())?;
                 }
             }
             TableFormat::Json => {
@@ -88,21 +84,18 @@ pub(crate) fn write_tables(
                 let doc = summary_json(&set.tables, extra);
                 let mut bytes = serde_json::to_vec_pretty(&doc).map_err(|e| e.to_string())?;
                 bytes.push(b'\n');
-                stage("summary.json", bytes, &mut files).map_err(|e| e.to_string())?;
+                let w = open(&mut files, dir.join("summary.json"))?;
+                let target = w.target().to_path_buf();
+                w.write_all(&bytes)
+                    .map_err(|e| OutputError::new(target, e).to_string())?;
             }
         }
     }
-    let mut names = Vec::new();
-    for (f, _) in &files {
-        names.push(f.target().display().to_string());
-    }
-    for (f, bytes) in &mut files {
-        let target = f.target().to_path_buf();
-        f.file()
-            .write_all(bytes)
-            .map_err(|e| OutputError::new(target, e).to_string())?;
-    }
-    for (f, _) in files {
+    let names = files
+        .iter()
+        .map(|f| f.target().display().to_string())
+        .collect();
+    for f in files {
         f.commit().map_err(|e| e.to_string())?;
     }
     Ok(names)
@@ -136,7 +129,7 @@ impl Handler<Envelope<Arc<TableSet>>> for TableSinkWorker {
                 self.error = Some(e);
             }
         }
-        let rows: u64 = msg.item.tables.iter().map(|t| t.rows.len() as u64).sum();
+        let rows: u64 = msg.item.tables.iter().map(|t| t.len()).sum();
         self.ctx.stats.batch(rows, rows, msg.started.elapsed());
     }
 }

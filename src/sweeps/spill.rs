@@ -3,14 +3,17 @@
 //! not; at the end each partition is reduced on its own, and the partitions' results merged.
 //!
 //! Partitions are by order id, not by security: a trade joins its order by id alone (its own
-//! `securitycode` is not compared), so only the id puts an order and its trades together. A
-//! partition file holds the rows of one partition and one kind (orders or trades), with the
-//! columns the analysis reads, and is named by both (`p007-orders-…arrow`); whatever wrote it,
-//! reducing the files of one partition in any order gives the same result, which is what a
-//! later distributed run can hand to other machines.
+//! `securitycode` is not compared), so only the id puts an order and its trades together.
+//!
+//! Each spill writes one file per kind (`s000012-orders.arrow`), holding the columns the
+//! analysis reads, one batch per partition in partition order; its footer says which: key
+//! `sweep.partitions` lists the partition of each batch, `sweep.kind` the kind and
+//! `sweep.partition_count` how many partitions the ids were hashed into. One file per spill
+//! rather than per partition keeps the file count to the spills however many partitions there
+//! are. A partition is the batches of its number across the files; whatever wrote them,
+//! reducing them in any order gives the same result, which is what a later distributed run can
+//! hand to other machines.
 
-use std::fs::File;
-use std::io::BufWriter;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -18,14 +21,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use arrow_array::cast::AsArray;
 use arrow_array::types::UInt64Type;
 use arrow_array::{RecordBatch, UInt32Array};
-use arrow_ipc::CompressionType;
-use arrow_ipc::reader::FileReader;
-use arrow_ipc::writer::{FileWriter, IpcWriteOptions};
 
 use super::state::{ORDER_COLUMNS, SweepError, SweepState, TRADE_COLUMNS};
-use super::tables::Finished;
+use super::tables::{Finished, sweep_schema};
 use crate::schema::{col, trade};
-use crate::table::Table;
+use crate::table::{RunError, RunWriter, Runs, Table, read_run, write_run};
 use crate::time::Zone;
 
 /// Why spilling failed: the spill folder could not be written or read back.
@@ -43,6 +43,14 @@ pub(crate) enum SpillError {
     },
     #[error(transparent)]
     Sweep(#[from] SweepError),
+    #[error(transparent)]
+    Run(#[from] RunError),
+    #[error("the sweeps table: {0}")]
+    Table(arrow_schema::ArrowError),
+    #[error("a worker reducing partitions panicked")]
+    Panicked,
+    #[error("a spill file does not hold the batch its partition was written to")]
+    Lost,
 }
 
 /// The spill folder of one run: removed with everything in it when the last holder drops it,
@@ -71,27 +79,32 @@ impl SpillDir {
         }))
     }
 
-    fn next(&self, partition: usize, kind: &str) -> PathBuf {
+    fn next(&self, name: &str) -> PathBuf {
         let n = self.files.fetch_add(1, Ordering::Relaxed);
-        self.dir
-            .path()
-            .join(format!("p{partition:03}-{kind}-{n:06}.arrow"))
+        self.dir.path().join(format!("s{n:06}-{name}.arrow"))
+    }
+
+    fn wrote(&self, path: &Path) {
+        self.bytes
+            .increment(std::fs::metadata(path).map_or(0, |m| m.len()));
     }
 }
 
-/// One partition's rows: in memory, and in the files spilled so far.
+/// One partition's rows: slices of sorted batches in memory, and the batches spilled so far as
+/// (spill file, batch index) pairs.
 #[derive(Debug, Default)]
 struct Part {
     orders: Vec<RecordBatch>,
     trades: Vec<RecordBatch>,
-    order_files: Vec<PathBuf>,
-    trade_files: Vec<PathBuf>,
+    spilled: Vec<(u32, u32)>,
 }
 
 /// A worker's share of the analysis: its rows split into partitions.
 pub(crate) struct Partitioned {
     zone: Zone,
     parts: Vec<Part>,
+    /// The spill files, by the index `Part::spilled` names them with.
+    files: Vec<PathBuf>,
     /// Bytes held in memory; past `budget` they are spilled.
     held: usize,
     budget: usize,
@@ -110,6 +123,7 @@ impl Partitioned {
         Partitioned {
             zone,
             parts: (0..parts.max(1)).map(|_| Part::default()).collect(),
+            files: Vec::new(),
             held: 0,
             budget,
             spill,
@@ -124,62 +138,69 @@ impl Partitioned {
         } else {
             (&ORDER_COLUMNS, col::ORDER_ID)
         };
+        let file = if trades { "trades" } else { "orders" };
         // Only the columns the analysis reads are kept (a rows sink may have made the reader
         // parse more).
         let mut idx = Vec::with_capacity(columns.len());
         for c in columns {
             let Ok(i) = batch.schema().index_of(c) else {
-                return Err(SweepError::MissingColumn {
-                    name: c,
-                    file: if trades { "trades" } else { "orders" },
-                }
-                .into());
+                return Err(SweepError::MissingColumn { name: c, file }.into());
             };
             idx.push(i);
         }
-        let batch = batch.project(&idx).map_err(|source| SpillError::Arrow {
-            path: PathBuf::new(),
-            source,
-        })?;
+        let batch = batch
+            .project(&idx)
+            .map_err(|e| arrow_error(Path::new(""), e))?;
         let ids = batch
             .column_by_name(id)
             .and_then(|c| c.as_primitive_opt::<UInt64Type>())
-            .ok_or(SweepError::MissingColumn {
-                name: if trades {
-                    trade::ORDER_ID
-                } else {
-                    col::ORDER_ID
-                },
-                file: if trades { "trades" } else { "orders" },
-            })?;
+            .ok_or(SweepError::MissingColumn { name: id, file })?;
         let n = self.parts.len();
         if trades {
             self.rows.1 += batch.num_rows() as u64;
         } else {
             self.rows.0 += batch.num_rows() as u64;
         }
-        let mut taken: Vec<(usize, RecordBatch)> = Vec::new();
+        if batch.num_rows() == 0 {
+            return Ok(());
+        }
+        let mut pieces: Vec<(usize, RecordBatch)> = Vec::new();
         if n == 1 {
-            taken.push((0, batch));
+            self.held += batch.get_array_memory_size();
+            pieces.push((0, batch));
         } else {
-            let mut rows: Vec<Vec<u32>> = vec![Vec::new(); n];
-            for (i, v) in ids.values().iter().enumerate() {
-                rows[partition_of(*v, n)].push(i as u32);
+            // One take puts the rows in partition order (stable within a partition); each
+            // partition keeps a zero-copy slice of it, so the rows are copied once however
+            // many partitions there are.
+            let of: Vec<u32> = ids
+                .values()
+                .iter()
+                .map(|v| partition_of(*v, n) as u32)
+                .collect();
+            let mut start = vec![0u32; n + 1];
+            for &p in &of {
+                start[p as usize + 1] += 1;
             }
-            for (p, r) in rows.into_iter().enumerate() {
-                if r.is_empty() {
-                    continue;
+            for p in 0..n {
+                start[p + 1] += start[p];
+            }
+            let mut at = start.clone();
+            let mut order = vec![0u32; of.len()];
+            for (row, &p) in of.iter().enumerate() {
+                order[at[p as usize] as usize] = row as u32;
+                at[p as usize] += 1;
+            }
+            let sorted = arrow_select::take::take_record_batch(&batch, &UInt32Array::from(order))
+                .map_err(|e| arrow_error(Path::new(""), e))?;
+            self.held += sorted.get_array_memory_size();
+            for p in 0..n {
+                let (a, b) = (start[p] as usize, start[p + 1] as usize);
+                if b > a {
+                    pieces.push((p, sorted.slice(a, b - a)));
                 }
-                let part = arrow_select::take::take_record_batch(&batch, &UInt32Array::from(r))
-                    .map_err(|source| SpillError::Arrow {
-                        path: PathBuf::new(),
-                        source,
-                    })?;
-                taken.push((p, part));
             }
         }
-        for (p, b) in taken {
-            self.held += b.get_array_memory_size();
+        for (p, b) in pieces {
             if trades {
                 self.parts[p].trades.push(b);
             } else {
@@ -192,24 +213,55 @@ impl Partitioned {
         Ok(())
     }
 
-    /// Writes every partition's rows in memory to its files and frees them.
+    /// Writes every partition's rows in memory to one spill file per kind and frees them.
     fn spill_all(&mut self) -> Result<(), SpillError> {
-        for (p, part) in self.parts.iter_mut().enumerate() {
-            for (batches, files, kind) in [
-                (&mut part.orders, &mut part.order_files, "orders"),
-                (&mut part.trades, &mut part.trade_files, "trades"),
-            ] {
-                if batches.is_empty() {
+        for trades in [false, true] {
+            let kind = if trades { "trades" } else { "orders" };
+            let Some(schema) = self
+                .parts
+                .iter()
+                .find_map(|p| {
+                    if trades {
+                        p.trades.first()
+                    } else {
+                        p.orders.first()
+                    }
+                })
+                .map(|b| b.schema())
+            else {
+                continue;
+            };
+            let path = self.spill.next(kind);
+            let file = self.files.len() as u32;
+            // Written a partition at a time, so that only one partition's copy is made at once.
+            let mut out = RunWriter::create(&path, &schema)?;
+            let mut written = 0u32;
+            let mut of = Vec::new();
+            for (p, part) in self.parts.iter_mut().enumerate() {
+                let held = if trades {
+                    &mut part.trades
+                } else {
+                    &mut part.orders
+                };
+                if held.is_empty() {
                     continue;
                 }
-                let path = self.spill.next(p, kind);
-                write(&path, batches)?;
-                self.spill
-                    .bytes
-                    .increment(std::fs::metadata(&path).map_or(0, |m| m.len()));
-                files.push(path);
-                batches.clear();
+                let one = arrow_select::concat::concat_batches(&schema, held.iter())
+                    .map_err(|e| arrow_error(&path, e))?;
+                held.clear();
+                out.write(&one)?;
+                part.spilled.push((file, written));
+                written += 1;
+                of.push(p.to_string());
             }
+            let meta = [
+                ("sweep.kind", kind.to_string()),
+                ("sweep.partitions", of.join(",")),
+                ("sweep.partition_count", self.parts.len().to_string()),
+            ];
+            out.finish(&meta)?;
+            self.spill.wrote(&path);
+            self.files.push(path);
         }
         self.held = 0;
         Ok(())
@@ -217,11 +269,13 @@ impl Partitioned {
 
     /// Takes another worker's partitions (the same count): files and rows in memory alike.
     pub(crate) fn merge(&mut self, other: Partitioned) {
+        let shift = self.files.len() as u32;
+        self.files.extend(other.files);
         for (mine, theirs) in self.parts.iter_mut().zip(other.parts) {
             mine.orders.extend(theirs.orders);
             mine.trades.extend(theirs.trades);
-            mine.order_files.extend(theirs.order_files);
-            mine.trade_files.extend(theirs.trade_files);
+            mine.spilled
+                .extend(theirs.spilled.into_iter().map(|(f, b)| (f + shift, b)));
         }
         self.held += other.held;
         self.rows.0 += other.rows.0;
@@ -233,65 +287,132 @@ impl Partitioned {
         self.rows
     }
 
-    /// How many partitions, and how many of their files were spilled.
+    /// How many partitions, and how many spill files they were written to.
     pub(crate) fn spilled(&self) -> (usize, usize) {
-        let files = self
-            .parts
-            .iter()
-            .map(|p| p.order_files.len() + p.trade_files.len())
-            .sum();
-        (self.parts.len(), files)
+        (self.parts.len(), self.files.len())
     }
 
     /// Reduces each partition on its own, `threads` at a time, and merges their results into the
-    /// four tables. Only `threads` partitions' states are in memory at once.
-    pub(crate) fn finish(self, threads: usize) -> Result<Vec<Table>, SpillError> {
+    /// four tables. Only `threads` partitions' states are in memory at once. Each partition's
+    /// sweep rows become one sorted run of the `sweeps` table: a file in the spill folder when
+    /// the rows were partitioned (the table is merged from them as it is written), in memory
+    /// otherwise.
+    pub(crate) fn finish(mut self, threads: usize) -> Result<Vec<Table>, SpillError> {
         let zone = self.zone;
-        let parts = std::sync::Mutex::new(self.parts.into_iter());
-        let results: Vec<Result<Finished, SpillError>> = std::thread::scope(|scope| {
+        let to_disk = self.parts.len() > 1;
+        if to_disk {
+            // The rows still held would sit beside the partition states until their own
+            // partition's turn: written out, the whole budget is the states'.
+            self.spill_all()?;
+        }
+        let spill = self.spill;
+        let files = self.files;
+        let schema = sweep_schema();
+        let parts = std::sync::Mutex::new(self.parts.into_iter().enumerate());
+        type Done = (Finished, Vec<(usize, SweepRun)>);
+        let results: Vec<Result<Done, SpillError>> = std::thread::scope(|scope| {
             let workers: Vec<_> = (0..threads.max(1))
                 .map(|_| {
                     scope.spawn(|| {
                         let mut mine = Finished::default();
+                        let mut runs = Vec::new();
                         loop {
                             // Taken one at a time, so a slow partition does not hold up others.
                             let next = parts.lock().unwrap_or_else(|e| e.into_inner()).next();
-                            let Some(part) = next else {
-                                return Ok(mine);
+                            let Some((p, part)) = next else {
+                                return Ok((mine, runs));
                             };
-                            mine.merge(reduce(zone, part)?);
+                            let mut done = reduce(zone, &files, part)?;
+                            let batch = done.take_run().map_err(SpillError::Table)?;
+                            let run = if to_disk {
+                                let path = spill.next(&format!("sweeps-p{p:04}"));
+                                let rows = batch.num_rows() as u64;
+                                write_run(&path, &schema, &slices(&batch, RUN_BATCH))?;
+                                spill.wrote(&path);
+                                SweepRun::File(path, rows)
+                            } else {
+                                SweepRun::Memory(batch)
+                            };
+                            runs.push((p, run));
+                            mine.merge(done);
                         }
                     })
                 })
                 .collect();
             workers
                 .into_iter()
-                .map(|w| w.join().unwrap_or_else(|_| Ok(Finished::default())))
+                .map(|w| w.join().unwrap_or(Err(SpillError::Panicked)))
                 .collect()
         });
         let mut all = Finished::default();
+        let mut runs = Vec::new();
         for r in results {
-            all.merge(r?);
+            let (f, r) = r?;
+            all.merge(f);
+            runs.extend(r);
         }
-        Ok(all.into_tables())
+        // In partition order, so that the table is the same however the work was shared.
+        runs.sort_by_key(|(p, _)| *p);
+        let keep: Arc<dyn std::any::Any + Send + Sync> = spill;
+        let mut table = Runs::new(schema, Some(keep))?;
+        for (_, run) in runs {
+            match run {
+                SweepRun::File(path, rows) => table.push_file(path, rows),
+                SweepRun::Memory(batch) => table.push_memory(vec![batch]),
+            }
+        }
+        all.into_tables(table).map_err(SpillError::Table)
     }
 }
 
-/// One partition's state, from its files and the rows still in memory.
-fn reduce(zone: Zone, part: Part) -> Result<Finished, SpillError> {
+/// Rows per batch of a sweeps run file: merging holds one batch of every run at once.
+const RUN_BATCH: usize = 256;
+
+/// One partition's sweep rows, sorted by order id.
+enum SweepRun {
+    File(PathBuf, u64),
+    Memory(RecordBatch),
+}
+
+/// A batch cut into batches of at most `n` rows.
+fn slices(batch: &RecordBatch, n: usize) -> Vec<RecordBatch> {
+    (0..batch.num_rows())
+        .step_by(n.max(1))
+        .map(|at| batch.slice(at, n.min(batch.num_rows() - at)))
+        .collect()
+}
+
+/// One partition's state, from its spilled batches and the rows still in memory. A spilled
+/// batch's kind is read from its file's footer.
+fn reduce(zone: Zone, files: &[PathBuf], part: Part) -> Result<Finished, SpillError> {
     let mut state = SweepState::new(zone);
-    for f in &part.order_files {
-        for b in read(f)? {
-            state.update_orders(&b)?;
+    for &(f, index) in &part.spilled {
+        let path = files.get(f as usize).ok_or(SpillError::Lost)?;
+        let mut reader = read_run(path)?;
+        let trades = match reader
+            .custom_metadata()
+            .get("sweep.kind")
+            .map(String::as_str)
+        {
+            Some("trades") => true,
+            Some("orders") => false,
+            _ => return Err(SpillError::Lost),
+        };
+        reader
+            .set_index(index as usize)
+            .map_err(|e| arrow_error(path, e))?;
+        let batch = reader
+            .next()
+            .ok_or(SpillError::Lost)?
+            .map_err(|e| arrow_error(path, e))?;
+        if trades {
+            state.update_trades(&batch)?;
+        } else {
+            state.update_orders(&batch)?;
         }
     }
     for b in &part.orders {
         state.update_orders(b)?;
-    }
-    for f in &part.trade_files {
-        for b in read(f)? {
-            state.update_trades(&b)?;
-        }
     }
     for b in &part.trades {
         state.update_trades(b)?;
@@ -299,44 +420,9 @@ fn reduce(zone: Zone, part: Part) -> Result<Finished, SpillError> {
     Ok(state.finish_part()?)
 }
 
-fn write(path: &Path, batches: &[RecordBatch]) -> Result<(), SpillError> {
-    let arrow = |source| SpillError::Arrow {
+fn arrow_error(path: &Path, source: arrow_schema::ArrowError) -> SpillError {
+    SpillError::Arrow {
         path: path.to_path_buf(),
         source,
-    };
-    let file = File::create(path).map_err(|source| SpillError::Io {
-        path: path.to_path_buf(),
-        source,
-    })?;
-    let Some(first) = batches.first() else {
-        return Ok(());
-    };
-    let options = IpcWriteOptions::default()
-        .try_with_compression(Some(CompressionType::LZ4_FRAME))
-        .map_err(arrow)?;
-    let mut w = FileWriter::try_new_with_options(BufWriter::new(file), &first.schema(), options)
-        .map_err(arrow)?;
-    for b in batches {
-        w.write(b).map_err(arrow)?;
     }
-    w.finish().map_err(arrow)
-}
-
-fn read(path: &Path) -> Result<Vec<RecordBatch>, SpillError> {
-    let file = File::open(path).map_err(|source| SpillError::Io {
-        path: path.to_path_buf(),
-        source,
-    })?;
-    let reader = FileReader::try_new(std::io::BufReader::new(file), None).map_err(|source| {
-        SpillError::Arrow {
-            path: path.to_path_buf(),
-            source,
-        }
-    })?;
-    reader
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|source| SpillError::Arrow {
-            path: path.to_path_buf(),
-            source,
-        })
 }

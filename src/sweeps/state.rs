@@ -20,9 +20,9 @@ use arrow_array::{Array, ArrowPrimitiveType, PrimitiveArray, RecordBatch};
 use arrow_schema::DataType;
 use rustc_hash::FxHashMap;
 
-use super::tables::{Finished, Summary, Sweep};
+use super::tables::{Finished, Summary, Sweep, sweep_schema};
 use crate::schema::{col, trade};
-use crate::table::{Cell, Table};
+use crate::table::{Cell, Runs, Table};
 use crate::time::{LocalClock, Zone};
 
 /// Why a batch could not be folded in, or the analysis could not be finished.
@@ -50,6 +50,8 @@ pub enum SweepError {
         timestamp: i64,
         sequence: i64,
     },
+    #[error("the sweeps table: {0}")]
+    Table(String),
 }
 
 /// The order columns the analysis reads.
@@ -382,7 +384,10 @@ impl SweepState {
 
     /// The four tables, or the first repeated event position.
     pub fn finish(self) -> Result<Vec<Table>, SweepError> {
-        Ok(self.finish_part()?.into_tables())
+        let runs = Runs::new(sweep_schema(), None).map_err(|e| SweepError::Table(e.to_string()))?;
+        self.finish_part()?
+            .into_tables(runs)
+            .map_err(|e| SweepError::Table(e.to_string()))
     }
 
     /// What this state contributes to the tables, before they are put in order: partial results

@@ -4,9 +4,13 @@
 //! order. Each float is one division of two exact integers.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use arrow_array::RecordBatch;
+use arrow_schema::{ArrowError, DataType, Field, Schema, SchemaRef};
 
 use super::state::{Fills, NS_PER_SECOND, Order};
-use crate::table::{Cell, Table};
+use crate::table::{Cell, Runs, Table, cells_to_batch};
 use crate::time::format_day;
 
 /// The tables the analysis produces, in output order.
@@ -20,6 +24,30 @@ pub struct Finished {
     pub(super) groups: BTreeMap<(u32, i32, &'static str), Summary>,
     pub(super) scenarios: BTreeMap<(u32, i32, &'static str), Summary>,
     pub(super) days: BTreeMap<(u32, i32), [u64; 12]>,
+}
+
+/// The types of `sweeps.csv`'s columns, as its Parquet file and its runs hold them: the order
+/// id unsigned (ids use all 64 bits), other integers signed 64-bit, the derived figures floats,
+/// and the date and codes text.
+pub fn sweep_schema() -> SchemaRef {
+    let fields: Vec<Field> = SWEEP_COLUMNS
+        .iter()
+        .map(|&c| {
+            let t = match c {
+                "order_id" => DataType::UInt64,
+                "date" | "fill_group" | "scenario" => DataType::Utf8,
+                "vwap"
+                | "arrival_mid"
+                | "arrival_spread_bps"
+                | "vw_time_to_fill_ns"
+                | "cost_vs_arrival_bps"
+                | "cost_vs_trade_mid_bps" => DataType::Float64,
+                _ => DataType::Int64,
+            };
+            Field::new(c, t, c != "order_id")
+        })
+        .collect();
+    Arc::new(Schema::new(fields))
 }
 
 impl Finished {
@@ -40,40 +68,48 @@ impl Finished {
         }
     }
 
-    /// The four tables, each in its order.
-    pub fn into_tables(self) -> Vec<Table> {
+    /// Takes the sweep rows out as one run for `sweeps`' [`Runs`]: sorted by order id, typed
+    /// by [`sweep_schema`]. Fails when a value does not fit its column (a notional beyond 64
+    /// bits).
+    pub fn take_run(&mut self) -> Result<RecordBatch, ArrowError> {
+        let mut sweeps = std::mem::take(&mut self.sweeps);
+        sweeps.sort_unstable_by_key(|(id, _)| *id);
+        let rows: Vec<Vec<Cell>> = sweeps.into_iter().map(|(_, r)| r).collect();
+        cells_to_batch(&sweep_schema(), &rows)
+    }
+
+    /// The four tables, each in its order: the sweep rows are `runs` and whatever rows this
+    /// holds itself.
+    pub fn into_tables(mut self, mut runs: Runs) -> Result<Vec<Table>, ArrowError> {
+        if !self.sweeps.is_empty() {
+            runs.push_memory(vec![self.take_run()?]);
+        }
         let Finished {
-            mut sweeps,
             groups,
             scenarios,
             days,
+            ..
         } = self;
-        sweeps.sort_unstable_by_key(|(id, _)| *id);
-        vec![
-            Table {
-                name: TABLES[0],
-                columns: SWEEP_COLUMNS.iter().map(|c| c.to_string()).collect(),
-                rows: sweeps.into_iter().map(|(_, r)| r).collect(),
-            },
+        Ok(vec![
+            Table::from_runs(TABLES[0], runs),
             summary_table(TABLES[1], "fill_group", groups),
             summary_table(TABLES[2], "scenario", scenarios),
-            Table {
-                name: TABLES[3],
-                columns: ["security_code", "date"]
+            Table::new(
+                TABLES[3],
+                ["security_code", "date"]
                     .iter()
                     .chain(DAY_COLUMNS.iter())
                     .map(|c| c.to_string())
                     .collect(),
-                rows: days
-                    .into_iter()
+                days.into_iter()
                     .map(|((security, day), c)| {
                         let mut row = vec![Cell::Int(security.into()), Cell::Str(format_day(day))];
                         row.extend(c.iter().map(|&v| Cell::Int(v.into())));
                         row
                     })
                     .collect(),
-            },
-        ]
+            ),
+        ])
     }
 }
 
@@ -383,14 +419,14 @@ fn summary_table(
     key: &str,
     lines: BTreeMap<(u32, i32, &'static str), Summary>,
 ) -> Table {
-    Table {
+    Table::new(
         name,
-        columns: ["security_code", "date", key]
+        ["security_code", "date", key]
             .iter()
             .chain(SUMMARY_COLUMNS.iter())
             .map(|c| c.to_string())
             .collect(),
-        rows: lines
+        lines
             .into_iter()
             .map(|((security, day, code), s)| {
                 let mut row = vec![
@@ -402,5 +438,5 @@ fn summary_table(
                 row
             })
             .collect(),
-    }
+    )
 }

@@ -536,8 +536,8 @@ fn check_merge(
     for (m, o) in merged.finish().iter().zip(one.finish().iter()) {
         prop_assert_eq!(m.name, o.name);
         prop_assert_eq!(
-            String::from_utf8(m.to_csv()).unwrap(),
-            String::from_utf8(o.to_csv()).unwrap(),
+            String::from_utf8(m.to_csv().unwrap()).unwrap(),
+            String::from_utf8(o.to_csv().unwrap()).unwrap(),
             "{}",
             m.name
         );

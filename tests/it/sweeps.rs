@@ -399,10 +399,8 @@ fn spilling_to_many_partitions_gives_the_same_bytes() {
                 .and_then(|f| f.parse::<u64>().ok()),
         )
         .unwrap_or_else(|| panic!("no partition line in\n{log}"));
-    assert!(
-        parts > 1 && files > parts,
-        "{parts} partitions, {files} files"
-    );
+    // Spilled while reading, more than once: one file per kind per spill.
+    assert!(parts > 1 && files >= 4, "{parts} partitions, {files} files");
     assert_eq!(tables(&s), whole);
     assert_eq!(
         std::fs::read_dir(s.path("spill")).unwrap().count(),

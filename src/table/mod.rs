@@ -1,15 +1,21 @@
 //! Finished tables, as aggregators hand them to sinks, and their encodings: CSV (the standard
-//! job's contract), Parquet and the JSON summary. Only bytes and values are produced here;
-//! writing files is the sinks' job.
+//! job's contract), Parquet and the JSON summary. Tables are encoded into any writer; choosing
+//! and committing files is the sinks' job. A table too large to hold as cells keeps its rows
+//! in sorted [`Runs`], merged as it is written.
+
+mod runs;
 
 use std::fmt::{self, Write as _};
+use std::io::Write;
 use std::sync::Arc;
+
+use arrow_array::Array;
 
 use arrow_array::{
     ArrayRef, Decimal128Array, Float64Array, Int64Array, RecordBatch, RecordBatchOptions,
     StringArray,
 };
-use arrow_schema::{ArrowError, DataType, Field, Schema};
+use arrow_schema::{ArrowError, DataType, Field, Schema, SchemaRef};
 use parquet::arrow::ArrowWriter;
 use parquet::basic::Compression;
 use parquet::errors::ParquetError;
@@ -38,17 +44,23 @@ impl fmt::Display for Cell {
     }
 }
 
-/// A finished aggregate table.
-#[derive(Clone, Debug, PartialEq)]
+pub use runs::{RunError, RunWriter, Runs, read_run, write_run};
+
+/// A finished table.
+#[derive(Debug)]
 pub struct Table {
     /// File stem, e.g. `by_security`.
     pub name: &'static str,
     pub columns: Vec<String>,
+    /// The rows, when they are held as cells; empty when they are in `runs`.
     pub rows: Vec<Vec<Cell>>,
+    /// The rows of a table too large to hold as cells: typed batches in sorted runs, merged
+    /// by key as the table is written (the columns are the runs' schema).
+    pub runs: Option<Runs>,
 }
 
 #[derive(Debug, thiserror::Error)]
-pub(crate) enum TableError {
+pub enum TableError {
     #[error("building the Arrow batch for table `{table}`: {source}")]
     Arrow {
         table: &'static str,
@@ -59,7 +71,20 @@ pub(crate) enum TableError {
         table: &'static str,
         source: ParquetError,
     },
+    #[error("writing table `{table}`: {source}")]
+    Io {
+        table: &'static str,
+        source: std::io::Error,
+    },
+    #[error("reading back table `{table}`: {source}")]
+    Run {
+        table: &'static str,
+        source: RunError,
+    },
 }
+
+/// Rows merged from runs are encoded this many at a time.
+const MERGE_CHUNK: usize = 8192;
 
 /// Writes a CSV field, quoted when it holds a separator, quote or line break. An empty string is
 /// quoted so that it reads back differently from a null.
@@ -99,32 +124,119 @@ fn known_kind(column: &str) -> Option<Kind> {
 }
 
 impl Table {
-    /// The CSV bytes: a header line, then one line per row, `\n` line ends.
-    pub fn to_csv(&self) -> Vec<u8> {
-        let mut out = String::new();
+    /// A table of cells.
+    pub fn new(name: &'static str, columns: Vec<String>, rows: Vec<Vec<Cell>>) -> Self {
+        Table {
+            name,
+            columns,
+            rows,
+            runs: None,
+        }
+    }
+
+    /// A table whose rows are in sorted runs; its columns are theirs.
+    pub fn from_runs(name: &'static str, runs: Runs) -> Self {
+        Table {
+            name,
+            columns: runs
+                .schema()
+                .fields()
+                .iter()
+                .map(|f| f.name().clone())
+                .collect(),
+            rows: Vec::new(),
+            runs: Some(runs),
+        }
+    }
+
+    /// How many rows.
+    pub fn len(&self) -> u64 {
+        match &self.runs {
+            Some(r) => r.rows(),
+            None => self.rows.len() as u64,
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The CSV text into `out`: a header line, then one line per row, `\n` line ends.
+    pub fn write_csv(&self, out: &mut dyn Write) -> Result<(), TableError> {
+        let table = self.name;
+        let io = |source| TableError::Io { table, source };
+        let mut text = String::new();
         for (i, c) in self.columns.iter().enumerate() {
             if i > 0 {
-                out.push(',');
+                text.push(',');
             }
-            write_field(&mut out, c);
+            write_field(&mut text, c);
         }
-        out.push('\n');
+        text.push('\n');
+        if let Some(runs) = &self.runs {
+            out.write_all(text.as_bytes()).map_err(io)?;
+            let merged = runs
+                .merged(MERGE_CHUNK)
+                .map_err(|source| TableError::Run { table, source })?;
+            for batch in merged {
+                let batch = batch.map_err(|source| TableError::Run { table, source })?;
+                text.clear();
+                batch_csv(&batch, &mut text)
+                    .map_err(|source| TableError::Arrow { table, source })?;
+                out.write_all(text.as_bytes()).map_err(io)?;
+            }
+            return Ok(());
+        }
         for row in &self.rows {
             for (i, cell) in row.iter().enumerate() {
                 if i > 0 {
-                    out.push(',');
+                    text.push(',');
                 }
                 match cell {
-                    Cell::Str(s) => write_field(&mut out, s),
+                    Cell::Str(s) => write_field(&mut text, s),
                     // Numbers and nulls never need quoting; writing into a String cannot fail.
                     other => {
-                        let _ = write!(out, "{other}");
+                        let _ = write!(text, "{other}");
                     }
                 }
             }
-            out.push('\n');
+            text.push('\n');
+            if text.len() > 1 << 20 {
+                out.write_all(text.as_bytes()).map_err(io)?;
+                text.clear();
+            }
         }
-        out.into_bytes()
+        out.write_all(text.as_bytes()).map_err(io)
+    }
+
+    /// The same table with its rows as cells (merged from its runs, when it has them), for
+    /// tests to look into.
+    #[cfg(test)]
+    pub fn into_cells(self) -> Table {
+        let Some(runs) = &self.runs else {
+            return self;
+        };
+        let mut rows = Vec::new();
+        for batch in runs.merged(MERGE_CHUNK).expect("runs merge") {
+            let batch = batch.expect("a run's batch");
+            for r in 0..batch.num_rows() {
+                rows.push(
+                    batch
+                        .columns()
+                        .iter()
+                        .map(|c| batch_cell(c.as_ref(), r))
+                        .collect(),
+                );
+            }
+        }
+        Table::new(self.name, self.columns, rows)
+    }
+
+    /// The CSV bytes.
+    pub fn to_csv(&self) -> Result<Vec<u8>, TableError> {
+        let mut out = Vec::new();
+        self.write_csv(&mut out)?;
+        Ok(out)
     }
 
     fn column_kind(&self, i: usize) -> Kind {
@@ -202,21 +314,187 @@ impl Table {
         RecordBatch::try_new_with_options(Arc::new(Schema::new(fields)), arrays, &options)
     }
 
-    /// The table as a Parquet file.
-    pub(crate) fn to_parquet(&self) -> Result<Vec<u8>, TableError> {
+    /// The table as a Parquet file, into `out`.
+    pub(crate) fn write_parquet<W: Write + Send>(&self, out: W) -> Result<(), TableError> {
         let table = self.name;
-        let batch = self
-            .to_record_batch()
-            .map_err(|source| TableError::Arrow { table, source })?;
         let props = WriterProperties::builder()
             .set_compression(Compression::SNAPPY)
             .build();
         let parquet = |source| TableError::Parquet { table, source };
-        let mut writer =
-            ArrowWriter::try_new(Vec::new(), batch.schema(), Some(props)).map_err(parquet)?;
+        if let Some(runs) = &self.runs {
+            let mut writer =
+                ArrowWriter::try_new(out, runs.schema().clone(), Some(props)).map_err(parquet)?;
+            let merged = runs
+                .merged(MERGE_CHUNK)
+                .map_err(|source| TableError::Run { table, source })?;
+            for batch in merged {
+                let batch = batch.map_err(|source| TableError::Run { table, source })?;
+                writer.write(&batch).map_err(parquet)?;
+            }
+            writer.close().map_err(parquet)?;
+            return Ok(());
+        }
+        let batch = self
+            .to_record_batch()
+            .map_err(|source| TableError::Arrow { table, source })?;
+        let mut writer = ArrowWriter::try_new(out, batch.schema(), Some(props)).map_err(parquet)?;
         writer.write(&batch).map_err(parquet)?;
-        writer.into_inner().map_err(parquet)
+        writer.close().map_err(parquet)?;
+        Ok(())
     }
+
+    /// The Parquet bytes.
+    #[cfg(test)]
+    pub(crate) fn to_parquet(&self) -> Result<Vec<u8>, TableError> {
+        let mut out = Vec::new();
+        self.write_parquet(&mut out)?;
+        Ok(out)
+    }
+}
+
+/// Appends a batch's rows as CSV lines, each value as its cell would print: integers in
+/// decimal, floats in Rust's shortest round-trip form, strings quoted when they need it, null
+/// as nothing.
+fn batch_csv(batch: &RecordBatch, text: &mut String) -> Result<(), ArrowError> {
+    use arrow_array::types::{
+        Decimal128Type, Float64Type, Int32Type, Int64Type, UInt32Type, UInt64Type,
+    };
+    enum Col<'a> {
+        I64(&'a [i64]),
+        U64(&'a [u64]),
+        I32(&'a [i32]),
+        U32(&'a [u32]),
+        I128(&'a [i128]),
+        F64(&'a [f64]),
+        Str(&'a arrow_array::StringArray),
+    }
+    let cols = batch
+        .columns()
+        .iter()
+        .map(|c| {
+            use arrow_array::cast::AsArray;
+            Ok(match c.data_type() {
+                DataType::Int64 => Col::I64(c.as_primitive::<Int64Type>().values()),
+                DataType::UInt64 => Col::U64(c.as_primitive::<UInt64Type>().values()),
+                DataType::Int32 => Col::I32(c.as_primitive::<Int32Type>().values()),
+                DataType::UInt32 => Col::U32(c.as_primitive::<UInt32Type>().values()),
+                DataType::Decimal128(_, 0) => {
+                    Col::I128(c.as_primitive::<Decimal128Type>().values())
+                }
+                DataType::Float64 => Col::F64(c.as_primitive::<Float64Type>().values()),
+                DataType::Utf8 => Col::Str(c.as_string::<i32>()),
+                other => {
+                    return Err(ArrowError::NotYetImplemented(format!(
+                        "CSV text of a {other} column"
+                    )));
+                }
+            })
+        })
+        .collect::<Result<Vec<_>, ArrowError>>()?;
+    let mut ints = itoa::Buffer::new();
+    for row in 0..batch.num_rows() {
+        for (i, (col, array)) in cols.iter().zip(batch.columns()).enumerate() {
+            if i > 0 {
+                text.push(',');
+            }
+            if array.is_null(row) {
+                continue;
+            }
+            match col {
+                Col::I64(v) => text.push_str(ints.format(v[row])),
+                Col::U64(v) => text.push_str(ints.format(v[row])),
+                Col::I32(v) => text.push_str(ints.format(v[row])),
+                Col::U32(v) => text.push_str(ints.format(v[row])),
+                Col::I128(v) => text.push_str(ints.format(v[row])),
+                Col::F64(v) => {
+                    let _ = write!(text, "{}", v[row]);
+                }
+                Col::Str(a) => write_field(text, a.value(row)),
+            }
+        }
+        text.push('\n');
+    }
+    Ok(())
+}
+
+/// One value of an array as a cell.
+#[cfg(test)]
+fn batch_cell(array: &dyn Array, row: usize) -> Cell {
+    use arrow_array::cast::AsArray;
+    use arrow_array::types::{Float64Type, Int64Type, UInt64Type};
+    if array.is_null(row) {
+        return Cell::Null;
+    }
+    match array.data_type() {
+        DataType::Int64 => Cell::Int(array.as_primitive::<Int64Type>().value(row).into()),
+        DataType::UInt64 => Cell::Int(array.as_primitive::<UInt64Type>().value(row).into()),
+        DataType::Float64 => Cell::Float(array.as_primitive::<Float64Type>().value(row)),
+        DataType::Utf8 => Cell::Str(array.as_string::<i32>().value(row).to_string()),
+        other => panic!("a cell of type {other}"),
+    }
+}
+
+/// Rows of cells as a batch of `schema`'s types: integers into Int64 or UInt64 (failing when
+/// one does not fit), floats and integers into Float64, anything into Utf8, nulls as nulls.
+pub fn cells_to_batch(schema: &SchemaRef, rows: &[Vec<Cell>]) -> Result<RecordBatch, ArrowError> {
+    use arrow_array::UInt64Array;
+    let mut arrays: Vec<ArrayRef> = Vec::with_capacity(schema.fields().len());
+    for (i, field) in schema.fields().iter().enumerate() {
+        let cells = rows.iter().map(|r| r.get(i).unwrap_or(&Cell::Null));
+        let misfit = |c: &Cell| {
+            ArrowError::InvalidArgumentError(format!(
+                "column `{}` holds {c}, which does not fit {}",
+                field.name(),
+                field.data_type()
+            ))
+        };
+        let array: ArrayRef = match field.data_type() {
+            DataType::Int64 => Arc::new(
+                cells
+                    .map(|c| match c {
+                        Cell::Int(v) => i64::try_from(*v).map(Some).map_err(|_| misfit(c)),
+                        Cell::Null => Ok(None),
+                        other => Err(misfit(other)),
+                    })
+                    .collect::<Result<Int64Array, _>>()?,
+            ),
+            DataType::UInt64 => Arc::new(
+                cells
+                    .map(|c| match c {
+                        Cell::Int(v) => u64::try_from(*v).map(Some).map_err(|_| misfit(c)),
+                        Cell::Null => Ok(None),
+                        other => Err(misfit(other)),
+                    })
+                    .collect::<Result<UInt64Array, _>>()?,
+            ),
+            DataType::Float64 => Arc::new(
+                cells
+                    .map(|c| match c {
+                        Cell::Float(v) => Ok(Some(*v)),
+                        Cell::Int(v) => Ok(Some(*v as f64)),
+                        Cell::Null => Ok(None),
+                        other => Err(misfit(other)),
+                    })
+                    .collect::<Result<Float64Array, _>>()?,
+            ),
+            DataType::Utf8 => Arc::new(
+                cells
+                    .map(|c| match c {
+                        Cell::Null => None,
+                        other => Some(other.to_string()),
+                    })
+                    .collect::<StringArray>(),
+            ),
+            other => {
+                return Err(ArrowError::NotYetImplemented(format!(
+                    "a table column of type {other}"
+                )));
+            }
+        };
+        arrays.push(array);
+    }
+    let options = RecordBatchOptions::new().with_row_count(Some(rows.len()));
+    RecordBatch::try_new_with_options(schema.clone(), arrays, &options)
 }
 
 fn json_value(cell: &Cell) -> Value {
@@ -257,7 +535,7 @@ pub(crate) fn summary_json(tables: &[Table], extra: Value) -> Value {
         .iter()
         .map(|t| {
             let mut entry = Map::new();
-            entry.insert("rows".to_string(), Value::from(t.rows.len()));
+            entry.insert("rows".to_string(), Value::from(t.len()));
             (t.name.to_string(), Value::Object(entry))
         })
         .collect();
@@ -281,11 +559,7 @@ mod tests {
     use std::io::Write;
 
     fn table(name: &'static str, columns: &[&str], rows: Vec<Vec<Cell>>) -> Table {
-        Table {
-            name,
-            columns: columns.iter().map(|c| c.to_string()).collect(),
-            rows,
-        }
+        Table::new(name, columns.iter().map(|c| c.to_string()).collect(), rows)
     }
 
     /// Reads back a Parquet file of at most one row group; an empty file gives an empty batch
@@ -332,7 +606,7 @@ mod tests {
             ],
         );
         assert_eq!(
-            String::from_utf8(t.to_csv()).unwrap(),
+            String::from_utf8(t.to_csv().unwrap()).unwrap(),
             "k,\"a,b\",x\n\
              plain,-3,0.1\n\
              \"has,comma\",170141183460469231731687303715884105727,5\n\
