@@ -90,19 +90,33 @@ impl SpillDir {
     }
 }
 
-/// One partition's rows: slices of sorted batches in memory, and the batches spilled so far as
-/// (spill file, batch index) pairs.
+/// One partition's batches spilled so far, as (spill file, batch index) pairs.
 #[derive(Debug, Default)]
 struct Part {
-    orders: Vec<RecordBatch>,
-    trades: Vec<RecordBatch>,
     spilled: Vec<(u32, u32)>,
+}
+
+/// A batch waiting to be spilled, its rows in partition order: partition `p`'s rows are
+/// `starts[p]..starts[p + 1]`. Kept whole rather than as a slice per partition, whose
+/// bookkeeping (an array per column per partition) would outweigh small partitions' rows.
+struct Waiting {
+    batch: RecordBatch,
+    starts: Vec<u32>,
+}
+
+impl Waiting {
+    fn part(&self, p: usize) -> Option<RecordBatch> {
+        let (a, b) = (self.starts[p] as usize, self.starts[p + 1] as usize);
+        (b > a).then(|| self.batch.slice(a, b - a))
+    }
 }
 
 /// A worker's share of the analysis: its rows split into partitions.
 pub(crate) struct Partitioned {
     zone: Zone,
     parts: Vec<Part>,
+    /// Order rows and trade rows waiting to be spilled.
+    waiting: [Vec<Waiting>; 2],
     /// The spill files, by the index `Part::spilled` names them with.
     files: Vec<PathBuf>,
     /// Bytes held in memory; past `budget` they are spilled.
@@ -123,6 +137,7 @@ impl Partitioned {
         Partitioned {
             zone,
             parts: (0..parts.max(1)).map(|_| Part::default()).collect(),
+            waiting: [Vec::new(), Vec::new()],
             files: Vec::new(),
             held: 0,
             budget,
@@ -164,27 +179,27 @@ impl Partitioned {
         if batch.num_rows() == 0 {
             return Ok(());
         }
-        let mut pieces: Vec<(usize, RecordBatch)> = Vec::new();
-        if n == 1 {
-            self.held += batch.get_array_memory_size();
-            pieces.push((0, batch));
+        let waiting = if n == 1 {
+            Waiting {
+                starts: vec![0, batch.num_rows() as u32],
+                batch,
+            }
         } else {
-            // One take puts the rows in partition order (stable within a partition); each
-            // partition keeps a zero-copy slice of it, so the rows are copied once however
-            // many partitions there are.
+            // One take puts the rows in partition order (stable within a partition), so the
+            // rows are copied once however many partitions there are.
             let of: Vec<u32> = ids
                 .values()
                 .iter()
                 .map(|v| partition_of(*v, n) as u32)
                 .collect();
-            let mut start = vec![0u32; n + 1];
+            let mut starts = vec![0u32; n + 1];
             for &p in &of {
-                start[p as usize + 1] += 1;
+                starts[p as usize + 1] += 1;
             }
             for p in 0..n {
-                start[p + 1] += start[p];
+                starts[p + 1] += starts[p];
             }
-            let mut at = start.clone();
+            let mut at = starts.clone();
             let mut order = vec![0u32; of.len()];
             for (row, &p) in of.iter().enumerate() {
                 order[at[p as usize] as usize] = row as u32;
@@ -192,43 +207,26 @@ impl Partitioned {
             }
             let sorted = arrow_select::take::take_record_batch(&batch, &UInt32Array::from(order))
                 .map_err(|e| arrow_error(Path::new(""), e))?;
-            self.held += sorted.get_array_memory_size();
-            for p in 0..n {
-                let (a, b) = (start[p] as usize, start[p + 1] as usize);
-                if b > a {
-                    pieces.push((p, sorted.slice(a, b - a)));
-                }
+            Waiting {
+                batch: sorted,
+                starts,
             }
-        }
-        for (p, b) in pieces {
-            if trades {
-                self.parts[p].trades.push(b);
-            } else {
-                self.parts[p].orders.push(b);
-            }
-        }
+        };
+        self.held += waiting.batch.get_array_memory_size();
+        self.waiting[usize::from(trades)].push(waiting);
         if self.held > self.budget {
             self.spill_all()?;
         }
         Ok(())
     }
 
-    /// Writes every partition's rows in memory to one spill file per kind and frees them.
+    /// Writes the rows waiting in memory to one spill file per kind, a batch per partition, and
+    /// frees them.
     fn spill_all(&mut self) -> Result<(), SpillError> {
         for trades in [false, true] {
             let kind = if trades { "trades" } else { "orders" };
-            let Some(schema) = self
-                .parts
-                .iter()
-                .find_map(|p| {
-                    if trades {
-                        p.trades.first()
-                    } else {
-                        p.orders.first()
-                    }
-                })
-                .map(|b| b.schema())
-            else {
+            let waiting = std::mem::take(&mut self.waiting[usize::from(trades)]);
+            let Some(schema) = waiting.first().map(|w| w.batch.schema()) else {
                 continue;
             };
             let path = self.spill.next(kind);
@@ -238,17 +236,12 @@ impl Partitioned {
             let mut written = 0u32;
             let mut of = Vec::new();
             for (p, part) in self.parts.iter_mut().enumerate() {
-                let held = if trades {
-                    &mut part.trades
-                } else {
-                    &mut part.orders
-                };
-                if held.is_empty() {
+                let pieces: Vec<RecordBatch> = waiting.iter().filter_map(|w| w.part(p)).collect();
+                if pieces.is_empty() {
                     continue;
                 }
-                let one = arrow_select::concat::concat_batches(&schema, held.iter())
+                let one = arrow_select::concat::concat_batches(&schema, pieces.iter())
                     .map_err(|e| arrow_error(&path, e))?;
-                held.clear();
                 out.write(&one)?;
                 part.spilled.push((file, written));
                 written += 1;
@@ -271,9 +264,10 @@ impl Partitioned {
     pub(crate) fn merge(&mut self, other: Partitioned) {
         let shift = self.files.len() as u32;
         self.files.extend(other.files);
+        let [orders, trades] = other.waiting;
+        self.waiting[0].extend(orders);
+        self.waiting[1].extend(trades);
         for (mine, theirs) in self.parts.iter_mut().zip(other.parts) {
-            mine.orders.extend(theirs.orders);
-            mine.trades.extend(theirs.trades);
             mine.spilled
                 .extend(theirs.spilled.into_iter().map(|(f, b)| (f + shift, b)));
         }
@@ -304,9 +298,11 @@ impl Partitioned {
             // The rows still held would sit beside the partition states until their own
             // partition's turn: written out, the whole budget is the states'.
             self.spill_all()?;
+            release_freed_memory();
         }
         let spill = self.spill;
         let files = self.files;
+        let waiting = self.waiting;
         let schema = sweep_schema();
         let parts = std::sync::Mutex::new(self.parts.into_iter().enumerate());
         type Done = (Finished, Vec<(usize, SweepRun)>);
@@ -322,7 +318,7 @@ impl Partitioned {
                             let Some((p, part)) = next else {
                                 return Ok((mine, runs));
                             };
-                            let mut done = reduce(zone, &files, part)?;
+                            let mut done = reduce(zone, &files, &waiting, p, part)?;
                             let batch = done.take_run().map_err(SpillError::Table)?;
                             let run = if to_disk {
                                 let path = spill.next(&format!("sweeps-p{p:04}"));
@@ -344,6 +340,8 @@ impl Partitioned {
                 .map(|w| w.join().unwrap_or(Err(SpillError::Panicked)))
                 .collect()
         });
+        // The partition states are gone; what they used is not needed to write the tables.
+        release_freed_memory();
         let mut all = Finished::default();
         let mut runs = Vec::new();
         for r in results {
@@ -382,9 +380,27 @@ fn slices(batch: &RecordBatch, n: usize) -> Vec<RecordBatch> {
         .collect()
 }
 
-/// One partition's state, from its spilled batches and the rows still in memory. A spilled
+/// Hands memory the allocator keeps after frees back to the system. glibc's malloc keeps what
+/// a thread frees in that thread's arena, so the rows a reading worker spilled would still
+/// count against the process while other threads build the partition states.
+fn release_freed_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only returns free pages of the allocator's own heaps to the system;
+    // it touches no memory in use.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
+/// One partition's state, from its spilled batches and its rows still in memory. A spilled
 /// batch's kind is read from its file's footer.
-fn reduce(zone: Zone, files: &[PathBuf], part: Part) -> Result<Finished, SpillError> {
+fn reduce(
+    zone: Zone,
+    files: &[PathBuf],
+    waiting: &[Vec<Waiting>; 2],
+    p: usize,
+    part: Part,
+) -> Result<Finished, SpillError> {
     let mut state = SweepState::new(zone);
     for &(f, index) in &part.spilled {
         let path = files.get(f as usize).ok_or(SpillError::Lost)?;
@@ -411,11 +427,11 @@ fn reduce(zone: Zone, files: &[PathBuf], part: Part) -> Result<Finished, SpillEr
             state.update_orders(&batch)?;
         }
     }
-    for b in &part.orders {
-        state.update_orders(b)?;
+    for b in waiting[0].iter().filter_map(|w| w.part(p)) {
+        state.update_orders(&b)?;
     }
-    for b in &part.trades {
-        state.update_trades(b)?;
+    for b in waiting[1].iter().filter_map(|w| w.part(p)) {
+        state.update_trades(&b)?;
     }
     Ok(state.finish_part()?)
 }
