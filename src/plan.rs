@@ -174,10 +174,20 @@ pub fn plan(p: &Pipeline) -> Plan {
     // A parsed batch of the standard job's columns is about a third of its CSV block; whole rows
     // (for an extract of every column) about the block itself.
     let batch = if all_columns { block } else { block / 3 };
+    // A sweep analysis holds its waiting rows and partition states within its own budget.
+    let analyses: u64 = p
+        .stages
+        .iter()
+        .map(|s| match &s.kind {
+            StageKind::Sweeps(w) => w.memory_budget as u64,
+            _ => 0,
+        })
+        .sum();
     let estimate = 24 * 1024 * 1024
         + (cap + workers as u64) * block
         + edges * cap * batch
-        + workers as u64 * stages_cpu as u64 * batch;
+        + workers as u64 * stages_cpu as u64 * batch
+        + analyses;
     let settings = vec![
         Setting {
             name: "runtime.workers",

@@ -1,6 +1,6 @@
 //! `sweep plan`: hardware, settings, the job matrix and an ETA, without reading data.
 
-use crate::common::Scratch;
+use crate::common::{Scratch, data};
 
 #[test]
 fn plan_lists_jobs_partitions_and_settings_without_reading_data() {
@@ -67,4 +67,33 @@ path = "out"
     s.sweep(&["plan", "p.toml", "--set", "readers.o.path=nope/*.csv"])
         .assert_code(2)
         .assert_stdout_contains("matched no files");
+}
+
+/// A sweep analysis's memory budget is part of the estimated peak: the plan of the shipped sweep
+/// job with a 256 MiB and a 512 MiB budget differ by exactly 256 MiB.
+#[test]
+fn the_estimated_peak_includes_a_sweep_analysis_budget() {
+    let s = Scratch::new();
+    let pipeline = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("pipelines/sweeps.toml");
+    let orders = data("sweep_sample_orders.csv.gz");
+    let trades = data("sweep_sample_trades.csv.gz");
+    let peak = |budget: &str| {
+        let out = s.sweep(&[
+            "plan",
+            pipeline.to_str().unwrap(),
+            "--json",
+            "--set",
+            &format!("readers.orders.path={}", orders.display()),
+            "--set",
+            &format!("readers.trades.path={}", trades.display()),
+            "--set",
+            &format!("sweeps.fills.memory_budget_mib={budget}"),
+        ]);
+        out.assert_success();
+        let v: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+        v["estimated_peak_memory_bytes"].as_u64().unwrap()
+    };
+    let (a, b) = (peak("256"), peak("512"));
+    assert!(a > 256 << 20, "{a}");
+    assert_eq!(b - a, 256 << 20);
 }
