@@ -240,6 +240,9 @@ fn run_shard(path: &Path, set: &[String], plan: &Path, index: Option<usize>) -> 
             for (path, how) in &o.partials {
                 let how = match how {
                     sweep::shard::Committed::Created => "committed",
+                    sweep::shard::Committed::AlreadyThere if o.already_committed => {
+                        "already committed"
+                    }
                     sweep::shard::Committed::AlreadyThere => {
                         "already committed by another attempt; kept"
                     }
