@@ -20,6 +20,7 @@ pub mod plan;
 pub mod readers;
 pub mod runtime;
 pub mod schema;
+pub mod shard;
 pub mod sinks;
 pub mod sweeps;
 pub mod table;

@@ -41,6 +41,22 @@ enum Command {
         /// Serve Prometheus metrics on this address (same as `--set monitor.prometheus=ADDR`).
         #[arg(long, value_name = "ADDR")]
         metrics: Option<String>,
+        /// Run one shard of this plan (from `sweep plan --shards N --json`): read only its files
+        /// and commit its partials to the plan's shared folder instead of writing outputs.
+        #[arg(long, value_name = "PLAN.json")]
+        plan: Option<PathBuf>,
+        /// The shard to run; default `$SLURM_ARRAY_TASK_ID`, else `$JOB_COMPLETION_INDEX`.
+        #[arg(long, value_name = "I", requires = "plan")]
+        shard_index: Option<usize>,
+    },
+    /// Merge the shards of a plan: check the shared folder holds exactly every shard's partial,
+    /// merge them and write the pipeline's tables and run report, as `sweep run` would.
+    Merge {
+        #[command(flatten)]
+        pipeline: PipelineArgs,
+        /// The plan the shards ran (from `sweep plan --shards N --json`).
+        #[arg(long, value_name = "PLAN.json")]
+        plan: PathBuf,
     },
     /// Follow the readers' paths and fold each new complete file into committed state, keeping
     /// the outputs fresh, until SIGTERM or SIGINT. SIGHUP reloads the pipeline file.
@@ -57,6 +73,14 @@ enum Command {
         /// Print the plan as JSON.
         #[arg(long)]
         json: bool,
+        /// Plan a sharded run: the input files balanced by bytes over N shards, and the plan
+        /// hash that names the run (with `--shared`).
+        #[arg(long, value_name = "N", requires = "shared", value_parser = clap::value_parser!(u32).range(1..))]
+        shards: Option<u32>,
+        /// The folder every shard and the merge can reach (NFS, Lustre, a mounted bucket); the
+        /// partials go under `DIR/<plan-hash>/`.
+        #[arg(long, value_name = "DIR", requires = "shards")]
+        shared: Option<String>,
     },
     /// Measurements that support the benchmarks.
     #[command(subcommand)]
@@ -151,6 +175,113 @@ fn run(path: &Path, set: &[String]) -> anyhow::Result<ExitCode> {
     })
 }
 
+/// Prints a sharded command's error and gives its exit code.
+fn shard_failed(e: &sweep::shard::ShardError) -> ExitCode {
+    let text = e.to_string();
+    eprint!("sweep: {text}");
+    if !text.ends_with('\n') {
+        eprintln!();
+    }
+    ExitCode::from(e.exit_code())
+}
+
+/// `sweep plan --shards N`: the shard plan, as JSON or text.
+fn plan_shards(path: &Path, set: &[String], shards: u32, shared: &str, json: bool) -> ExitCode {
+    let p = match load(path, set) {
+        Ok(p) => p,
+        Err(code) => return code,
+    };
+    match sweep::shard::make_plan(&p, shards as usize, shared) {
+        Ok(plan) if json => {
+            println!("{}", plan.to_json());
+            ExitCode::SUCCESS
+        }
+        Ok(plan) => {
+            print!("{plan}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => shard_failed(&e),
+    }
+}
+
+/// `sweep run --plan`: one shard.
+fn run_shard(path: &Path, set: &[String], plan: &Path, index: Option<usize>) -> ExitCode {
+    let p = match load(path, set) {
+        Ok(p) => p,
+        Err(code) => return code,
+    };
+    let result = sweep::shard::load_plan(plan).and_then(|plan| {
+        let index = match index {
+            Some(i) => i,
+            None => sweep::shard::shard_index_from_env()?,
+        };
+        sweep::shard::run_shard(&p, &plan, index).map(|o| (plan, o))
+    });
+    match result {
+        Err(e) => shard_failed(&e),
+        Ok((plan, o)) => {
+            if o.already_committed {
+                eprintln!(
+                    "sweep: shard {} of plan {} is already committed; nothing to do",
+                    o.index, plan.plan_hash
+                );
+            } else {
+                eprintln!(
+                    "sweep: shard {} of plan {}: {} rows read",
+                    o.index, plan.plan_hash, o.rows_read
+                );
+                if o.temps_removed > 0 {
+                    eprintln!(
+                        "  removed {} temporary file(s) of an earlier attempt",
+                        o.temps_removed
+                    );
+                }
+            }
+            for (path, how) in &o.partials {
+                let how = match how {
+                    sweep::shard::Committed::Created => "committed",
+                    sweep::shard::Committed::AlreadyThere if o.already_committed => {
+                        "already committed"
+                    }
+                    sweep::shard::Committed::AlreadyThere => {
+                        "already committed by another attempt; kept"
+                    }
+                };
+                eprintln!("  {}: {how}", path.display());
+            }
+            ExitCode::SUCCESS
+        }
+    }
+}
+
+/// `sweep merge`: every shard's partials into the pipeline's outputs.
+fn merge(path: &Path, set: &[String], plan: &Path) -> ExitCode {
+    let p = match load(path, set) {
+        Ok(p) => p,
+        Err(code) => return code,
+    };
+    match sweep::shard::load_plan(plan).and_then(|plan| sweep::shard::merge(&p, &plan)) {
+        Err(e) => shard_failed(&e),
+        Ok(o) => {
+            let t = &o.report.totals;
+            eprintln!(
+                "sweep: {} merged: {} job(s), {} rows read = {} kept + {} filtered out + {} rejected",
+                p.name, t.jobs, t.rows_read, t.rows_kept, t.rows_filtered_out, t.rows_rejected
+            );
+            for (sink, dir, files) in &o.written {
+                eprintln!("  {sink} -> {}: {} file(s)", dir.display(), files.len());
+            }
+            for l in &o.leftovers {
+                eprintln!(
+                    "  note: {} is a temporary of an attempt that did not commit; not merged, safe to delete",
+                    l.display()
+                );
+            }
+            ExitCode::SUCCESS
+        }
+    }
+}
+
 fn main() -> anyhow::Result<ExitCode> {
     let cli = Cli::parse();
     tracing_subscriber::fmt()
@@ -165,10 +296,19 @@ fn main() -> anyhow::Result<ExitCode> {
         Command::Run {
             pipeline: PipelineArgs { pipeline, mut set },
             metrics,
+            plan,
+            shard_index,
         } => {
             set.extend(metrics.map(|m| format!("monitor.prometheus={m}")));
-            run(&pipeline, &set).context("run failed")
+            match plan {
+                Some(plan) => Ok(run_shard(&pipeline, &set, &plan, shard_index)),
+                None => run(&pipeline, &set).context("run failed"),
+            }
         }
+        Command::Merge {
+            pipeline: PipelineArgs { pipeline, set },
+            plan,
+        } => Ok(merge(&pipeline, &set, &plan)),
         Command::Daemon {
             pipeline: PipelineArgs { pipeline, set },
         } => match sweep::daemon::run(&pipeline, &set) {
@@ -196,6 +336,13 @@ fn main() -> anyhow::Result<ExitCode> {
         Command::Plan {
             pipeline: PipelineArgs { pipeline, set },
             json,
+            shards: Some(shards),
+            shared: Some(shared),
+        } => Ok(plan_shards(&pipeline, &set, shards, &shared, json)),
+        Command::Plan {
+            pipeline: PipelineArgs { pipeline, set },
+            json,
+            ..
         } => Ok(match load(&pipeline, &set) {
             Err(code) => code,
             Ok(p) => {

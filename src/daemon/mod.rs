@@ -18,7 +18,7 @@
 //! `status` is the summary written beside the state, and `signals` carries stop and reload
 //! requests in and systemd notifications out.
 
-mod digest;
+pub(crate) mod digest;
 pub mod ingest;
 mod recover;
 mod signals;

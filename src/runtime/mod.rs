@@ -85,6 +85,15 @@ pub fn run(p: &Pipeline) -> Result<RunOutcome, BuildError> {
 /// stop, nothing that looks complete is written, temporaries and spill files are removed) and
 /// the outcome says it was interrupted; a second signal ends the process at once.
 pub fn run_interruptible(p: &Pipeline) -> Result<RunOutcome, BuildError> {
+    run_interruptible_with(p, RunOptions::default())
+}
+
+/// [`run_interruptible`], steered by `opts` (a shard of a sharded run: its files, its captured
+/// state); the signals take over `opts.control`.
+pub(crate) fn run_interruptible_with(
+    p: &Pipeline,
+    opts: RunOptions,
+) -> Result<RunOutcome, BuildError> {
     use signal_hook::consts::{SIGINT, SIGTERM};
     let control: Arc<Control> = Arc::default();
     let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM])
@@ -108,7 +117,7 @@ pub fn run_interruptible(p: &Pipeline) -> Result<RunOutcome, BuildError> {
         p,
         RunOptions {
             control: Some(control),
-            ..RunOptions::default()
+            ..opts
         },
     );
     handle.close();

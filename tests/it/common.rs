@@ -46,6 +46,16 @@ pub struct Out {
 }
 
 impl Out {
+    /// What a finished process gave back.
+    pub fn of(o: std::process::Output) -> Self {
+        Out {
+            code: o.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
+            case: String::new(),
+        }
+    }
+
     /// Names this run in the messages of failed assertions (a loop's case).
     pub fn case(mut self, what: impl std::fmt::Display) -> Self {
         self.case = format!("{what}: ");
@@ -139,12 +149,7 @@ impl Scratch {
             .env("SWEEP_LOG", "warn")
             .output()
             .expect("run sweep");
-        Out {
-            code: o.status.code().unwrap_or(-1),
-            stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
-            case: String::new(),
-        }
+        Out::of(o)
     }
 
     /// Writes `pipeline` as `p.toml` and runs it.

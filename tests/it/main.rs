@@ -25,6 +25,10 @@ mod prometheus;
 /// gzip members, zstd frames, partial states merged in any order) and agree with a plain-loop
 /// reference aggregator across both daylight-saving switches.
 mod properties;
+/// A sharded run (`sweep plan --shards`, `sweep run --plan`, `sweep merge`) against `sweep run`
+/// on one node: the same tables to the byte and the same ledger, through kills, retries, races,
+/// and merges that must refuse a missing shard or a partial from another plan.
+mod shard;
 /// The standard job's semantics: trading-hour and size-bucket edges, exact tables, column
 /// mappings, 64-bit order ids, the report's reconciliation, and backpressure.
 mod standard_job;

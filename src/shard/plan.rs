@@ -1,0 +1,303 @@
+//! The shard plan: which files each shard reads, and the hash that names the run.
+//!
+//! A plan is a pure function of the pipeline's digest, its aggregators, its input files (reader,
+//! path, size, head fingerprint) and the shard count, so the same inputs give the same plan byte
+//! for byte: units are put in a canonical order (reader, then path) before anything else, every
+//! struct declares its fields in alphabetical order (the JSON's keys come out sorted), and
+//! nothing about the machine or the time is in it. The shared folder is stored as given: it is
+//! where every node finds the partials, not a fact about the planning machine.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use super::{ShardError, aggregator_names, check_shardable};
+use crate::config::outputs::{Resolved, claims};
+use crate::config::{Pipeline, StageKind};
+use crate::daemon::digest::digest;
+use crate::daemon::watch::fingerprint;
+use crate::readers::discover::discover;
+
+/// Names this file format; bumped if the plan's fields or hash change meaning.
+pub(crate) const PLAN_FORMAT: &str = "sweep-shard-plan/1";
+
+/// One work unit: an input file of one reader.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Unit {
+    pub bytes: u64,
+    /// xxh3-128 of the first 64 KiB, in hex: the daemon's fingerprint, so a file rewritten
+    /// between planning and running is caught without reading it all.
+    pub head: String,
+    /// Position in the plan's canonical order; the merged report lists jobs in this order.
+    pub index: usize,
+    pub path: String,
+    pub reader: String,
+}
+
+/// One shard: its units (indexes into [`ShardPlan::units`], ascending) and their bytes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Shard {
+    pub bytes: u64,
+    pub index: usize,
+    pub units: Vec<usize>,
+}
+
+/// The plan `sweep plan --shards N --json` prints and `sweep run --plan`/`sweep merge` read.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ShardPlan {
+    pub format: String,
+    pub pipeline: String,
+    /// The daemon's digest of the pipeline's meaning (readers' parsing, filters, aggregators).
+    pub pipeline_digest: String,
+    /// Names the run: `SHARED/<plan_hash>/…` holds its partials.
+    pub plan_hash: String,
+    pub shards: Vec<Shard>,
+    pub shared: String,
+    /// The aggregator stages, sorted: each shard leaves one partial per stage.
+    pub stages: Vec<String>,
+    pub total_bytes: u64,
+    pub units: Vec<Unit>,
+}
+
+/// What the plan hash covers. The shard count is in it, so plans of one job cut differently
+/// never share a folder; the assignment follows from the units and the count, and the shared
+/// folder and pipeline name say where and what to call it, not what the partials mean.
+#[derive(Serialize)]
+struct Hashed<'a> {
+    format: &'a str,
+    pipeline_digest: &'a str,
+    shards: usize,
+    stages: &'a [String],
+    units: &'a [Unit],
+}
+
+impl ShardPlan {
+    /// The plan over `units` (in any order) cut into `shards`.
+    pub(crate) fn build(
+        pipeline: &str,
+        pipeline_digest: &str,
+        mut stages: Vec<String>,
+        mut units: Vec<Unit>,
+        shards: usize,
+        shared: &str,
+    ) -> ShardPlan {
+        stages.sort_unstable();
+        // The canonical order: whatever order the files were found or listed in, the same
+        // files give the same indexes, hence the same tie-breaks and the same plan.
+        units.sort_by(|a, b| {
+            (&a.reader, &a.path, a.bytes, &a.head).cmp(&(&b.reader, &b.path, b.bytes, &b.head))
+        });
+        for (i, u) in units.iter_mut().enumerate() {
+            u.index = i;
+        }
+        let hashed = Hashed {
+            format: PLAN_FORMAT,
+            pipeline_digest,
+            shards,
+            stages: &stages,
+            units: &units,
+        };
+        // Plain strings, integers and lists: serializing into memory cannot fail.
+        let json = serde_json::to_vec(&hashed).unwrap_or_default();
+        let plan_hash = format!("{:032x}", xxhash_rust::xxh3::xxh3_128(&json));
+        ShardPlan {
+            format: PLAN_FORMAT.into(),
+            pipeline: pipeline.into(),
+            pipeline_digest: pipeline_digest.into(),
+            plan_hash,
+            shards: assign(&units, shards),
+            shared: shared.into(),
+            stages,
+            total_bytes: units.iter().map(|u| u.bytes).sum(),
+            units,
+        }
+    }
+
+    /// The plan as `--json` prints it (and `load_plan` reads it).
+    pub fn to_json(&self) -> String {
+        // Only strings, integers and lists of them: this cannot fail.
+        serde_json::to_string_pretty(self).unwrap_or_default()
+    }
+
+    /// `SHARED/<plan-hash>`: where this run's partials go.
+    pub fn run_dir(&self) -> PathBuf {
+        Path::new(&self.shared).join(&self.plan_hash)
+    }
+
+    /// Checks that `p` is the pipeline this plan was made for.
+    pub(crate) fn check_pipeline(&self, p: &Pipeline) -> Result<(), ShardError> {
+        check_shardable(p)?;
+        let d = digest(p);
+        if d != self.pipeline_digest || aggregator_names(p) != self.stages {
+            return Err(ShardError::PipelineMismatch {
+                pipeline: d,
+                plan: self.pipeline_digest.clone(),
+            });
+        }
+        Ok(())
+    }
+}
+
+impl std::fmt::Display for ShardPlan {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(
+            f,
+            "pipeline {} ({}), plan {}",
+            self.pipeline, self.pipeline_digest, self.plan_hash
+        )?;
+        writeln!(f, "shared   {}", self.run_dir().display())?;
+        writeln!(f, "stages   {}", self.stages.join(", "))?;
+        writeln!(
+            f,
+            "units    {} files, {} bytes",
+            self.units.len(),
+            self.total_bytes
+        )?;
+        for s in &self.shards {
+            writeln!(
+                f,
+                "shard {:<4} {:>14} bytes  {} file(s)",
+                s.index,
+                s.bytes,
+                s.units.len()
+            )?;
+            for &u in &s.units {
+                if let Some(u) = self.units.get(u) {
+                    writeln!(f, "  {:>14}  {}  [{}]", u.bytes, u.path, u.reader)?;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Largest first onto the least-loaded shard. Units are taken by bytes descending, then by
+/// their canonical index; a unit goes to the shard with the fewest bytes, then the lowest
+/// index. Each shard then lists its units in canonical order. This greedy rule leaves no shard
+/// more than its last unit, hence more than the largest unit, above the mean.
+pub(crate) fn assign(units: &[Unit], shards: usize) -> Vec<Shard> {
+    let mut order: Vec<usize> = (0..units.len()).collect();
+    order.sort_by(|&a, &b| units[b].bytes.cmp(&units[a].bytes).then(a.cmp(&b)));
+    let mut out: Vec<Shard> = (0..shards)
+        .map(|index| Shard {
+            bytes: 0,
+            index,
+            units: Vec::new(),
+        })
+        .collect();
+    for u in order {
+        if let Some(s) = out.iter_mut().min_by_key(|s| (s.bytes, s.index)) {
+            s.units.push(u);
+            s.bytes += units[u].bytes;
+        }
+    }
+    for s in &mut out {
+        s.units.sort_unstable();
+    }
+    out
+}
+
+/// The plan for `p`: discovers its inputs as `sweep run` would and fingerprints each file.
+pub fn make_plan(p: &Pipeline, shards: usize, shared: &str) -> Result<ShardPlan, ShardError> {
+    check_shardable(p)?;
+    if shards == 0 {
+        return Err(ShardError::ShardIndex("--shards must be at least 1".into()));
+    }
+    let outputs = Resolved::new(&claims(p, &Default::default()));
+    let mut units = Vec::new();
+    let mut problems = Vec::new();
+    for s in &p.stages {
+        let StageKind::Reader(r) = &s.kind else {
+            continue;
+        };
+        let files = match discover(&r.paths, &|f| outputs.writes(f)) {
+            Ok(files) => files,
+            Err(errs) => {
+                problems.extend(errs.iter().map(|e| format!("reader `{}`: {e}", s.name)));
+                continue;
+            }
+        };
+        for f in files {
+            // A unit is planned by its size and read again by another process, so it must be a
+            // regular file whose path survives the trip through JSON.
+            let Some(path) = f.to_str() else {
+                problems.push(format!("{}: the path is not UTF-8", f.display()));
+                continue;
+            };
+            match std::fs::metadata(&f) {
+                Ok(m) if !m.is_file() => {
+                    problems.push(format!(
+                        "{path}: not a regular file (a pipe or device); a sharded run needs \
+                         files it can size and read from any node"
+                    ));
+                    continue;
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    problems.push(format!("{path}: {e}"));
+                    continue;
+                }
+            }
+            match fingerprint(&f) {
+                Ok(fp) => units.push(Unit {
+                    bytes: fp.size,
+                    head: format!("{:032x}", fp.head),
+                    index: 0,
+                    path: path.to_string(),
+                    reader: s.name.clone(),
+                }),
+                Err(e) => problems.push(format!("{path}: {e}")),
+            }
+        }
+    }
+    if !problems.is_empty() {
+        return Err(ShardError::Inputs(problems));
+    }
+    let conflicts = outputs.conflicts(units.iter().map(|u| Path::new(&u.path)));
+    if !conflicts.is_empty() {
+        return Err(ShardError::Outputs(conflicts));
+    }
+    Ok(ShardPlan::build(
+        &p.name,
+        &digest(p),
+        aggregator_names(p),
+        units,
+        shards,
+        shared,
+    ))
+}
+
+/// Reads a plan file and checks that it is whole and unedited: rebuilt from its own units,
+/// shard count and pipeline digest, it must come out the same, hash and assignment included.
+pub fn load_plan(path: &Path) -> Result<ShardPlan, ShardError> {
+    let bad = |why: String| ShardError::BadPlan {
+        path: path.to_path_buf(),
+        why,
+    };
+    let text = std::fs::read_to_string(path).map_err(|e| bad(e.to_string()))?;
+    let plan: ShardPlan =
+        serde_json::from_str(&text).map_err(|e| bad(format!("not a shard plan: {e}")))?;
+    if plan.format != PLAN_FORMAT {
+        return Err(bad(format!(
+            "format {:?}, this build reads {PLAN_FORMAT:?}",
+            plan.format
+        )));
+    }
+    let again = ShardPlan::build(
+        &plan.pipeline,
+        &plan.pipeline_digest,
+        plan.stages.clone(),
+        plan.units.clone(),
+        plan.shards.len(),
+        &plan.shared,
+    );
+    if again != plan {
+        return Err(bad(
+            "edited or damaged: its hash or assignment does not follow from its units (make a \
+             new plan)"
+                .into(),
+        ));
+    }
+    Ok(plan)
+}

@@ -1,0 +1,304 @@
+//! One shard: its files through the batch runtime, the aggregators' merged state captured
+//! instead of finished into tables (as the daemon captures it per file), then committed as one
+//! partial per aggregator.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use super::partial::{
+    self, Committed, Header, LedgerEntry, PathLedger, create_temp, final_name, remove_stale_temps,
+    stage_dir,
+};
+use super::{ShardError, ShardPlan};
+use crate::aggregators::AggState;
+use crate::config::{Pipeline, Stage, StageKind};
+use crate::daemon::watch::fingerprint;
+use crate::runtime::{self, RunOptions};
+
+/// Environment variables that give a shard its index when `--shard-index` is not given, in the
+/// order they are read: a Slurm job array task, then a Kubernetes indexed Job's pod.
+pub const INDEX_VARS: [&str; 2] = ["SLURM_ARRAY_TASK_ID", "JOB_COMPLETION_INDEX"];
+
+/// The shard index from the environment ([`INDEX_VARS`]).
+pub fn shard_index_from_env() -> Result<usize, ShardError> {
+    for var in INDEX_VARS {
+        if let Ok(v) = std::env::var(var) {
+            return v
+                .trim()
+                .parse()
+                .map_err(|_| ShardError::ShardIndex(format!("{var}={v:?} is not a shard index")));
+        }
+    }
+    Err(ShardError::ShardIndex(format!(
+        "no shard index: give --shard-index, or set {} (Slurm job arrays) or {} (Kubernetes \
+         indexed Jobs)",
+        INDEX_VARS[0], INDEX_VARS[1]
+    )))
+}
+
+/// How a shard ended, when it did not fail.
+#[derive(Debug)]
+pub struct ShardOutcome {
+    pub index: usize,
+    /// Every partial was committed before this attempt started: nothing was read.
+    pub already_committed: bool,
+    /// Each stage's partial and whether this attempt created it.
+    pub partials: Vec<(PathBuf, Committed)>,
+    /// Rows read by this attempt, and the stale temporaries it removed.
+    pub rows_read: u64,
+    pub temps_removed: usize,
+}
+
+/// `p` without its tables sinks (the merge writes the tables) and without the run report (the
+/// shard's ledger goes into its partials; every shard writing the report path would collide).
+fn shard_pipeline(p: &Pipeline) -> Pipeline {
+    let mut index = HashMap::new();
+    let mut stages = Vec::new();
+    for (i, s) in p.stages.iter().enumerate() {
+        if matches!(s.kind, StageKind::TableSink(_)) {
+            continue;
+        }
+        index.insert(i, stages.len());
+        stages.push(Stage {
+            name: s.name.clone(),
+            inputs: s
+                .inputs
+                .iter()
+                .filter_map(|j| index.get(j).copied())
+                .collect(),
+            kind: s.kind.clone(),
+        });
+    }
+    let mut monitor = p.monitor.clone();
+    monitor.report = None;
+    Pipeline {
+        name: p.name.clone(),
+        runtime: p.runtime.clone(),
+        stages,
+        monitor,
+        daemon: None,
+    }
+}
+
+/// Runs shard `index` of `plan` over `p`, committing its partials under the shared folder.
+pub fn run_shard(p: &Pipeline, plan: &ShardPlan, index: usize) -> Result<ShardOutcome, ShardError> {
+    let started = Instant::now();
+    plan.check_pipeline(p)?;
+    let shard = plan.shards.get(index).ok_or_else(|| {
+        ShardError::ShardIndex(format!(
+            "shard index {index} is out of range: the plan has shards 0..{}",
+            plan.shards.len()
+        ))
+    })?;
+    let run_dir = plan.run_dir();
+    let targets: Vec<(String, PathBuf)> = plan
+        .stages
+        .iter()
+        .map(|s| (s.clone(), stage_dir(&run_dir, s).join(final_name(index))))
+        .collect();
+    // A retry of a shard that committed (the scheduler lost its exit status, a node was
+    // preempted after the commit) has nothing to do.
+    if targets.iter().all(|(_, t)| t.exists()) {
+        return Ok(ShardOutcome {
+            index,
+            already_committed: true,
+            partials: targets
+                .into_iter()
+                .map(|(_, t)| (t, Committed::AlreadyThere))
+                .collect(),
+            rows_read: 0,
+            temps_removed: 0,
+        });
+    }
+    // Temporaries are opened before the work, so a killed attempt leaves them named for its
+    // shard, and the next attempt removes them here.
+    let mut temps_removed = 0;
+    let mut temps = HashMap::new();
+    for (stage, target) in &targets {
+        let dir = stage_dir(&run_dir, stage);
+        std::fs::create_dir_all(&dir).map_err(|e| ShardError::io(&dir, e))?;
+        temps_removed += remove_stale_temps(&dir, index);
+        if !target.exists() {
+            temps.insert(stage.clone(), create_temp(&dir, index)?);
+        }
+    }
+    // The files must be those planned: a rewritten file would make this shard's part of the
+    // result differ from the plan's, silently.
+    let mut changed = Vec::new();
+    for &u in &shard.units {
+        let unit = &plan.units[u];
+        match fingerprint(Path::new(&unit.path)) {
+            Ok(fp) if fp.size == unit.bytes && format!("{:032x}", fp.head) == unit.head => {}
+            Ok(fp) => changed.push(format!(
+                "{}: {} bytes, head {:032x}; planned {} bytes, head {}",
+                unit.path, fp.size, fp.head, unit.bytes, unit.head
+            )),
+            Err(e) => changed.push(format!("{}: {e}", unit.path)),
+        }
+    }
+    if !changed.is_empty() {
+        return Err(ShardError::InputChanged(changed));
+    }
+    let (states, ledger, rows_read) = if shard.units.is_empty() {
+        // Nothing to read: each aggregator's state is empty, and merges as nothing.
+        let states = p
+            .stages
+            .iter()
+            .filter_map(|s| match &s.kind {
+                StageKind::Aggregator(a) => Some((
+                    s.name.clone(),
+                    AggState::new(std::sync::Arc::new(a.clone())),
+                )),
+                _ => None,
+            })
+            .collect();
+        (states, Vec::new(), 0)
+    } else {
+        run_units(p, plan, index)?
+    };
+    let duration_sec = started.elapsed().as_secs_f64();
+    let mut partials = Vec::new();
+    for (stage, target) in targets {
+        let Some(temp) = temps.remove(&stage) else {
+            partials.push((target, Committed::AlreadyThere));
+            continue;
+        };
+        let state = states.get(&stage).ok_or_else(|| ShardError::Job {
+            index,
+            reasons: vec![format!(
+                "internal error: aggregator `{stage}` handed over no state"
+            )],
+        })?;
+        let header = Header {
+            plan_hash: plan.plan_hash.clone(),
+            pipeline_digest: plan.pipeline_digest.clone(),
+            shard_index: index,
+            shard_count: plan.shards.len(),
+            stage: stage.clone(),
+            rows: state.rows(),
+            duration_sec,
+            ledger: ledger.clone(),
+        };
+        let bytes = partial::encode(&header, state)?;
+        let how = partial::commit(temp, &bytes, &target, index)?;
+        partials.push((target, how));
+    }
+    Ok(ShardOutcome {
+        index,
+        already_committed: false,
+        partials,
+        rows_read,
+        temps_removed,
+    })
+}
+
+type Ran = (HashMap<String, AggState>, Vec<LedgerEntry>, u64);
+
+/// The shard's units through the runtime.
+fn run_units(p: &Pipeline, plan: &ShardPlan, index: usize) -> Result<Ran, ShardError> {
+    let sub = shard_pipeline(p);
+    let reader_of: HashMap<&str, usize> = sub
+        .stages
+        .iter()
+        .enumerate()
+        .filter(|(_, s)| matches!(s.kind, StageKind::Reader(_)))
+        .map(|(i, s)| (s.name.as_str(), i))
+        .collect();
+    let mut files = vec![Vec::new(); sub.stages.len()];
+    let mut unit_of = HashMap::new();
+    for &u in &plan.shards[index].units {
+        let unit = &plan.units[u];
+        // The digest names every reader, so a unit's reader is in a pipeline that matches.
+        let &r =
+            reader_of
+                .get(unit.reader.as_str())
+                .ok_or_else(|| ShardError::PipelineMismatch {
+                    pipeline: format!("a pipeline without reader `{}`", unit.reader),
+                    plan: plan.pipeline_digest.clone(),
+                })?;
+        files[r].push(PathBuf::from(&unit.path));
+        unit_of.insert((unit.reader.as_str(), unit.path.as_str()), u);
+    }
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let outcome = runtime::run_interruptible_with(
+        &sub,
+        RunOptions {
+            files: Some(files),
+            capture: Some(tx),
+            ..RunOptions::default()
+        },
+    )
+    .map_err(|e| ShardError::Job {
+        index,
+        reasons: vec![e.to_string()],
+    })?;
+    if outcome.interrupted && !outcome.ok {
+        return Err(ShardError::Interrupted(index));
+    }
+    if !outcome.ok {
+        // The run's own errors say why; sinks then only report that they wrote nothing.
+        let mut reasons: Vec<String> = outcome.errors.iter().map(|e| e.to_string()).collect();
+        if reasons.is_empty() {
+            reasons.extend(
+                outcome
+                    .sinks
+                    .iter()
+                    .filter_map(|s| s.result.as_ref().err().map(|e| format!("{}: {e}", s.sink))),
+            );
+        }
+        return Err(ShardError::Job { index, reasons });
+    }
+    let mut states = HashMap::new();
+    while let Ok((i, st)) = rx.try_recv() {
+        let name = sub.stages[i].name.clone();
+        match st.downcast::<AggState>() {
+            Ok(st) => {
+                states.insert(name, *st);
+            }
+            Err(_) => {
+                return Err(ShardError::Job {
+                    index,
+                    reasons: vec![format!(
+                        "internal error: stage `{name}` handed over a state that is not an \
+                         aggregate"
+                    )],
+                });
+            }
+        }
+    }
+    let mut ledger = Vec::new();
+    for j in &outcome.report.jobs {
+        let reader = j.reader.clone().unwrap_or_default();
+        let unit = unit_of
+            .get(&(reader.as_str(), j.file.as_str()))
+            .copied()
+            .ok_or_else(|| ShardError::Job {
+                index,
+                reasons: vec![format!("internal error: {} was not planned", j.file)],
+            })?;
+        ledger.push(LedgerEntry {
+            bytes_read: j.bytes_read,
+            duration_sec: j.duration_sec,
+            file: j.file.clone(),
+            file_bytes: j.file_bytes,
+            paths: j.paths.as_ref().map(|ps| {
+                ps.iter()
+                    .map(|p| PathLedger {
+                        filters: p.filters.clone(),
+                        rows_filtered_out: p.rows_filtered_out,
+                        rows_kept: p.rows_kept,
+                    })
+                    .collect()
+            }),
+            reader,
+            rows_filtered_out: j.rows_filtered_out,
+            rows_kept: j.rows_kept,
+            rows_read: j.rows_read,
+            rows_rejected: j.rows_rejected,
+            unit,
+        });
+    }
+    ledger.sort_by_key(|e| e.unit);
+    Ok((states, ledger, outcome.report.totals.rows_read))
+}

@@ -1,0 +1,278 @@
+//! The plan's determinism and balance (property tests), the partial's names, round trip and
+//! exactly-once commit.
+
+use std::sync::Arc;
+
+use proptest::prelude::*;
+
+use super::partial::{self, Committed, Header, is_temp_name, parse_final_name};
+use super::plan::{ShardPlan, Unit, load_plan};
+use crate::aggregators::AggState;
+use crate::config::StageKind;
+
+fn unit(reader: &str, path: &str, bytes: u64) -> Unit {
+    Unit {
+        bytes,
+        head: format!("{:032x}", bytes.wrapping_mul(2654435761)),
+        index: 0,
+        path: path.into(),
+        reader: reader.into(),
+    }
+}
+
+fn build(units: Vec<Unit>, shards: usize) -> ShardPlan {
+    ShardPlan::build(
+        "p",
+        "v2:abc",
+        vec!["stats".into()],
+        units,
+        shards,
+        "/shared",
+    )
+}
+
+/// Units with distinct paths (a reader names a file once), sizes drawn so that ties happen.
+fn units() -> impl Strategy<Value = Vec<Unit>> {
+    prop::collection::vec((0..2usize, 0..6u64, 0..3u64), 0..40).prop_map(|v| {
+        v.into_iter()
+            .enumerate()
+            .map(|(i, (r, size, scale))| {
+                let bytes = size * 10u64.pow(scale as u32 * 3);
+                unit(["orders", "more"][r], &format!("in/f{i:03}.csv"), bytes)
+            })
+            .collect()
+    })
+}
+
+proptest! {
+    #[test]
+    fn the_plan_is_deterministic_and_balanced(
+        (units, shuffled) in units().prop_flat_map(|u| (Just(u.clone()), Just(u).prop_shuffle())),
+        shards in 1..9usize,
+    ) {
+        let plan = build(units.clone(), shards);
+        // Same inputs, same bytes; the order files were found in changes nothing.
+        prop_assert_eq!(plan.to_json(), build(units.clone(), shards).to_json());
+        prop_assert_eq!(plan.to_json(), build(shuffled, shards).to_json());
+        // Every unit is on exactly one shard.
+        let mut seen: Vec<usize> = plan.shards.iter().flat_map(|s| s.units.clone()).collect();
+        seen.sort_unstable();
+        prop_assert_eq!(seen, (0..units.len()).collect::<Vec<_>>());
+        // No shard more than the largest unit above the mean: max·n − total ≤ largest·n.
+        let n = shards as u128;
+        let total: u128 = plan.shards.iter().map(|s| s.bytes as u128).sum();
+        let max = plan.shards.iter().map(|s| s.bytes as u128).max().unwrap_or(0);
+        let largest = units.iter().map(|u| u.bytes as u128).max().unwrap_or(0);
+        prop_assert!(max * n <= total + largest * n, "max {max}, total {total}, largest {largest}");
+    }
+}
+
+#[test]
+fn ties_go_to_the_lowest_shard_and_keys_are_sorted() {
+    let plan = build(
+        vec![
+            unit("orders", "b.csv", 10),
+            unit("orders", "a.csv", 10),
+            unit("orders", "c.csv", 30),
+        ],
+        2,
+    );
+    // c (30) to shard 0; a and b (10 each, a first by path) to shard 1, the least loaded.
+    let paths = |i: usize| -> Vec<&str> {
+        plan.shards[i]
+            .units
+            .iter()
+            .map(|&u| plan.units[u].path.as_str())
+            .collect()
+    };
+    assert_eq!(paths(0), ["c.csv"]);
+    assert_eq!(paths(1), ["a.csv", "b.csv"]);
+    let v: serde_json::Value = serde_json::from_str(&plan.to_json()).unwrap();
+    let keys: Vec<&String> = v.as_object().unwrap().keys().collect();
+    let mut sorted = keys.clone();
+    sorted.sort();
+    assert_eq!(
+        keys, sorted,
+        "serde_json sorts map keys; the plan must not depend on that"
+    );
+    let text = plan.to_json();
+    let mut at = 0;
+    for k in [
+        "\"format\"",
+        "\"pipeline\"",
+        "\"pipeline_digest\"",
+        "\"plan_hash\"",
+        "\"shards\"",
+        "\"shared\"",
+        "\"stages\"",
+        "\"total_bytes\"",
+        "\"units\"",
+    ] {
+        let i = text[at..]
+            .find(k)
+            .unwrap_or_else(|| panic!("{k} out of order"))
+            + at;
+        at = i;
+    }
+}
+
+#[test]
+fn the_hash_covers_files_and_shard_count_but_not_the_shared_folder() {
+    let a = build(vec![unit("orders", "a.csv", 10)], 2);
+    let more = build(vec![unit("orders", "a.csv", 11)], 2);
+    let cut = build(vec![unit("orders", "a.csv", 10)], 3);
+    let moved = ShardPlan::build(
+        "p",
+        "v2:abc",
+        vec!["stats".into()],
+        vec![unit("orders", "a.csv", 10)],
+        2,
+        "/elsewhere",
+    );
+    assert_ne!(a.plan_hash, more.plan_hash);
+    assert_ne!(a.plan_hash, cut.plan_hash);
+    assert_eq!(a.plan_hash, moved.plan_hash);
+}
+
+#[test]
+fn an_edited_plan_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let plan = build(
+        vec![unit("orders", "a.csv", 10), unit("orders", "b.csv", 20)],
+        2,
+    );
+    let f = dir.path().join("plan.json");
+    std::fs::write(&f, plan.to_json()).unwrap();
+    assert_eq!(load_plan(&f).unwrap(), plan);
+    std::fs::write(&f, plan.to_json().replace("\"bytes\": 20", "\"bytes\": 21")).unwrap();
+    let e = load_plan(&f).unwrap_err().to_string();
+    assert!(e.contains("edited or damaged"), "{e}");
+}
+
+#[test]
+fn partial_names_are_canonical() {
+    assert_eq!(parse_final_name("shard-0"), Some(0));
+    assert_eq!(parse_final_name("shard-12"), Some(12));
+    for bad in [
+        "shard-",
+        "shard-01",
+        "shard-+1",
+        "shard-1.tmp",
+        "shard1",
+        ".shard-1",
+    ] {
+        assert_eq!(parse_final_name(bad), None, "{bad}");
+    }
+    assert!(is_temp_name(".shard-3.tmp-a1B2c3"));
+    assert!(!is_temp_name("shard-3") && !is_temp_name(".shard-.tmp-x"));
+}
+
+fn stats_state() -> AggState {
+    let p = crate::config::load(
+        "t.toml",
+        r#"[readers.o]
+path = "o.csv"
+[aggregators.stats]
+inputs = ["o"]
+quantiles = [0.5]
+[sinks.t]
+inputs = ["stats"]
+path = "out"
+"#,
+        &[],
+    )
+    .unwrap();
+    let spec = p
+        .stages
+        .iter()
+        .find_map(|s| match &s.kind {
+            StageKind::Aggregator(a) => Some(a.clone()),
+            _ => None,
+        })
+        .unwrap();
+    AggState::new(Arc::new(spec))
+}
+
+fn header(index: usize) -> Header {
+    Header {
+        plan_hash: "0123".into(),
+        pipeline_digest: "v2:abc".into(),
+        shard_index: index,
+        shard_count: 4,
+        stage: "stats".into(),
+        rows: 0,
+        duration_sec: 0.5,
+        ledger: vec![partial::LedgerEntry {
+            bytes_read: 9,
+            duration_sec: 0.25,
+            file: "in/a.csv".into(),
+            file_bytes: 9,
+            paths: None,
+            reader: "o".into(),
+            rows_filtered_out: 2,
+            rows_kept: 3,
+            rows_read: 6,
+            rows_rejected: 1,
+            unit: 5,
+        }],
+    }
+}
+
+#[test]
+fn a_partial_describes_itself_and_round_trips() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = stats_state();
+    let bytes = partial::encode(&header(2), &state).unwrap();
+    let target = dir.path().join("shard-2");
+    let temp = partial::create_temp(dir.path(), 2).unwrap();
+    assert_eq!(
+        partial::commit(temp, &bytes, &target, 2).unwrap(),
+        Committed::Created
+    );
+    let (h, snap) = partial::read(&target).unwrap();
+    assert_eq!((h.shard_index, h.shard_count), (2, 4));
+    assert_eq!(h.ledger, header(2).ledger);
+    assert_eq!(snap, state.snapshot());
+    // Only the partial is left: the temporary's name went with the commit.
+    let names: Vec<String> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(names, ["shard-2"]);
+}
+
+#[test]
+fn racing_commits_leave_exactly_one_partial() {
+    let dir = tempfile::tempdir().unwrap();
+    let target = dir.path().join("shard-1");
+    let state = stats_state();
+    let outcomes: Vec<Committed> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..8)
+            .map(|_| {
+                let (dir, target, state) = (dir.path(), &target, &state);
+                s.spawn(move || {
+                    let bytes = partial::encode(&header(1), state).unwrap();
+                    let temp = partial::create_temp(dir, 1).unwrap();
+                    partial::commit(temp, &bytes, target, 1).unwrap()
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let created = outcomes
+        .iter()
+        .filter(|&&c| c == Committed::Created)
+        .count();
+    assert_eq!(created, 1, "{outcomes:?}");
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+    // A temporary removed under a live attempt (a later attempt's clean-up) is written again.
+    let other = dir.path().join("shard-3");
+    let temp = partial::create_temp(dir.path(), 3).unwrap();
+    assert_eq!(partial::remove_stale_temps(dir.path(), 3), 1);
+    let bytes = partial::encode(&header(3), &state).unwrap();
+    assert_eq!(
+        partial::commit(temp, &bytes, &other, 3).unwrap(),
+        Committed::Created
+    );
+    assert!(partial::read(&other).is_ok());
+}
