@@ -81,6 +81,17 @@ enum Command {
         /// partials go under `DIR/<plan-hash>/`.
         #[arg(long, value_name = "DIR", requires = "shards")]
         shared: Option<String>,
+        /// Print the sharded run as a cluster job instead: `slurm` is a bash script that writes
+        /// the plan to `DIR/<plan-hash>.plan.json` and submits the shards as a job array, then
+        /// the merge with `--dependency=afterok` (logs in `DIR/<plan-hash>.logs/`).
+        #[arg(long, value_enum, requires = "shards", conflicts_with = "json")]
+        emit: Option<Engine>,
+        /// The `sweep` binary on the cluster's nodes (default: this one).
+        #[arg(long, value_name = "PATH", requires = "emit")]
+        binary: Option<PathBuf>,
+        /// Shards running at once (the array's `%K`; default: all of them).
+        #[arg(long, value_name = "K", requires = "emit", value_parser = clap::value_parser!(u32).range(1..))]
+        throttle: Option<u32>,
     },
     /// Measurements that support the benchmarks.
     #[command(subcommand)]
@@ -90,6 +101,12 @@ enum Command {
         #[command(flatten)]
         pipeline: PipelineArgs,
     },
+}
+
+/// The cluster engines `sweep plan --emit` writes jobs for.
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum Engine {
+    Slurm,
 }
 
 #[derive(Subcommand)]
@@ -198,6 +215,46 @@ fn plan_shards(path: &Path, set: &[String], shards: u32, shared: &str, json: boo
         }
         Ok(plan) => {
             print!("{plan}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => shard_failed(&e),
+    }
+}
+
+/// `sweep plan --shards N --emit slurm`: the submission script. Paths the nodes use are made
+/// absolute against this folder.
+fn emit_slurm(
+    path: &Path,
+    set: &[String],
+    shards: u32,
+    shared: &str,
+    binary: Option<PathBuf>,
+    throttle: Option<u32>,
+) -> ExitCode {
+    let p = match load(path, set) {
+        Ok(p) => p,
+        Err(code) => return code,
+    };
+    let absolute = |p: &Path| std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf());
+    let shared = absolute(Path::new(shared)).display().to_string();
+    let result = sweep::shard::make_plan(&p, shards as usize, &shared).and_then(|plan| {
+        let launch = sweep::shard::Launch {
+            binary: match binary {
+                Some(b) => absolute(&b),
+                None => std::env::current_exe()
+                    .map_err(|e| sweep::shard::ShardError::Emit(format!("this binary: {e}")))?,
+            },
+            pipeline: absolute(path),
+            set: set.to_vec(),
+            workdir: std::env::current_dir()
+                .map_err(|e| sweep::shard::ShardError::Emit(format!("this folder: {e}")))?,
+            throttle: throttle.map_or(shards as usize, |t| t as usize),
+        };
+        sweep::shard::slurm(&plan, &launch)
+    });
+    match result {
+        Ok(script) => {
+            print!("{script}");
             ExitCode::SUCCESS
         }
         Err(e) => shard_failed(&e),
@@ -335,9 +392,21 @@ fn main() -> anyhow::Result<ExitCode> {
         Command::Bench(BenchCommand::Decode { file }) => bench_decode(&file),
         Command::Plan {
             pipeline: PipelineArgs { pipeline, set },
+            shards: Some(shards),
+            shared: Some(shared),
+            emit: Some(Engine::Slurm),
+            binary,
+            throttle,
+            ..
+        } => Ok(emit_slurm(
+            &pipeline, &set, shards, &shared, binary, throttle,
+        )),
+        Command::Plan {
+            pipeline: PipelineArgs { pipeline, set },
             json,
             shards: Some(shards),
             shared: Some(shared),
+            ..
         } => Ok(plan_shards(&pipeline, &set, shards, &shared, json)),
         Command::Plan {
             pipeline: PipelineArgs { pipeline, set },

@@ -12,8 +12,10 @@
 //!   its exactly-once commit (`SHARED/<plan-hash>/<stage>/shard-<I>`);
 //! - `run`: one shard through the batch runtime, capturing state instead of writing tables;
 //! - `merge`: the folder listing checked against the plan, the states merged, the tables and
-//!   the run report written through the same code as `sweep run`.
+//!   the run report written through the same code as `sweep run`;
+//! - `emit`: the plan as a Slurm submission (a job array, then the merge on `afterok`).
 
+mod emit;
 mod merge;
 mod partial;
 mod plan;
@@ -23,6 +25,7 @@ mod tests;
 
 use std::path::PathBuf;
 
+pub use emit::{Launch, logs_path, plan_path, slurm};
 pub use merge::{MergeOutcome, merge};
 pub use partial::Committed;
 pub use plan::{ShardPlan, Unit, load_plan, make_plan};
@@ -69,6 +72,8 @@ pub enum ShardError {
     Interrupted(usize),
     #[error("{path}: not a partial of this run: {why}")]
     Partial { path: PathBuf, why: String },
+    #[error("cannot emit the cluster job: {0}")]
+    Emit(String),
     #[error("cannot merge plan {plan_hash}:\n  {}", .problems.join("\n  "))]
     Incomplete {
         plan_hash: String,
@@ -93,6 +98,7 @@ impl ShardError {
             | ShardError::PipelineMismatch { .. }
             | ShardError::ShardIndex(_)
             | ShardError::InputChanged(_)
+            | ShardError::Emit(_)
             | ShardError::Outputs(_) => 2,
             ShardError::Io { .. }
             | ShardError::Job { .. }

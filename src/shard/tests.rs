@@ -276,3 +276,107 @@ fn racing_commits_leave_exactly_one_partial() {
     );
     assert!(partial::read(&other).is_ok());
 }
+
+fn launch(throttle: usize) -> super::Launch {
+    super::Launch {
+        binary: "/opt/sweep/bin/sweep".into(),
+        pipeline: "/jobs/day one.toml".into(),
+        set: vec!["sinks.tables.path=/out/it's".into()],
+        workdir: "/jobs".into(),
+        throttle,
+    }
+}
+
+/// The Slurm script: the plan written beside the run folder, an array of every shard with the
+/// throttle (clamped to the shard count), the merge on `afterok`, and every path quoted once for
+/// the shell, the overrides passed to both.
+#[test]
+fn the_slurm_script_submits_an_array_then_the_merge() {
+    let plan = build(
+        vec![unit("o", "a", 5), unit("o", "b", 4), unit("o", "c", 3)],
+        3,
+    );
+    let script = super::slurm(&plan, &launch(2)).unwrap();
+    let h = &plan.plan_hash;
+    let short = &h[..8];
+    assert!(script.starts_with("#!/usr/bin/env bash\n"));
+    assert!(script.contains(&format!("cat > /shared/{h}.plan.json <<'SWEEP_PLAN'\n{{")));
+    assert!(script.contains(&plan.to_json()));
+    // The words each job runs, read back the way the shell reads them.
+    let wrapped = |prefix: &str| -> (Vec<String>, Vec<String>) {
+        let line = script.lines().find(|l| l.starts_with(prefix)).unwrap();
+        let inner = line
+            .strip_prefix(prefix)
+            .and_then(|l| l.strip_suffix(')'))
+            .unwrap();
+        let words = shlex::split(inner).unwrap();
+        let wrap = words
+            .iter()
+            .find_map(|w| w.strip_prefix("--wrap="))
+            .unwrap();
+        (words.clone(), shlex::split(wrap).unwrap())
+    };
+    let job = |verb: &str| -> Vec<String> {
+        [
+            "/opt/sweep/bin/sweep",
+            verb,
+            "/jobs/day one.toml",
+            "--set",
+            "sinks.tables.path=/out/it's",
+            "--plan",
+            &format!("/shared/{h}.plan.json"),
+        ]
+        .map(String::from)
+        .to_vec()
+    };
+    let (array, run) = wrapped("array=$(");
+    assert_eq!(
+        array[..7],
+        [
+            "sbatch",
+            "--parsable",
+            &format!("--job-name=sweep-{short}"),
+            "--array=0-2%2",
+            "--requeue",
+            "--chdir=/jobs",
+            &format!("--output=/shared/{h}.logs/shard-%a.out"),
+        ]
+    );
+    assert_eq!(run, job("run"));
+    let (merge, merged) = wrapped("merge=$(");
+    assert_eq!(
+        merge[..5],
+        [
+            "sbatch",
+            "--parsable",
+            &format!("--job-name=sweep-merge-{short}"),
+            "--dependency=afterok:${array}",
+            "--kill-on-invalid-dep=yes",
+        ]
+    );
+    assert_eq!(merged, job("merge"));
+    assert!(script.ends_with("echo \"$array $merge\"\n"));
+    // A throttle above the shard count is the shard count.
+    assert!(
+        super::slurm(&plan, &launch(9))
+            .unwrap()
+            .contains("--array=0-2%3 ")
+    );
+}
+
+/// Paths the nodes use must be absolute: a relative one would resolve on each node differently.
+#[test]
+fn the_slurm_script_needs_absolute_paths() {
+    let plan = build(vec![unit("o", "a", 5)], 1);
+    let mut l = launch(1);
+    l.pipeline = "day.toml".into();
+    let e = super::slurm(&plan, &l).unwrap_err().to_string();
+    assert!(e.contains("day.toml must be an absolute path"), "{e}");
+    let mut relative = plan.clone();
+    relative.shared = "shared".into();
+    let e = super::slurm(&relative, &launch(1)).unwrap_err().to_string();
+    assert!(
+        e.contains("the shared folder `shared` must be an absolute path"),
+        "{e}"
+    );
+}

@@ -382,3 +382,155 @@ fn shards_need_an_index_a_matching_pipeline_and_no_rows_sink() {
             .assert_stderr_contains("rows sink `extract`");
     }
 }
+
+/// `scontrol show job ID` as (array task id or none, JobState, Restarts), one per job or task.
+fn slurm_jobs(id: &str) -> Vec<(Option<u32>, String, u32)> {
+    let out = Command::new("scontrol")
+        .args(["show", "job", id])
+        .output()
+        .expect("scontrol");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let field = |job: &str, key: &str| -> Option<String> {
+        job.split_whitespace()
+            .find_map(|w| w.strip_prefix(key).map(str::to_string))
+    };
+    text.split("\n\n")
+        .filter(|j| j.contains("JobId="))
+        .map(|j| {
+            (
+                field(j, "ArrayTaskId=").and_then(|v| v.parse().ok()),
+                field(j, "JobState=").unwrap_or_default(),
+                field(j, "Restarts=")
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(0),
+            )
+        })
+        .collect()
+}
+
+/// Cancels the jobs it holds when dropped, so a failing test leaves nothing queued.
+struct SlurmJobs(Vec<String>);
+
+impl Drop for SlurmJobs {
+    fn drop(&mut self) {
+        let _ = Command::new("scancel").args(&self.0).status();
+    }
+}
+
+/// A sharded run on a real (single-host) Slurm cluster, submitted by the script `sweep plan
+/// --emit slurm` prints: four shards as a job array run one at a time, one of them requeued
+/// while it runs (`scontrol requeue`), the merge on `afterok`, and tables identical to one node.
+/// Needs the cluster `.ci/test` starts (`.ci/slurm up`).
+#[test]
+fn a_slurm_job_array_with_a_requeued_shard_merges_to_the_bytes_of_one_node() {
+    let idle = Command::new("sinfo").args(["-h", "-o", "%t"]).output();
+    let state = idle
+        .as_ref()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_default();
+    assert!(
+        ["idle", "mix", "alloc"].contains(&state.as_str()),
+        "no Slurm node ready (sinfo: {state:?}, {idle:?}): start one with `bash .ci/slurm up` \
+         as root (.ci/test does)"
+    );
+    let s = Scratch::new();
+    // Big enough that a shard runs for a moment, so it can be caught running.
+    generate_rows(
+        &s,
+        &[
+            20_000, 24_000, 28_000, 32_000, 36_000, 40_000, 44_000, 48_000,
+        ],
+    );
+    s.write("p.toml", pipeline().toml());
+    single_node(&s);
+    let out = s.sweep(&[
+        "plan",
+        "p.toml",
+        "--shards",
+        "4",
+        "--shared",
+        "shared",
+        "--emit",
+        "slurm",
+        "--throttle",
+        "1",
+        "--binary",
+        env!("CARGO_BIN_EXE_sweep"),
+        "--set",
+        "sinks.tables.path=merged",
+        "--set",
+        "monitor.report=merged/execution_metrics.json",
+    ]);
+    out.assert_success();
+    assert!(out.stdout.contains("--array=0-3%1"), "{}", out.stdout);
+    s.write("submit.sh", &out.stdout);
+    let submitted = Command::new("bash")
+        .arg("submit.sh")
+        .current_dir(s.dir.path())
+        .output()
+        .expect("bash submit.sh");
+    let ids = String::from_utf8_lossy(&submitted.stdout).into_owned();
+    assert!(
+        submitted.status.success(),
+        "{ids}{}",
+        String::from_utf8_lossy(&submitted.stderr)
+    );
+    let ids: Vec<String> = ids.split_whitespace().map(str::to_string).collect();
+    assert_eq!(ids.len(), 2, "{ids:?}");
+    let jobs = SlurmJobs(ids.clone());
+    let (array, merge) = (&jobs.0[0], &jobs.0[1]);
+
+    // Requeue the first task seen running.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let running = loop {
+        let q = Command::new("squeue")
+            .args(["-h", "-j", array, "-t", "R", "-o", "%i"])
+            .output()
+            .expect("squeue");
+        let q = String::from_utf8_lossy(&q.stdout).into_owned();
+        if let Some(task) = q.lines().next() {
+            break task.trim().to_string();
+        }
+        assert!(Instant::now() < deadline, "no shard ever ran");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let requeued = Command::new("scontrol")
+        .args(["requeue", &running])
+        .status()
+        .expect("scontrol requeue");
+    assert!(requeued.success(), "scontrol requeue {running}");
+
+    let deadline = Instant::now() + Duration::from_secs(180);
+    loop {
+        let q = Command::new("squeue")
+            .args(["-h", "-j", &format!("{array},{merge}")])
+            .output()
+            .expect("squeue");
+        if q.stdout.is_empty() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the jobs did not finish");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let tasks = slurm_jobs(array);
+    let mut states: Vec<(u32, String)> = tasks
+        .iter()
+        .map(|(t, state, _)| (t.unwrap_or(u32::MAX), state.clone()))
+        .collect();
+    states.sort();
+    assert_eq!(
+        states,
+        (0..4)
+            .map(|t| (t, "COMPLETED".to_string()))
+            .collect::<Vec<_>>()
+    );
+    let restarts: u32 = tasks.iter().map(|(_, _, r)| r).sum();
+    assert_eq!(
+        restarts, 1,
+        "one task rerun after `scontrol requeue {running}`: {tasks:?}"
+    );
+    let merged = slurm_jobs(merge);
+    assert_eq!(merged.len(), 1);
+    assert_eq!(merged[0].1, "COMPLETED", "the merge: {merged:?}");
+    assert_same_outputs(&s);
+}

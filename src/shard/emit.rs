@@ -1,0 +1,143 @@
+//! The plan as a cluster engine's job: `sweep plan --shards N --emit slurm` prints a bash script
+//! that submits the shards as one Slurm job array (at most K at once) and the merge as a job that
+//! waits for every shard to succeed (`afterok`). The engine only starts indexed copies of a
+//! command and retries them; the exactly-once commit of each shard's partial and the merge's
+//! check of the folder listing are sweep's, so nothing here trusts the engine's bookkeeping.
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+use super::{ShardError, ShardPlan};
+
+/// What the emitted job runs: the binary on the nodes, the pipeline file and its overrides, and
+/// the folder the jobs start in (relative input paths resolve against it).
+#[derive(Debug, Clone)]
+pub struct Launch {
+    pub binary: PathBuf,
+    pub pipeline: PathBuf,
+    pub set: Vec<String>,
+    pub workdir: PathBuf,
+    /// Shards running at once (Slurm's `%K`); at least 1, at most the shard count.
+    pub throttle: usize,
+}
+
+/// Words as one POSIX shell word each.
+fn quote(words: &[&str]) -> Result<String, ShardError> {
+    shlex::try_join(words.iter().copied())
+        .map_err(|e| ShardError::Emit(format!("cannot quote {words:?} for the shell: {e}")))
+}
+
+fn text(p: &Path) -> Result<&str, ShardError> {
+    p.to_str()
+        .ok_or_else(|| ShardError::Emit(format!("{} is not UTF-8", p.display())))
+}
+
+/// The plan file's path on the shared folder, beside the run folder (which the merge expects to
+/// hold only the stages' partials): `SHARED/<plan-hash>.plan.json`.
+pub fn plan_path(plan: &ShardPlan) -> PathBuf {
+    Path::new(&plan.shared).join(format!("{}.plan.json", plan.plan_hash))
+}
+
+/// Where the jobs' logs go: `SHARED/<plan-hash>.logs/`.
+pub fn logs_path(plan: &ShardPlan) -> PathBuf {
+    Path::new(&plan.shared).join(format!("{}.logs", plan.plan_hash))
+}
+
+/// `sweep ARGS <pipeline> [--set ...] --plan <plan.json>` for the job scripts.
+fn command(plan: &ShardPlan, launch: &Launch, verb: &str) -> Result<String, ShardError> {
+    let plan_file = plan_path(plan);
+    let mut words = vec![text(&launch.binary)?, verb, text(&launch.pipeline)?];
+    for s in &launch.set {
+        words.extend(["--set", s.as_str()]);
+    }
+    words.extend(["--plan", text(&plan_file)?]);
+    quote(&words)
+}
+
+/// The Slurm submission script of `plan`. Running it writes the plan to the shared folder
+/// ([`plan_path`]; the jobs' logs go to [`logs_path`]),
+/// submits the array and the merge, and prints their job ids (`ARRAY MERGE`).
+///
+/// The shards' partials are committed at most once, so Slurm may rerun a task (`--requeue`, node
+/// failure, `scontrol requeue`) freely; the merge is cancelled rather than left pending forever
+/// if a shard fails for good (`--kill-on-invalid-dep`).
+pub fn slurm(plan: &ShardPlan, launch: &Launch) -> Result<String, ShardError> {
+    for p in [&launch.binary, &launch.pipeline, &launch.workdir] {
+        if !p.is_absolute() {
+            return Err(ShardError::Emit(format!(
+                "{} must be an absolute path: the jobs start on other nodes",
+                p.display()
+            )));
+        }
+    }
+    if !Path::new(&plan.shared).is_absolute() {
+        return Err(ShardError::Emit(format!(
+            "the shared folder `{}` must be an absolute path: the jobs start on other nodes",
+            plan.shared
+        )));
+    }
+    let n = plan.shards.len();
+    let throttle = launch.throttle.clamp(1, n.max(1));
+    let logs = logs_path(plan);
+    let short = &plan.plan_hash[..plan.plan_hash.len().min(8)];
+    let mut json = plan.to_json();
+    if !json.ends_with('\n') {
+        json.push('\n');
+    }
+    if json.lines().any(|l| l == "SWEEP_PLAN") {
+        return Err(ShardError::Emit(
+            "the plan holds a line that ends its here-document".into(),
+        ));
+    }
+    let mut s = String::new();
+    // Writing into a String cannot fail.
+    let _ = writeln!(s, "#!/usr/bin/env bash");
+    let _ = writeln!(
+        s,
+        "# sweep: plan {} of pipeline `{}`: {} shard(s) over {} file(s), {} bytes, on Slurm.",
+        plan.plan_hash,
+        plan.pipeline,
+        n,
+        plan.units.len(),
+        plan.total_bytes
+    );
+    let _ = writeln!(
+        s,
+        "# Submits the shards as one job array, at most {throttle} at once, then the merge, which \
+         runs only\n# once every shard has succeeded (afterok). Prints the two job ids."
+    );
+    let _ = writeln!(s, "set -euo pipefail");
+    let _ = writeln!(s, "mkdir -p {}", quote(&[text(&logs)?])?);
+    let _ = writeln!(
+        s,
+        "# The plan the shards and the merge read: the same bytes on every submission."
+    );
+    let _ = writeln!(
+        s,
+        "cat > {} <<'SWEEP_PLAN'\n{json}SWEEP_PLAN",
+        quote(&[text(&plan_path(plan))?])?
+    );
+    let shard_log = logs.join("shard-%a.out");
+    let merge_log = logs.join("merge.out");
+    let _ = writeln!(
+        s,
+        "array=$(sbatch --parsable --job-name={} --array=0-{}%{throttle} --requeue --chdir={} \
+         --output={} --wrap={})",
+        quote(&[&format!("sweep-{short}")])?,
+        n.saturating_sub(1),
+        quote(&[text(&launch.workdir)?])?,
+        quote(&[text(&shard_log)?])?,
+        quote(&[&command(plan, launch, "run")?])?
+    );
+    let _ = writeln!(
+        s,
+        "merge=$(sbatch --parsable --job-name={} --dependency=\"afterok:${{array}}\" \
+         --kill-on-invalid-dep=yes --chdir={} --output={} --wrap={})",
+        quote(&[&format!("sweep-merge-{short}")])?,
+        quote(&[text(&launch.workdir)?])?,
+        quote(&[text(&merge_log)?])?,
+        quote(&[&command(plan, launch, "merge")?])?
+    );
+    let _ = writeln!(s, "echo \"$array $merge\"");
+    Ok(s)
+}
