@@ -1,7 +1,8 @@
 //! Integration tests: the `sweep` binary end to end, one test binary with shared helpers.
 
 /// Shared helpers: scratch folders, running the binary and asserting on its output, the pipeline
-/// builder, order-file builders, and the output contract's table and measure names.
+/// builder, order-file builders, the output contract's table and measure names, and free ports,
+/// programs on PATH and a guard over the processes a test starts.
 mod common;
 /// `sweep daemon`: SIGKILL at random moments, SIGTERM draining, corrupt files, reloads, renames
 /// and damaged state, each checked against `sweep run` over the same files.
