@@ -369,6 +369,15 @@ impl Processes {
         self.children.push((name, child, log));
     }
 
+    /// Kills and reaps `name` now, as a crash would end it.
+    pub fn kill(&mut self, name: &str) {
+        if let Some(i) = self.children.iter().position(|c| c.0 == name) {
+            let (_, mut child, _) = self.children.remove(i);
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
     /// Panics if a process has exited: the test cannot go on without it.
     pub fn check_alive(&mut self) {
         for (name, child, log) in &mut self.children {

@@ -32,5 +32,8 @@ mod standard_job;
 /// The sweep fill analysis: the hand-made pair reaching every rule against the oracle's tables,
 /// order independence, and the inputs the spec rejects.
 mod sweeps;
+/// `sweep top` in tmux on a throttled `sweep run`: stage names and live rates on screen, the
+/// message when the endpoint goes away, exit 0 on q with the terminal restored; and its errors.
+mod top;
 /// `sweep validate`: every problem in a pipeline reported at once, each with its line and column.
 mod validate;
