@@ -3,10 +3,10 @@
 //! The folders follow the data: `readers` turn files into typed record batches, `filters` keep
 //! rows, `aggregators` fold rows into mergeable states, `sinks` write outputs, and `monitor`
 //! watches it all. `daemon` follows folders and feeds each new file through the same stages into
-//! a committed, mergeable state. `config` is the pure parse-and-validate phase, `runtime` the
-//! build phase that opens files and wires actors over bounded edges; `flow` is what every stage
-//! shares (context, edges, counters, metric names, the `Start` trait). The README's Architecture
-//! section lists every module.
+//! a committed, mergeable state; `top` watches either one live through its metrics endpoint.
+//! `config` is the pure parse-and-validate phase, `runtime` the build phase that opens files and
+//! wires actors over bounded edges; `flow` is what every stage shares (context, edges, counters,
+//! metric names, the `Start` trait). The README's Architecture section lists every module.
 
 pub mod aggregators;
 pub mod batch;
@@ -25,3 +25,4 @@ pub mod sinks;
 pub mod sweeps;
 pub mod table;
 pub mod time;
+pub mod top;

@@ -101,6 +101,14 @@ enum Command {
         #[command(flatten)]
         pipeline: PipelineArgs,
     },
+    /// Watch a running `sweep run --metrics ADDR` or `sweep daemon` live in the terminal:
+    /// rows/s per stage, batch latency, edge fill, progress and the daemon's queue, refreshed
+    /// every second. q, Esc or Ctrl-C quits.
+    Top {
+        /// Its metrics endpoint: HOST:PORT, a port (on loopback), or an http:// URL.
+        #[arg(default_value = sweep::top::DEFAULT_ADDR)]
+        addr: String,
+    },
 }
 
 /// The cluster engines `sweep plan --emit` writes jobs for.
@@ -426,6 +434,13 @@ fn main() -> anyhow::Result<ExitCode> {
                 } else {
                     ExitCode::from(USAGE)
                 }
+            }
+        }),
+        Command::Top { addr } => Ok(match sweep::top::run(&addr) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("sweep: top: {e}");
+                ExitCode::from(e.exit_code())
             }
         }),
         Command::Validate {

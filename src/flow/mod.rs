@@ -39,6 +39,17 @@ pub enum Kind {
 }
 
 impl Kind {
+    /// Every kind, in the order rows flow through them: `sweep top` lists stages so. A new kind
+    /// goes here too.
+    pub(crate) const ALL: [Kind; 6] = [
+        Kind::Reader,
+        Kind::Filter,
+        Kind::Aggregator,
+        Kind::SweepAnalysis,
+        Kind::RowSink,
+        Kind::TableSink,
+    ];
+
     /// The `component_kind` metric label.
     pub(crate) fn as_str(self) -> &'static str {
         match self {

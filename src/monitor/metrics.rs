@@ -176,13 +176,20 @@ pub(crate) mod daemon {
 
     use crate::flow::metrics::name;
 
+    /// The `outcome` labels of `sweep_daemon_files_total`, in the order a file meets them.
+    pub(crate) const FILE_OUTCOMES: [&str; 5] =
+        ["discovered", "ingested", "failed", "changed", "duplicate"];
+
+    /// The `result` labels of `sweep_daemon_reloads_total`.
+    pub(crate) const RELOAD_RESULTS: [&str; 2] = ["applied", "rejected"];
+
     /// Every labelled series at 0 from the start, so that the first file to fail (or reload to be
     /// refused) is an increase Prometheus can see, not a series born at 1.
     pub(crate) fn init() {
-        for outcome in ["discovered", "ingested", "failed", "changed", "duplicate"] {
+        for outcome in FILE_OUTCOMES {
             counter!(name::DAEMON_FILES, "outcome" => outcome).increment(0);
         }
-        for result in ["applied", "rejected"] {
+        for result in RELOAD_RESULTS {
             counter!(name::DAEMON_RELOADS, "result" => result).increment(0);
         }
         pending(0);

@@ -1,9 +1,12 @@
 //! Shared helpers: a scratch folder per test, the `sweep` binary and assertions on what it gave
-//! back, a pipeline builder, order-file builders, and the output contract's table and measure
-//! names.
+//! back, a pipeline builder, order-file builders, the output contract's table and measure names,
+//! and, for tests that run processes beside the binary, free ports, programs on PATH and a guard
+//! that kills what a test started.
 
+use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
 
 use chrono::{NaiveDateTime, TimeZone};
 
@@ -333,4 +336,103 @@ pub fn data(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests/data")
         .join(name)
+}
+
+/// `name` found on PATH, as a shell would find it.
+pub fn on_path(name: &str) -> Option<PathBuf> {
+    std::env::split_paths(&std::env::var_os("PATH")?)
+        .map(|d| d.join(name))
+        .find(|p| p.is_file())
+}
+
+/// `N` distinct free loopback ports (all held until all are known).
+pub fn free_ports<const N: usize>() -> [u16; N] {
+    // All bound at once, so no two are the same.
+    let listeners: Vec<TcpListener> = (0..N)
+        .map(|_| TcpListener::bind("127.0.0.1:0").expect("bind a free port"))
+        .collect();
+    std::array::from_fn(|i| listeners[i].local_addr().expect("addr").port())
+}
+
+/// The processes a test started: each is killed and reaped when this is dropped, so a failed
+/// assertion (a panic) still shuts everything down. On a panic the tail of each log is printed.
+pub struct Processes {
+    pub children: Vec<(&'static str, Child, PathBuf)>,
+}
+
+impl Processes {
+    /// Starts `cmd` as `name`, its stdout and stderr going to `log`.
+    pub fn spawn(&mut self, name: &'static str, cmd: &mut Command, log: PathBuf) {
+        let out = std::fs::File::create(&log).expect("log file");
+        let err = out.try_clone().expect("log file");
+        let child = cmd
+            .stdin(Stdio::null())
+            .stdout(out)
+            .stderr(err)
+            .spawn()
+            .unwrap_or_else(|e| panic!("start {name}: {e}"));
+        self.children.push((name, child, log));
+    }
+
+    /// Kills and reaps `name` now, as a crash would end it.
+    pub fn kill(&mut self, name: &str) {
+        if let Some(i) = self.children.iter().position(|c| c.0 == name) {
+            let (_, mut child, _) = self.children.remove(i);
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Panics if a process has exited: the test cannot go on without it.
+    pub fn check_alive(&mut self) {
+        for (name, child, log) in &mut self.children {
+            if let Ok(Some(status)) = child.try_wait() {
+                panic!(
+                    "{name} exited early ({status}):\n{}",
+                    tail(log, 40).unwrap_or_default()
+                );
+            }
+        }
+    }
+}
+
+impl Drop for Processes {
+    fn drop(&mut self) {
+        for (name, child, log) in &mut self.children {
+            let _ = child.kill();
+            let _ = child.wait();
+            if std::thread::panicking() {
+                eprintln!("--- {name} log (last lines) ---");
+                eprintln!("{}", tail(log, 30).unwrap_or_default());
+            }
+        }
+    }
+}
+
+/// The last `lines` lines of the file at `path`.
+pub fn tail(path: &Path, lines: usize) -> Option<String> {
+    let text = std::fs::read_to_string(path).ok()?;
+    let all: Vec<&str> = text.lines().collect();
+    Some(all[all.len().saturating_sub(lines)..].join("\n"))
+}
+
+/// Polls `f` every 250 ms until it gives `Ok`, or panics after `limit` with `what` and the last
+/// reason `f` gave.
+pub fn wait_for<T>(
+    procs: &mut Processes,
+    limit: Duration,
+    what: &str,
+    mut f: impl FnMut() -> Result<T, String>,
+) -> T {
+    let start = Instant::now();
+    loop {
+        procs.check_alive();
+        match f() {
+            Ok(v) => return v,
+            Err(why) if start.elapsed() >= limit => {
+                panic!("{what}: not within {limit:?}: {why}")
+            }
+            Err(_) => std::thread::sleep(Duration::from_millis(250)),
+        }
+    }
 }

@@ -1,7 +1,8 @@
 //! Integration tests: the `sweep` binary end to end, one test binary with shared helpers.
 
 /// Shared helpers: scratch folders, running the binary and asserting on its output, the pipeline
-/// builder, order-file builders, and the output contract's table and measure names.
+/// builder, order-file builders, the output contract's table and measure names, and free ports,
+/// programs on PATH and a guard over the processes a test starts.
 mod common;
 /// `sweep daemon`: SIGKILL at random moments, SIGTERM draining, corrupt files, reloads, renames
 /// and damaged state, each checked against `sweep run` over the same files.
@@ -35,5 +36,8 @@ mod standard_job;
 /// The sweep fill analysis: the hand-made pair reaching every rule against the oracle's tables,
 /// order independence, and the inputs the spec rejects.
 mod sweeps;
+/// `sweep top` in tmux on a throttled `sweep run`: stage names and live rates on screen, the
+/// message when the endpoint goes away, exit 0 on q with the terminal restored; and its errors.
+mod top;
 /// `sweep validate`: every problem in a pipeline reported at once, each with its line and column.
 mod validate;

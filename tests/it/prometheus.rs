@@ -13,14 +13,15 @@
 
 use std::fmt::Write as _;
 use std::io::Write as _;
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::common::{HEADER, Pipeline, Row, Scratch, syd};
+use crate::common::{
+    HEADER, Pipeline, Processes, Row, Scratch, free_ports, on_path, syd, wait_for,
+};
 
 /// Every metric family sweep's exporter renders, as Prometheus text names.
 const METRICS: [&str; 16] = [
@@ -69,73 +70,6 @@ fn repo(rel: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join(rel)
 }
 
-/// `name` found on PATH, as a shell would find it.
-fn on_path(name: &str) -> Option<PathBuf> {
-    std::env::split_paths(&std::env::var_os("PATH")?)
-        .map(|d| d.join(name))
-        .find(|p| p.is_file())
-}
-
-/// Two distinct free loopback ports (both held until both are known).
-fn free_ports<const N: usize>() -> [u16; N] {
-    // All bound at once, so no two are the same.
-    let listeners: Vec<TcpListener> = (0..N)
-        .map(|_| TcpListener::bind("127.0.0.1:0").expect("bind a free port"))
-        .collect();
-    std::array::from_fn(|i| listeners[i].local_addr().expect("addr").port())
-}
-
-/// The processes a test started: each is killed and reaped when this is dropped, so a failed
-/// assertion (a panic) still shuts everything down. On a panic the tail of each log is printed.
-struct Processes {
-    children: Vec<(&'static str, Child, PathBuf)>,
-}
-
-impl Processes {
-    fn spawn(&mut self, name: &'static str, cmd: &mut Command, log: PathBuf) {
-        let out = std::fs::File::create(&log).expect("log file");
-        let err = out.try_clone().expect("log file");
-        let child = cmd
-            .stdin(Stdio::null())
-            .stdout(out)
-            .stderr(err)
-            .spawn()
-            .unwrap_or_else(|e| panic!("start {name}: {e}"));
-        self.children.push((name, child, log));
-    }
-
-    /// Panics if a process has exited: the test cannot go on without it.
-    fn check_alive(&mut self) {
-        for (name, child, log) in &mut self.children {
-            if let Ok(Some(status)) = child.try_wait() {
-                panic!(
-                    "{name} exited early ({status}):\n{}",
-                    tail(log, 40).unwrap_or_default()
-                );
-            }
-        }
-    }
-}
-
-impl Drop for Processes {
-    fn drop(&mut self) {
-        for (name, child, log) in &mut self.children {
-            let _ = child.kill();
-            let _ = child.wait();
-            if std::thread::panicking() {
-                eprintln!("--- {name} log (last lines) ---");
-                eprintln!("{}", tail(log, 30).unwrap_or_default());
-            }
-        }
-    }
-}
-
-fn tail(path: &Path, lines: usize) -> Option<String> {
-    let text = std::fs::read_to_string(path).ok()?;
-    let all: Vec<&str> = text.lines().collect();
-    Some(all[all.len().saturating_sub(lines)..].join("\n"))
-}
-
 /// An HTTP client for loopback only: no proxy from the environment, short timeouts, and the body
 /// of a non-2xx answer returned rather than turned into an error.
 fn agent() -> ureq::Agent {
@@ -176,27 +110,6 @@ fn api(
         return Err(format!("{path} answered {status}: {body}"));
     }
     Ok(v["data"].clone())
-}
-
-/// Polls `f` every 250 ms until it gives `Some`, or panics after `limit` with `what` and the last
-/// reason `f` gave.
-fn wait_for<T>(
-    procs: &mut Processes,
-    limit: Duration,
-    what: &str,
-    mut f: impl FnMut() -> Result<T, String>,
-) -> T {
-    let start = Instant::now();
-    loop {
-        procs.check_alive();
-        match f() {
-            Ok(v) => return v,
-            Err(why) if start.elapsed() >= limit => {
-                panic!("{what}: not within {limit:?}: {why}")
-            }
-            Err(_) => std::thread::sleep(Duration::from_millis(250)),
-        }
-    }
 }
 
 /// Every `targets[].expr` of a dashboard, in panel order, rows' nested panels included, each with
