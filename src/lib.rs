@@ -2,7 +2,7 @@
 //!
 //! The folders follow the data: `readers` turn files into typed record batches, `filters` keep
 //! rows, `aggregators` fold rows into mergeable states, `sinks` write outputs, and `monitor`
-//! watches it all. `daemon` follows folders and feeds each new file through the same stages into
+//! watches it all; `report` renders tables and the run report as one HTML page. `daemon` follows folders and feeds each new file through the same stages into
 //! a committed, mergeable state. `config` is the pure parse-and-validate phase, `runtime` the
 //! build phase that opens files and wires actors over bounded edges; `flow` is what every stage
 //! shares (context, edges, counters, metric names, the `Start` trait). The README's Architecture
@@ -18,6 +18,7 @@ pub mod generate;
 pub mod monitor;
 pub mod plan;
 pub mod readers;
+pub mod report;
 pub mod runtime;
 pub mod schema;
 pub mod sinks;

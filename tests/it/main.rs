@@ -25,6 +25,10 @@ mod prometheus;
 /// gzip members, zstd frames, partial states merged in any order) and agree with a plain-loop
 /// reference aggregator across both daylight-saving switches.
 mod properties;
+/// The HTML report: the shipped pipelines' pages in headless Chromium (no console message, an
+/// SVG per chart, the tables' numbers), `sweep report` on CSV and Parquet folders, empty inputs,
+/// and the report sink's configuration.
+mod report;
 /// The standard job's semantics: trading-hour and size-bucket edges, exact tables, column
 /// mappings, 64-bit order ids, the report's reconciliation, and backpressure.
 mod standard_job;
