@@ -220,7 +220,8 @@ fn job_report(job: &JobStats, topo: &Topology, filter_names: &[String]) -> JobRe
 }
 
 /// Records what a sink did after the report was first made (see `flow::AfterRun`): its entry
-/// says so, and a failure fails the run.
+/// says so, and a failure fails the run (a run that had failed already, and so was not
+/// written, gains no error).
 pub(crate) fn settle_sink(report: &mut RunReport, sink: &str, result: &Result<String, String>) {
     if let Some(s) = report.sinks.iter_mut().find(|s| s.name == sink) {
         (s.detail, s.status) = match result {
@@ -228,7 +229,9 @@ pub(crate) fn settle_sink(report: &mut RunReport, sink: &str, result: &Result<St
             Err(e) => (e.clone(), "not written"),
         };
     }
-    if let Err(e) = result {
+    if let Err(e) = result
+        && report.status == RunStatus::Ok
+    {
         report.errors.push(format!("sink `{sink}`: {e}"));
         report.status = RunStatus::Failed;
     }

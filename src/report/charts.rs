@@ -309,7 +309,7 @@ pub(crate) fn log_histogram(
         root.fill(&WHITE).map_err(chart_error)?;
         let mut chart = ChartBuilder::on(&root)
             .margin(10)
-            .margin_right(24)
+            .margin_right(48)
             .x_label_area_size(44)
             .y_label_area_size(64)
             .build_cartesian_2d((lo..hi).log_scale(), 0f64..top)

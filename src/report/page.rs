@@ -4,6 +4,7 @@
 //! (or a script of the reader's) can take the numbers back out.
 
 use maud::{DOCTYPE, Markup, PreEscaped, html};
+use plotters::style::RGBColor;
 
 use super::charts::{self, Bars, Series, palette};
 use super::model::{
@@ -695,8 +696,6 @@ fn stacked(
     };
     Ok(figure(id, title, note, svg, table, false))
 }
-
-use plotters::style::RGBColor;
 
 fn venues(v: &Venues) -> Result<Markup, ReportError> {
     let classes = v.classes();

@@ -680,6 +680,18 @@ fn the_report_sink_is_configured_like_any_sink() {
     s.sweep(&["validate", "clash.toml"])
         .assert_code(2)
         .assert_stderr_contains("out/by_hour.csv");
+    // A failed run (the orders lack the job's columns) writes no page, and says so.
+    s.sweep(&["run", "p.toml"]).assert_code(1);
+    assert!(!s.exists("out/page.htm"));
+    let m: serde_json::Value = serde_json::from_str(&s.read("out/execution_metrics.json")).unwrap();
+    let page = m["sinks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == "page")
+        .unwrap();
+    assert_eq!(page["status"], "not written");
+    assert_eq!(page["detail"], "not written: the run failed");
     // The daemon never finishes a run, so it refuses the sink and says what to do instead.
     let daemon = Pipeline::standard("orders.csv")
         .section(
