@@ -109,6 +109,19 @@ enum Command {
         #[arg(default_value = sweep::top::DEFAULT_ADDR)]
         addr: String,
     },
+    /// Render a finished output folder (the standard job's and the sweep analysis's tables, as
+    /// CSV or Parquet, and its execution_metrics.json) as one self-contained HTML page: how a
+    /// daemon's outputs, or any run's, are reported.
+    Report {
+        /// The output folder, e.g. `out/sweeps`.
+        dir: PathBuf,
+        /// Where to write the page. Default `DIR/report.html`.
+        #[arg(short, long, value_name = "FILE")]
+        output: Option<PathBuf>,
+        /// The run report to show. Default `DIR/execution_metrics.json`, when there is one.
+        #[arg(short, long, value_name = "FILE")]
+        metrics: Option<PathBuf>,
+    },
 }
 
 /// The cluster engines `sweep plan --emit` writes jobs for.
@@ -347,6 +360,33 @@ fn merge(path: &Path, set: &[String], plan: &Path) -> ExitCode {
     }
 }
 
+fn report(dir: &Path, output: Option<PathBuf>, metrics: Option<&Path>) -> ExitCode {
+    if !dir.is_dir() {
+        eprintln!("sweep: report: {}: not a folder", dir.display());
+        return ExitCode::from(USAGE);
+    }
+    let output = output.unwrap_or_else(|| dir.join("report.html"));
+    let page = sweep::report::Report::from_dir(dir, metrics).and_then(|r| r.render());
+    match page.and_then(|html| sweep::report::write(&output, &html).map(|()| html.len())) {
+        Ok(n) => {
+            eprintln!(
+                "sweep: report: {} ({} kB)",
+                output.display(),
+                n.div_ceil(1000)
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e @ sweep::report::ReportError::NothingToReport(_)) => {
+            eprintln!("sweep: report: {e}");
+            ExitCode::from(USAGE)
+        }
+        Err(e) => {
+            eprintln!("sweep: report: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
 fn main() -> anyhow::Result<ExitCode> {
     let cli = Cli::parse();
     tracing_subscriber::fmt()
@@ -398,6 +438,11 @@ fn main() -> anyhow::Result<ExitCode> {
             }
         },
         Command::Bench(BenchCommand::Decode { file }) => bench_decode(&file),
+        Command::Report {
+            dir,
+            output,
+            metrics,
+        } => Ok(report(&dir, output, metrics.as_deref())),
         Command::Plan {
             pipeline: PipelineArgs { pipeline, set },
             shards: Some(shards),

@@ -148,17 +148,20 @@ pub(crate) struct AggregatorConfig {
     pub quantiles: Option<Spanned<Vec<Spanned<f64>>>>,
 }
 
-/// `[sinks.NAME]`: writes rows (from a reader or filter) or tables (from an aggregator).
+/// `[sinks.NAME]`: writes rows (from a reader or filter), or tables (from an aggregator or a
+/// sweep analysis) as files or as the HTML report.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct SinkConfig {
     pub inputs: Spanned<Vec<Spanned<String>>>,
-    /// Tables: the folder for the table files. Rows: the file (`.csv`, `.csv.gz`, `.csv.zst`,
-    /// `.parquet`), or the folder when partitioned.
+    /// Tables: the folder for the table files, or the report's file (`.html`). Rows: the file
+    /// (`.csv`, `.csv.gz`, `.csv.zst`, `.parquet`), or the folder when partitioned.
     pub path: Spanned<String>,
     /// Tables only: any of `"csv"` (default), `"parquet"`, `"json"` (a summary document).
     pub formats: Option<Spanned<Vec<Spanned<String>>>>,
-    /// Rows only: `"csv"`, `"csv.gz"`, `"csv.zst"` or `"parquet"`; default from the extension.
+    /// Rows: `"csv"`, `"csv.gz"`, `"csv.zst"` or `"parquet"`; default from the extension.
+    /// Tables: `"html"` renders them, with the run report, as one self-contained page (the
+    /// default for a path ending in `.html`).
     pub format: Option<Spanned<String>>,
     /// Rows only: folder levels, any of `"security_code"`, `"date"`.
     pub partition_by: Option<Spanned<Vec<Spanned<String>>>>,

@@ -86,6 +86,14 @@ pub(crate) fn claims(p: &Pipeline, spans: &OutputSpans) -> Vec<Claim> {
                 ));
             }
         }
+        if let StageKind::ReportSink(r) = &s.kind {
+            out.push(Claim {
+                path: r.path.clone(),
+                folder: false,
+                owner: format!("sinks.{}", s.name),
+                span: span.clone(),
+            });
+        }
         if let StageKind::TableSink(t) = &s.kind {
             for &input in &s.inputs {
                 let Some(stems) = p.stages.get(input).and_then(|s| s.kind.tables()) else {

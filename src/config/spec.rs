@@ -52,6 +52,7 @@ pub enum StageKind {
     Sweeps(SweepsSpec),
     RowSink(RowSinkSpec),
     TableSink(TableSinkSpec),
+    ReportSink(ReportSinkSpec),
 }
 
 /// What a stage emits, for checking that edges connect compatible stages.
@@ -67,7 +68,9 @@ impl StageKind {
         match self {
             StageKind::Reader(_) | StageKind::Filter(_) => Output::Rows,
             StageKind::Aggregator(_) | StageKind::Sweeps(_) => Output::Tables,
-            StageKind::RowSink(_) | StageKind::TableSink(_) => Output::Nothing,
+            StageKind::RowSink(_) | StageKind::TableSink(_) | StageKind::ReportSink(_) => {
+                Output::Nothing
+            }
         }
     }
 
@@ -86,7 +89,8 @@ impl StageKind {
             StageKind::Reader(_)
             | StageKind::Filter(_)
             | StageKind::RowSink(_)
-            | StageKind::TableSink(_) => None,
+            | StageKind::TableSink(_)
+            | StageKind::ReportSink(_) => None,
         }
     }
 
@@ -95,6 +99,7 @@ impl StageKind {
         match self {
             StageKind::RowSink(r) => Some(&r.path),
             StageKind::TableSink(t) => Some(&t.path),
+            StageKind::ReportSink(r) => r.path.parent(),
             StageKind::Reader(_)
             | StageKind::Filter(_)
             | StageKind::Aggregator(_)
@@ -117,6 +122,10 @@ impl StageKind {
                 "its per-order state is not kept between files, so an order whose events or \
                  trades arrive in different files would be analysed in pieces. Run it with \
                  `sweep run` over the day's files",
+            ),
+            StageKind::ReportSink(_) => Some(
+                "it renders one finished run's tables and run report, and the daemon never \
+                 finishes a run. Render the daemon's output folder with `sweep report FOLDER`",
             ),
         }
     }
@@ -143,6 +152,10 @@ impl StageKind {
                  its map/reduce across shards (by order id) is needed and not built yet. Run it \
                  with `sweep run`",
             ),
+            StageKind::ReportSink(_) => Some(
+                "the page is drawn from the run report, which a shard does not write; run the \
+                 merge without it and render the merged folder with `sweep report`",
+            ),
         }
     }
 
@@ -155,6 +168,7 @@ impl StageKind {
             StageKind::Sweeps(_) => Kind::SweepAnalysis,
             StageKind::RowSink(_) => Kind::RowSink,
             StageKind::TableSink(_) => Kind::TableSink,
+            StageKind::ReportSink(_) => Kind::ReportSink,
         }
     }
 
@@ -172,6 +186,7 @@ impl StageKind {
             StageKind::Sweeps(s) => s,
             StageKind::RowSink(s) => s,
             StageKind::TableSink(s) => s,
+            StageKind::ReportSink(s) => s,
         }
     }
 }
@@ -343,6 +358,13 @@ impl Choice for TableFormat {
 pub struct TableSinkSpec {
     pub path: PathBuf,
     pub formats: Vec<TableFormat>,
+}
+
+/// A sink of tables that renders them, with the run report, as one self-contained HTML page.
+#[derive(Debug, Clone)]
+pub struct ReportSinkSpec {
+    /// The page's file.
+    pub path: PathBuf,
 }
 
 #[derive(Debug, Clone)]

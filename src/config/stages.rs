@@ -309,33 +309,17 @@ pub(super) fn sink(cx: &mut Ctx, s: &model::SinkConfig, rows: bool) -> StageKind
         })
     } else {
         let kind = "rows from a reader or filter";
-        only(cx, s.format.as_ref().map(|v| v.span()), "format", kind);
-        only(
-            cx,
-            s.partition_by.as_ref().map(|v| v.span()),
-            "partition_by",
-            kind,
-        );
-        only(cx, s.columns.as_ref().map(|v| v.span()), "columns", kind);
-        only(
-            cx,
-            s.compression_level.as_ref().map(|v| v.span()),
-            "compression_level",
-            kind,
-        );
-        only(
-            cx,
-            s.max_open_files.as_ref().map(|v| v.span()),
-            "max_open_files",
-            kind,
-        );
-        only(cx, s.timezone.as_ref().map(|v| v.span()), "timezone", kind);
-        only(
-            cx,
-            s.pause_per_batch_ms.as_ref().map(|v| v.span()),
-            "pause_per_batch_ms",
-            kind,
-        );
+        if report_wanted(cx, s) {
+            only(
+                cx,
+                s.formats.as_ref().map(|v| v.span()),
+                "formats",
+                "tables to write as files (this one writes the HTML report)",
+            );
+            rows_keys_absent(cx, s, kind);
+            return StageKind::ReportSink(ReportSinkSpec { path });
+        }
+        rows_keys_absent(cx, s, kind);
         let mut formats = Vec::new();
         for f in Ctx::names(&s.formats) {
             let Some(t) = cx.pick::<TableFormat>(&f, "table format") else {
@@ -355,5 +339,58 @@ pub(super) fn sink(cx: &mut Ctx, s: &model::SinkConfig, rows: bool) -> StageKind
             );
         }
         StageKind::TableSink(TableSinkSpec { path, formats })
+    }
+}
+
+/// Whether a sink of tables writes the HTML report: `format = "html"`, or a path ending in
+/// `.html` (a tables sink's path is a folder, which no one names so). Any other `format` on
+/// a sink of tables is an error: table files are chosen with `formats`.
+fn report_wanted(cx: &mut Ctx, s: &model::SinkConfig) -> bool {
+    match &s.format {
+        Some(f) if f.get_ref() == "html" => true,
+        Some(f) => {
+            cx.err(
+                f.span(),
+                format!(
+                    "`format` on a sink of tables can only be \"html\" (the report), not \"{}\"; \
+                     table files are chosen with `formats`",
+                    f.get_ref()
+                ),
+            );
+            false
+        }
+        None => {
+            let p = s.path.get_ref().to_ascii_lowercase();
+            p.ends_with(".html") || p.ends_with(".htm")
+        }
+    }
+}
+
+/// The keys only a rows sink takes are errors on a sink of tables.
+fn rows_keys_absent(cx: &mut Ctx, s: &model::SinkConfig, kind: &str) {
+    let present = [
+        ("partition_by", s.partition_by.as_ref().map(|v| v.span())),
+        ("columns", s.columns.as_ref().map(|v| v.span())),
+        (
+            "compression_level",
+            s.compression_level.as_ref().map(|v| v.span()),
+        ),
+        (
+            "max_open_files",
+            s.max_open_files.as_ref().map(|v| v.span()),
+        ),
+        ("timezone", s.timezone.as_ref().map(|v| v.span())),
+        (
+            "pause_per_batch_ms",
+            s.pause_per_batch_ms.as_ref().map(|v| v.span()),
+        ),
+    ];
+    for (key, span) in present {
+        if let Some(span) = span {
+            cx.err(
+                span,
+                format!("`{key}` applies only to a sink that receives {kind}"),
+            );
+        }
     }
 }

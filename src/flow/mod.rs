@@ -24,6 +24,7 @@ use actix::{Arbiter, Recipient};
 use tokio::sync::{mpsc, watch};
 
 use crate::batch::{Batch, TableSet};
+use crate::monitor::RunReport;
 use edge::{Edge, Envelope, Outlet};
 use stats::{Control, JobStats, RunStats, StageStats};
 
@@ -36,6 +37,7 @@ pub enum Kind {
     SweepAnalysis,
     RowSink,
     TableSink,
+    ReportSink,
 }
 
 impl Kind {
@@ -59,6 +61,7 @@ impl Kind {
             Kind::SweepAnalysis => "sweep_analysis",
             Kind::RowSink => "rows_sink",
             Kind::TableSink => "tables_sink",
+            Kind::ReportSink => "report_sink",
         }
     }
 
@@ -71,6 +74,7 @@ impl Kind {
             Kind::SweepAnalysis => "sweep analysis",
             Kind::RowSink => "rows sink",
             Kind::TableSink => "tables sink",
+            Kind::ReportSink => "report sink",
         }
     }
 
@@ -78,7 +82,7 @@ impl Kind {
     /// order on one thread.
     pub(crate) fn workers(self, workers: usize) -> usize {
         match self {
-            Kind::RowSink | Kind::TableSink => 1,
+            Kind::RowSink | Kind::TableSink | Kind::ReportSink => 1,
             Kind::Reader | Kind::Filter | Kind::Aggregator | Kind::SweepAnalysis => workers,
         }
     }
@@ -92,7 +96,7 @@ impl Kind {
                 ErrorKind::Schema,
                 ErrorKind::Io,
             ],
-            Kind::RowSink | Kind::TableSink => &[ErrorKind::Output],
+            Kind::RowSink | Kind::TableSink | Kind::ReportSink => &[ErrorKind::Output],
             Kind::Filter | Kind::Aggregator => &[ErrorKind::Schema],
             Kind::SweepAnalysis => &[ErrorKind::Schema, ErrorKind::BadRow],
         }
@@ -253,6 +257,12 @@ pub(crate) type Capture = mpsc::UnboundedSender<(usize, Box<dyn Any + Send>)>;
 /// on, a reader committing its rejects.
 pub(crate) type Finisher = Pin<Box<dyn Future<Output = ()>>>;
 
+/// What a sink does once the run report is known, after every sink has reported: the report
+/// sink renders its page, which shows the run's ledger and settings. It is given the report
+/// and returns what it wrote or why it wrote nothing, which replaces the sink's entry in the
+/// report; an `Err` fails the run.
+pub(crate) type AfterRun = Box<dyn FnOnce(&RunReport) -> Result<String, String>>;
+
 /// What the runtime provides while it starts stages, consumers before producers.
 pub(crate) struct Wiring {
     /// Worker threads per CPU stage.
@@ -277,6 +287,7 @@ pub(crate) struct Wiring {
     pub upstream_readers: Vec<Vec<usize>>,
     gates: HashMap<usize, Vec<watch::Receiver<u64>>>,
     finishers: Vec<Finisher>,
+    after_run: Vec<(String, AfterRun)>,
     arbiters: Vec<Arbiter>,
     run: Arc<RunStats>,
 }
@@ -306,6 +317,7 @@ impl Wiring {
             upstream_readers: Vec::new(),
             gates: HashMap::new(),
             finishers: Vec::new(),
+            after_run: Vec::new(),
             arbiters: Vec::new(),
             run,
         }
@@ -340,6 +352,11 @@ impl Wiring {
         self.finishers.push(Box::pin(f));
     }
 
+    /// Run by sink `sink` once the run report is known (see [`AfterRun`]).
+    pub(crate) fn after_run(&mut self, sink: &str, f: AfterRun) {
+        self.after_run.push((sink.to_string(), f));
+    }
+
     /// An arbiter of its own for a stage's actor, stopped at the end of the run.
     pub(crate) fn arbiter(&mut self) -> actix::ArbiterHandle {
         let a = Arbiter::new();
@@ -348,9 +365,9 @@ impl Wiring {
         h
     }
 
-    /// What the run waits for and stops at its end.
-    pub(crate) fn into_parts(self) -> (Vec<Finisher>, Vec<Arbiter>) {
-        (self.finishers, self.arbiters)
+    /// What the run waits for, stops, and does once its report is known, at its end.
+    pub(crate) fn into_parts(self) -> (Vec<Finisher>, Vec<Arbiter>, Vec<(String, AfterRun)>) {
+        (self.finishers, self.arbiters, self.after_run)
     }
 }
 

@@ -5,7 +5,7 @@
 pub(crate) mod metrics;
 pub(crate) mod report;
 
-pub(crate) use report::{RunReport, RunStatus, report};
+pub(crate) use report::{RunReport, RunStatus, Settings, report, settle_sink};
 
 use std::io::IsTerminal;
 use std::sync::atomic::Ordering;
@@ -100,6 +100,8 @@ pub(crate) struct Topology {
     pub stages: Vec<(String, &'static str, usize)>,
     /// Per reader stage index: each maximal path of filter ordinals downstream of it.
     pub filter_paths: Vec<Vec<Vec<usize>>>,
+    /// The `[runtime]` settings the run used, with `workers` decided.
+    pub settings: report::Settings,
 }
 
 /// Live progress while the run goes.

@@ -44,11 +44,21 @@ pub struct RunReport {
     pub jobs: Vec<JobReport>,
     pub pipeline: String,
     pub process: ProcessReport,
+    /// The `[runtime]` settings the run used.
+    pub settings: Settings,
     pub sinks: Vec<SinkSummary>,
     pub stages: Vec<StageReport>,
     pub started_at: String,
     pub status: RunStatus,
     pub totals: Totals,
+}
+
+/// The `[runtime]` settings a run used, `workers` as decided (one per core for `"auto"`).
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Settings {
+    pub block_bytes: usize,
+    pub edge_capacity: usize,
+    pub workers: usize,
 }
 
 /// Sums over every job.
@@ -209,6 +219,24 @@ fn job_report(job: &JobStats, topo: &Topology, filter_names: &[String]) -> JobRe
     }
 }
 
+/// Records what a sink did after the report was first made (see `flow::AfterRun`): its entry
+/// says so, and a failure fails the run (a run that had failed already, and so was not
+/// written, gains no error).
+pub(crate) fn settle_sink(report: &mut RunReport, sink: &str, result: &Result<String, String>) {
+    if let Some(s) = report.sinks.iter_mut().find(|s| s.name == sink) {
+        (s.detail, s.status) = match result {
+            Ok(d) => (d.clone(), "written"),
+            Err(e) => (e.clone(), "not written"),
+        };
+    }
+    if let Err(e) = result
+        && report.status == RunStatus::Ok
+    {
+        report.errors.push(format!("sink `{sink}`: {e}"));
+        report.status = RunStatus::Failed;
+    }
+}
+
 /// The run report.
 pub(crate) fn report(
     stats: &RunStats,
@@ -272,6 +300,7 @@ pub(crate) fn report(
             peak_rss_bytes: res.peak_rss_bytes,
             peak_rss_mib: ((res.peak_rss_bytes as f64 / 1048576.0) * 10.0).round() / 10.0,
         },
+        settings: topo.settings.clone(),
         sinks: sinks
             .iter()
             .map(|s| SinkSummary {

@@ -169,6 +169,11 @@ pub(crate) fn run_with(p: &Pipeline, opts: RunOptions) -> Result<RunOutcome, Bui
             })
             .collect(),
         filter_paths: build::filter_paths(p, &ordinal),
+        settings: monitor::Settings {
+            block_bytes: p.runtime.block_bytes,
+            edge_capacity: p.runtime.edge_capacity,
+            workers,
+        },
     };
     let sampler = Arc::new(Mutex::new(Sampler::new()));
     let n_sinks = p
@@ -186,7 +191,7 @@ pub(crate) fn run_with(p: &Pipeline, opts: RunOptions) -> Result<RunOutcome, Bui
     let cap = p.runtime.edge_capacity;
 
     let system = actix::System::new();
-    let sinks = system.block_on(async {
+    let (mut sinks, after_run) = system.block_on(async {
         let (report_tx, mut report_rx) = tokio::sync::mpsc::unbounded_channel::<SinkReport>();
         let monitor = Monitor::new(
             stats.clone(),
@@ -237,7 +242,7 @@ pub(crate) fn run_with(p: &Pipeline, opts: RunOptions) -> Result<RunOutcome, Bui
         // Only producers may hold consumer addresses now, or the pools would never stop; and
         // only sinks may hold the report sender, or the wait below would never end.
         drop(inboxes);
-        let (finishers, arbiters) = w.into_parts();
+        let (finishers, arbiters, after_run) = w.into_parts();
         let mut reports = Vec::new();
         while reports.len() < n_sinks {
             match report_rx.recv().await {
@@ -253,10 +258,17 @@ pub(crate) fn run_with(p: &Pipeline, opts: RunOptions) -> Result<RunOutcome, Bui
             a.stop();
         }
         System::current().stop();
-        reports
+        (reports, after_run)
     });
     let res = sampler.lock().unwrap_or_else(|e| e.into_inner()).sample();
-    let report = monitor::report(&stats, &control, &topo, &sinks, res, started_at);
+    let mut report = monitor::report(&stats, &control, &topo, &sinks, res, started_at);
+    for (sink, f) in after_run {
+        let result = f(&report);
+        monitor::settle_sink(&mut report, &sink, &result);
+        if let Some(s) = sinks.iter_mut().find(|s| s.sink == sink) {
+            s.result = result;
+        }
+    }
     if metrics_on {
         monitor::metrics::publish(&stats, &res);
         std::thread::sleep(p.monitor.hold);

@@ -330,6 +330,12 @@ fn merged_report(
             peak_rss_bytes: res.peak_rss_bytes,
             peak_rss_mib: ((res.peak_rss_bytes as f64 / 1048576.0) * 10.0).round() / 10.0,
         },
+        // The merging process's own settings: each shard ran with its node's.
+        settings: crate::monitor::Settings {
+            block_bytes: p.runtime.block_bytes,
+            edge_capacity: p.runtime.edge_capacity,
+            workers: crate::runtime::workers(p),
+        },
         sinks,
         stages: Vec::new(),
         started_at: chrono::DateTime::<chrono::Utc>::from(started_at).to_rfc3339(),

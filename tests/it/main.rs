@@ -26,6 +26,10 @@ mod prometheus;
 /// gzip members, zstd frames, partial states merged in any order) and agree with a plain-loop
 /// reference aggregator across both daylight-saving switches.
 mod properties;
+/// The HTML report: the shipped pipelines' pages in headless Chromium (no console message, an
+/// SVG per chart, the tables' numbers), `sweep report` on CSV and Parquet folders, empty inputs,
+/// and the report sink's configuration.
+mod report;
 /// A sharded run (`sweep plan --shards`, `sweep run --plan`, `sweep merge`) against `sweep run`
 /// on one node: the same tables to the byte and the same ledger, through kills, retries, races,
 /// and merges that must refuse a missing shard or a partial from another plan.

@@ -1,0 +1,919 @@
+//! The page: a maud template around the charts. Every chart is a `figure` with
+//! `data-chart="ID"`, its SVG, and a table of the numbers it draws (`data-table="ID"`); every
+//! number cell carries its exact value in `data-value` beside the text people read, so a test
+//! (or a script of the reader's) can take the numbers back out.
+
+use maud::{DOCTYPE, Markup, PreEscaped, html};
+use plotters::style::RGBColor;
+
+use super::charts::{self, Bars, Series, palette};
+use super::model::{
+    self, Accounting, COST_BINS, FirstFill, KeyRow, PerSweep, RunInfo, SCENARIOS, SIZE_BUCKETS,
+    Stacked, Standard, Sweeps, Top, Venues,
+};
+use super::{Report, ReportError, Section};
+
+const CSS: &str = r#"
+body { font-family: "DejaVu Sans", Verdana, sans-serif; margin: 0 auto; max-width: 1320px;
+  padding: 1rem 1.5rem 3rem; color: #1d1d1d; background: #fff; line-height: 1.4; }
+h1 { font-size: 1.6rem; margin: .5rem 0 .2rem; }
+h2 { font-size: 1.3rem; margin: 2.2rem 0 .6rem; padding-bottom: .2rem; border-bottom: 2px solid #0072b2; }
+h3 { font-size: 1.05rem; margin: 0 0 .3rem; }
+p { margin: .3rem 0; }
+.origin, .note { color: #555; font-size: .9rem; }
+nav a { margin-right: 1rem; color: #0072b2; }
+figure.chart { margin: 1.2rem 0; padding: .8rem; border: 1px solid #ddd; border-radius: 6px; }
+.pair { display: grid; grid-template-columns: minmax(0, 4fr) minmax(0, 3fr); gap: 1rem; align-items: start; }
+.wide .pair { grid-template-columns: minmax(0, 1fr); }
+.plot svg { width: 100%; height: auto; display: block; }
+.numbers { max-height: 440px; overflow: auto; }
+table { border-collapse: collapse; font-size: .85rem; }
+th, td { padding: .15rem .5rem; border-bottom: 1px solid #e4e4e4; text-align: right; white-space: nowrap; }
+th { background: #f3f6f9; position: sticky; top: 0; }
+td.key, th.key { text-align: left; }
+tr.rest td { font-style: italic; color: #555; }
+.facts td:first-child { text-align: left; color: #444; }
+.empty { padding: .8rem 1rem; background: #fff8e1; border-left: 4px solid #e69f00; }
+.failed { color: #d55e00; font-weight: bold; }
+@media (max-width: 900px) { .pair { grid-template-columns: 1fr; } }
+"#;
+
+/// An integer with thousands separators.
+pub(crate) fn int(v: impl Into<i128>) -> String {
+    let v: i128 = v.into();
+    group(&v.unsigned_abs().to_string(), v < 0)
+}
+
+/// A sum that may pass `i128::MAX` (it never does in practice), with separators.
+pub(crate) fn big(v: u128) -> String {
+    group(&v.to_string(), false)
+}
+
+fn group(digits: &str, negative: bool) -> String {
+    let mut out = String::with_capacity(digits.len() + digits.len() / 3 + 1);
+    if negative {
+        out.push('-');
+    }
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// A float with `d` decimals, or a dash for nothing.
+fn float(v: Option<f64>, d: usize) -> String {
+    v.map_or_else(|| "–".to_string(), |v| format!("{v:.d$}"))
+}
+
+/// A byte count in decimal units, as throughput is given in MB/s.
+fn bytes(v: u64) -> String {
+    let v = v as f64;
+    if v >= 1e9 {
+        format!("{:.2} GB", v / 1e9)
+    } else if v >= 1e6 {
+        format!("{:.1} MB", v / 1e6)
+    } else if v >= 1e3 {
+        format!("{:.1} kB", v / 1e3)
+    } else {
+        format!("{v} B")
+    }
+}
+
+/// A duration in nanoseconds in its unit: `500 ns`, `2 µs`, `50 ms`, `20 s`; whole seconds
+/// from 1 s up, with separators.
+pub(crate) fn ns(v: f64) -> String {
+    let a = v.abs();
+    let (x, unit) = if a >= 1e9 {
+        (v / 1e9, "s")
+    } else if a >= 1e6 {
+        (v / 1e6, "ms")
+    } else if a >= 1e3 {
+        (v / 1e3, "µs")
+    } else {
+        (v, "ns")
+    };
+    let text = if unit == "s" && x.fract() == 0.0 {
+        int(x as i128)
+    } else if x.fract() == 0.0 {
+        format!("{x:.0}")
+    } else {
+        format!("{x:.1}")
+    };
+    format!("{text} {unit}")
+}
+
+/// A percentage of `part` in `whole`, one decimal.
+fn share(part: f64, whole: f64) -> String {
+    if whole > 0.0 {
+        format!("{:.1}%", 100.0 * part / whole)
+    } else {
+        "–".to_string()
+    }
+}
+
+/// A number cell: the exact value for machines, the grouped text for people.
+fn num(col: &str, raw: impl ToString, text: impl AsRef<str>) -> Markup {
+    html! { td data-col=(col) data-value=(raw.to_string()) { (text.as_ref()) } }
+}
+
+fn count_cell(col: &str, v: u64) -> Markup {
+    num(col, v, int(v))
+}
+
+fn big_cell(col: &str, v: u128) -> Markup {
+    num(col, v, big(v))
+}
+
+fn key_cell(col: &str, key: &str) -> Markup {
+    html! { td.key data-col=(col) data-value=(key) { (key) } }
+}
+
+/// A chart with its numbers beside it, or, when `wide`, below it.
+fn figure(id: &str, title: &str, note: Markup, svg: String, table: Markup, wide: bool) -> Markup {
+    html! {
+        figure.chart.wide[wide] data-chart=(id) {
+            figcaption {
+                h3 { (title) }
+                (note)
+            }
+            div.pair {
+                div.plot { (PreEscaped(svg)) }
+                div.numbers { (table) }
+            }
+        }
+    }
+}
+
+/// What stands where a chart would be when there is nothing to draw.
+fn empty(id: &str, text: &str) -> Markup {
+    html! { p.empty data-empty=(id) { (text) } }
+}
+
+fn missing(table: &str) -> Markup {
+    empty(
+        table,
+        &format!("The table `{table}` is not in this output, so it is not shown."),
+    )
+}
+
+pub(crate) fn page(r: &Report) -> Result<String, ReportError> {
+    let mut body = Vec::new();
+    if let Some(run) = &r.run {
+        body.push(run_section(run)?);
+    }
+    for (i, s) in r.sections.iter().enumerate() {
+        body.push(match s {
+            Section::Standard(s) => standard_section(i, s)?,
+            Section::Sweeps(s) => sweeps_section(i, s)?,
+        });
+    }
+    let markup = html! {
+        (DOCTYPE)
+        html lang="en" {
+            head {
+                meta charset="utf-8";
+                meta name="viewport" content="width=device-width, initial-scale=1";
+                title { "sweep report: " (r.title) }
+                style { (PreEscaped(CSS)) }
+            }
+            body {
+                header {
+                    h1 { "sweep report: " (r.title) }
+                    p.origin { "From " (r.origin) "." }
+                    nav {
+                        @if r.run.is_some() { a href="#run" { "The run" } }
+                        @for (i, s) in r.sections.iter().enumerate() {
+                            @match s {
+                                Section::Standard(s) => a href=(format!("#section-{i}")) { "Orders: " (s.stage) },
+                                Section::Sweeps(s) => a href=(format!("#section-{i}")) { "Sweeps: " (s.stage) },
+                            }
+                        }
+                    }
+                }
+                @if r.run.is_none() {
+                    (empty("run", "No run report (execution_metrics.json) was found, so the run's ledger, timings and settings are not shown."))
+                }
+                @for part in &body { (part) }
+            }
+        }
+    };
+    Ok(markup.into_string())
+}
+
+fn run_section(run: &RunInfo) -> Result<Markup, ReportError> {
+    let t = &run.totals;
+    let ledger = ledger(run)?;
+    Ok(html! {
+        section #run data-section="run" {
+            h2 { "The run" }
+            @if run.status != "ok" {
+                p.failed { "The run's status is " (run.status) "." }
+            }
+            table.facts data-table="run" {
+                tbody {
+                    tr { td { "pipeline" } td.key data-col="pipeline" data-value=(run.pipeline) { (run.pipeline) } }
+                    tr { td { "status" } td.key data-col="status" data-value=(run.status) { (run.status) } }
+                    tr { td { "started" } td.key data-col="started_at" data-value=(run.started_at) { (run.started_at) } }
+                    tr { td { "wall time" } (num("duration_sec", run.duration_sec, format!("{:.3} s", run.duration_sec))) }
+                    tr { td { "input files" } (count_cell("jobs", t.jobs)) }
+                    tr { td { "input bytes (as stored)" } (num("file_bytes", t.file_bytes, bytes(t.file_bytes))) }
+                    tr { td { "input bytes (decompressed)" } (num("bytes_read", t.bytes_read, bytes(t.bytes_read))) }
+                    tr { td { "rows read" } (count_cell("rows_read", t.rows_read)) }
+                    tr { td { "throughput" } (num("mb_per_sec", t.mb_per_sec, format!("{:.0} MB/s", t.mb_per_sec))) }
+                    tr { td { "rows per second" } (num("rows_per_sec", t.rows_per_sec, int(t.rows_per_sec as i128))) }
+                    tr { td { "peak memory (resident)" } (num("peak_rss_mib", run.process.peak_rss_mib, format!("{:.1} MiB", run.process.peak_rss_mib))) }
+                    tr { td { "CPU time" } (num("cpu_seconds", run.process.cpu_seconds, format!("{:.2} s", run.process.cpu_seconds))) }
+                    @if let Some(s) = &run.settings {
+                        tr { td { "workers per CPU stage" } (count_cell("workers", s.workers)) }
+                        tr { td { "block size" } (num("block_bytes", s.block_bytes, format!("{} bytes", int(s.block_bytes)))) }
+                        tr { td { "batches in flight per edge" } (count_cell("edge_capacity", s.edge_capacity)) }
+                    }
+                }
+            }
+            @if !run.errors.is_empty() {
+                h3 { "Errors" }
+                ul { @for e in &run.errors { li.failed { (e) } } }
+            }
+            (ledger)
+            @if !run.stages.is_empty() {
+                h3 { "Stages" }
+                div.numbers {
+                    table data-table="stages" {
+                        thead { tr { th.key { "stage" } th.key { "kind" } th { "workers" } th { "rows in" } th { "rows out" } } }
+                        tbody {
+                            @for s in &run.stages {
+                                tr data-key=(s.name) {
+                                    (key_cell("name", &s.name)) (key_cell("kind", &s.kind))
+                                    (count_cell("workers", s.workers)) (count_cell("rows_in", s.rows_in)) (count_cell("rows_out", s.rows_out))
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    })
+}
+
+/// Files in the ledger's chart; the table lists every file.
+const LEDGER_BARS: usize = 20;
+
+fn ledger(run: &RunInfo) -> Result<Markup, ReportError> {
+    if run.jobs.is_empty() {
+        return Ok(empty("ledger", "The run read no input file."));
+    }
+    let mut shown: Vec<&model::RunJob> = run.jobs.iter().collect();
+    shown.sort_by_key(|j| std::cmp::Reverse(j.rows_read));
+    shown.truncate(LEDGER_BARS);
+    let categories: Vec<String> = shown
+        .iter()
+        .map(|j| {
+            let name = std::path::Path::new(&j.file)
+                .file_name()
+                .map_or_else(|| j.file.clone(), |n| n.to_string_lossy().into_owned());
+            shorten(&name, 34)
+        })
+        .collect();
+    let series = |name: &str, color, f: fn(&model::RunJob) -> u64| Series {
+        name: name.to_string(),
+        color,
+        values: shown.iter().map(|j| f(j) as f64).collect(),
+    };
+    let svg = charts::bars(&Bars {
+        categories: &categories,
+        series: vec![
+            series("kept", palette::GREEN, |j| j.rows_kept),
+            series("filtered out", palette::GREY, |j| j.rows_filtered_out),
+            series("rejected", palette::VERMILION, |j| j.rows_rejected),
+        ],
+        category_desc: "input file",
+        value_desc: "rows",
+        horizontal: true,
+        percent: false,
+        size: (1200, 110 + 40 * categories.len() as u32),
+    })?;
+    let note = html! {
+        p.note {
+            "Every row read is kept, filtered out or rejected as malformed: read = kept + filtered out + rejected, for each file."
+            @if run.jobs.len() > LEDGER_BARS { " The chart shows the " (LEDGER_BARS) " files with the most rows; the table lists all " (run.jobs.len()) "." }
+        }
+    };
+    let table = html! {
+        table data-table="ledger" {
+            thead { tr { th.key { "file" } th.key { "reader" } th { "read" } th { "kept" } th { "filtered out" } th { "rejected" } th { "balanced" } } }
+            tbody {
+                @for j in &run.jobs {
+                    @let balanced = j.rows_read == j.rows_kept + j.rows_filtered_out + j.rows_rejected;
+                    tr data-key=(j.file) {
+                        (key_cell("file", &j.file))
+                        (key_cell("reader", j.reader.as_deref().unwrap_or("")))
+                        (count_cell("rows_read", j.rows_read)) (count_cell("rows_kept", j.rows_kept))
+                        (count_cell("rows_filtered_out", j.rows_filtered_out)) (count_cell("rows_rejected", j.rows_rejected))
+                        td data-col="balanced" data-value=(balanced) { @if balanced { "yes" } @else { span.failed { "no" } } }
+                    }
+                }
+            }
+        }
+    };
+    Ok(figure(
+        "ledger",
+        "The ledger: rows read per input file",
+        note,
+        svg,
+        table,
+        true,
+    ))
+}
+
+/// The height of a chart of `n` horizontal bars: a band each, and room for the axes.
+fn bars_height(n: usize) -> u32 {
+    (90 + 24 * n as u32).max(220)
+}
+
+/// Text cut to `n` characters with an ellipsis, for chart labels (tables keep it whole).
+fn shorten(s: &str, n: usize) -> String {
+    if s.chars().count() <= n {
+        s.to_string()
+    } else {
+        let head: String = s.chars().take(n - 1).collect();
+        format!("{head}…")
+    }
+}
+
+fn standard_section(i: usize, s: &Standard) -> Result<Markup, ReportError> {
+    let mut parts = Vec::new();
+    if s.is_empty() {
+        parts.push(empty(
+            "orders",
+            "No orders were kept in this input, so there is nothing to chart.",
+        ));
+    } else {
+        parts.push(match &s.hours {
+            Some(rows) => keyed(
+                "by_hour",
+                "Orders by local hour of day",
+                html! { p.note { "Hours in the aggregator's timezone (Australia/Sydney unless configured), daylight saving applied; an hour runs from HH:00 to HH:59." } },
+                rows,
+                ("hour", "local hour of day"),
+                false,
+            )?,
+            None => missing("by_hour"),
+        });
+        parts.push(match &s.daily {
+            Some(rows) => keyed(
+                "daily",
+                "Orders per day",
+                html! { p.note { "The daily series: orders per local trading date." } },
+                rows,
+                ("date", "local date"),
+                false,
+            )?,
+            None => missing("daily"),
+        });
+        parts.push(match &s.participants {
+            Some(top) => top_chart(
+                "by_participant",
+                "Top participants by orders",
+                top,
+                ("participantid", "participant"),
+            )?,
+            None => missing("by_participant"),
+        });
+        parts.push(match &s.sizes {
+            Some(rows) => keyed(
+                "by_size",
+                "Orders by size bucket",
+                html! { p.note { "Buckets of order quantity (shares): <=1K holds 0 to 1,000; each other bucket holds its upper edge." } },
+                rows,
+                ("size_bucket", "order size (shares)"),
+                false,
+            )?,
+            None => missing("by_size"),
+        });
+        parts.push(match &s.securities {
+            Some(top) => top_chart(
+                "by_security",
+                "Top securities by orders",
+                top,
+                ("security_code", "security"),
+            )?,
+            None => missing("by_security"),
+        });
+    }
+    Ok(html! {
+        section id=(format!("section-{i}")) data-section="standard" data-stage=(s.stage) {
+            h2 { "Orders: " (s.stage) }
+            @match &s.summary {
+                Some(sum) => {
+                    table.facts data-table="summary" {
+                        tbody {
+                            tr { td { "orders kept" } (count_cell("orders", sum.orders)) }
+                            tr { td { "quantity (shares)" } (big_cell("quantity_sum", sum.quantity)) }
+                            tr { td { "VWAP (price units)" } (num("vwap", sum.vwap.map_or(String::new(), |v| v.to_string()), float(sum.vwap, 2))) }
+                            tr { td { "participants" } (count_cell("participants", sum.participants)) }
+                            tr { td { "securities" } (count_cell("securities", sum.securities)) }
+                            tr { td { "first order (UTC)" } td.key data-col="first_ts" { (timestamp(sum.first_ts)) } }
+                            tr { td { "last order (UTC)" } td.key data-col="last_ts" { (timestamp(sum.last_ts)) } }
+                        }
+                    }
+                }
+                None => (missing("summary")),
+            }
+            @for p in &parts { (p) }
+        }
+    })
+}
+
+/// Nanoseconds since the epoch as a UTC time, or a dash.
+fn timestamp(ts: Option<i64>) -> String {
+    ts.map_or_else(
+        || "–".to_string(),
+        |t| {
+            chrono::DateTime::<chrono::Utc>::from_timestamp_nanos(t)
+                .format("%Y-%m-%d %H:%M:%S%.3f")
+                .to_string()
+        },
+    )
+}
+
+/// A table keyed by one column, charted as bars of orders.
+fn keyed(
+    id: &str,
+    title: &str,
+    note: Markup,
+    rows: &[KeyRow],
+    (key, key_desc): (&str, &str),
+    horizontal: bool,
+) -> Result<Markup, ReportError> {
+    if rows.is_empty() {
+        return Ok(empty(id, "No orders."));
+    }
+    let categories: Vec<String> = rows.iter().map(|r| r.key.clone()).collect();
+    let svg = charts::bars(&Bars {
+        categories: &categories,
+        series: vec![Series {
+            name: "orders".into(),
+            color: palette::BLUE,
+            values: rows.iter().map(|r| r.orders as f64).collect(),
+        }],
+        category_desc: key_desc,
+        value_desc: "orders",
+        horizontal,
+        percent: false,
+        size: (
+            760,
+            if horizontal {
+                bars_height(rows.len())
+            } else {
+                380
+            },
+        ),
+    })?;
+    let total: u64 = rows.iter().map(|r| r.orders).sum();
+    let table = html! {
+        table data-table=(id) {
+            thead { tr { th.key { (key_desc) } th { "orders" } th { "share" } th { "quantity (shares)" } } }
+            tbody {
+                @for r in rows {
+                    tr data-key=(r.key) {
+                        (key_cell(key, &r.key)) (count_cell("orders", r.orders))
+                        td { (share(r.orders as f64, total as f64)) }
+                        (big_cell("quantity_sum", r.quantity))
+                    }
+                }
+            }
+        }
+    };
+    Ok(figure(id, title, note, svg, table, false))
+}
+
+fn top_chart(
+    id: &str,
+    title: &str,
+    top: &Top,
+    (key, key_desc): (&str, &str),
+) -> Result<Markup, ReportError> {
+    let note = html! {
+        p.note {
+            @if top.keys as usize > top.rows.len() {
+                "The " (top.rows.len()) " of " (int(top.keys)) " with the most orders (ties in key order); the others are summed in the table's last line."
+            } @else {
+                "All " (int(top.keys)) ", most orders first."
+            }
+        }
+    };
+    if top.rows.is_empty() {
+        return Ok(empty(id, "No orders."));
+    }
+    let categories: Vec<String> = top.rows.iter().map(|r| r.key.clone()).collect();
+    let svg = charts::bars(&Bars {
+        categories: &categories,
+        series: vec![Series {
+            name: "orders".into(),
+            color: palette::BLUE,
+            values: top.rows.iter().map(|r| r.orders as f64).collect(),
+        }],
+        category_desc: key_desc,
+        value_desc: "orders",
+        horizontal: true,
+        percent: false,
+        size: (760, bars_height(top.rows.len())),
+    })?;
+    let total = top.rows.iter().map(|r| r.orders).sum::<u64>() + top.rest_orders;
+    let rest = top.keys - top.rows.len() as u64;
+    let table = html! {
+        table data-table=(id) {
+            thead { tr { th.key { (key_desc) } th { "orders" } th { "share" } th { "quantity (shares)" } } }
+            tbody {
+                @for r in &top.rows {
+                    tr data-key=(r.key) {
+                        (key_cell(key, &r.key)) (count_cell("orders", r.orders))
+                        td { (share(r.orders as f64, total as f64)) }
+                        (big_cell("quantity_sum", r.quantity))
+                    }
+                }
+                @if rest > 0 {
+                    tr.rest data-key="rest" {
+                        td.key data-col=(key) data-value="rest" { "the other " (int(rest)) }
+                        (count_cell("orders", top.rest_orders))
+                        td { (share(top.rest_orders as f64, total as f64)) }
+                        (big_cell("quantity_sum", top.rest_quantity))
+                    }
+                }
+            }
+        }
+    };
+    Ok(figure(id, title, note, svg, table, false))
+}
+
+fn sweeps_section(i: usize, s: &Sweeps) -> Result<Markup, ReportError> {
+    let count = s.count();
+    let mut parts = Vec::new();
+    if count == 0 {
+        parts.push(empty(
+            "sweeps",
+            "No sweeps in this input, so there is nothing to chart.",
+        ));
+    } else {
+        parts.push(match &s.groups {
+            Some(g) => stacked(
+                "groups",
+                "Sweeps by fill group, per security and day",
+                g,
+                &[palette::GREEN, palette::ORANGE, palette::VERMILION],
+                "G1 fully filled (no quantity left), G2 partly filled, G3 not filled, by the order's final state.",
+            )?,
+            None => missing("groups"),
+        });
+        parts.push(match &s.scenarios {
+            Some(g) => stacked(
+                "scenarios",
+                "Sweeps by scenario, per security and day",
+                g,
+                &[palette::GREEN, palette::BLUE, palette::ORANGE, palette::GREY],
+                "A filled (99% of the arrival quantity) within 1 s of arrival, B filled later, C partly or not filled, U filled but the arrival is unknown.",
+            )?,
+            None => missing("scenarios"),
+        });
+        parts.push(match &s.venues {
+            Some(v) => venues(v)?,
+            None => missing("groups"),
+        });
+        match &s.per_sweep {
+            Some(p) => {
+                parts.push(first_fill(&p.first_fill)?);
+                parts.push(cost(p)?);
+                parts.push(fill_ratio(p)?);
+            }
+            None => parts.push(missing("sweeps")),
+        }
+    }
+    Ok(html! {
+        section id=(format!("section-{i}")) data-section="sweeps" data-stage=(s.stage) {
+            h2 { "Sweeps: " (s.stage) }
+            p.note { (int(count)) " Centre Point sweeps." }
+            @match &s.accounting {
+                Some(a) => (accounting(a)),
+                None => (missing("security_days")),
+            }
+            @for p in &parts { (p) }
+        }
+    })
+}
+
+fn accounting(a: &Accounting) -> Markup {
+    let label = |c: &str| match c {
+        "order_events" => "order events read",
+        "orders" => "orders",
+        "cp_orders" => "Centre Point orders",
+        "sweeps" => "sweeps",
+        "cp_orders_traded" => "Centre Point orders with a trade",
+        "sweeps_traded" => "sweeps with a trade",
+        "sweeps_unknown_arrival" => "sweeps whose arrival is unknown",
+        "sweeps_bad_quote" => "sweeps with an unusable arrival quote",
+        "trade_rows" => "trade rows read",
+        "cp_trade_rows" => "trade rows of Centre Point orders",
+        "sweep_trade_rows" => "trade rows of sweeps",
+        "unmatched_trade_rows" => "trade rows with no order in the orders file",
+        _ => "",
+    };
+    html! {
+        table.facts data-table="security_days" {
+            tbody {
+                @for (c, v) in &a.totals {
+                    tr { td { (label(c)) } (big_cell(c, *v)) }
+                }
+            }
+        }
+    }
+}
+
+fn stacked(
+    id: &str,
+    title: &str,
+    g: &Stacked,
+    colors: &[RGBColor],
+    legend: &str,
+) -> Result<Markup, ReportError> {
+    let categories: Vec<String> = g.bars.iter().map(|b| b.0.clone()).collect();
+    let series = g
+        .series
+        .iter()
+        .enumerate()
+        .map(|(k, name)| Series {
+            name: name.to_string(),
+            color: colors[k % colors.len()],
+            values: g.bars.iter().map(|b| b.1[k] as f64).collect(),
+        })
+        .collect();
+    // The other securities are a line of the table, not a bar: summed, they would dwarf the
+    // bars of the ones shown.
+    let mut rows = g.bars.clone();
+    if let Some((n, counts)) = &g.rest {
+        rows.push((format!("the other {n}"), counts.clone()));
+    }
+    let svg = charts::bars(&Bars {
+        categories: &categories,
+        series,
+        category_desc: if g.per_security {
+            "security (all days)"
+        } else {
+            "security and day"
+        },
+        value_desc: "sweeps",
+        horizontal: true,
+        percent: false,
+        size: (760, bars_height(categories.len())),
+    })?;
+    let note = html! {
+        p.note {
+            (legend)
+            @if g.per_security {
+                " The table has " (int(g.security_days)) " security-days, too many for a bar each: bars are per security, summed over days, "
+                "the " (g.bars.len()) " securities with the most sweeps"
+                @if let Some((n, _)) = &g.rest { "; the other " (int(*n)) " are summed in the table's last line" }
+                "."
+            }
+        }
+    };
+    let table = html! {
+        table data-table=(id) {
+            thead { tr { th.key { @if g.per_security { "security" } @else { "security, day" } } @for s in g.series { th { (s) } } th { "sweeps" } } }
+            tbody {
+                @for (i, (label, counts)) in rows.iter().enumerate() {
+                    @let is_rest = i >= g.bars.len();
+                    tr.rest[is_rest] data-key=(if is_rest { "rest" } else { label.as_str() }) {
+                        (key_cell("key", label))
+                        @for (k, s) in g.series.iter().enumerate() { (count_cell(s, counts[k])) }
+                        (count_cell("sweeps", counts.iter().sum()))
+                    }
+                }
+            }
+        }
+    };
+    Ok(figure(id, title, note, svg, table, false))
+}
+
+fn venues(v: &Venues) -> Result<Markup, ReportError> {
+    let classes = v.classes();
+    let total = v.total();
+    if total == 0 {
+        return Ok(empty(
+            "venues",
+            "No sweep was filled, so no quantity by venue.",
+        ));
+    }
+    let categories: Vec<String> = classes.iter().map(|c| c.1.to_string()).collect();
+    let svg = charts::bars(&Bars {
+        categories: &categories,
+        series: vec![Series {
+            name: "filled".into(),
+            color: palette::BLUE,
+            values: classes.iter().map(|c| c.2 as f64).collect(),
+        }],
+        category_desc: "venue class",
+        value_desc: "filled quantity (shares)",
+        horizontal: false,
+        percent: false,
+        size: (760, 340),
+    })?;
+    let note = html! { p.note { "Quantity of every sweep's fills by where it traded: Centre Point (deal sources 46–52), lit (1, 44), auction (20, 45), other (trade reports, crossings, …)." } };
+    let table = html! {
+        table data-table="venues" {
+            thead { tr { th.key { "venue class" } th { "filled (shares)" } th { "share" } } }
+            tbody {
+                @for (col, label, q) in classes {
+                    tr data-key=(col) { (key_cell("class", label)) (big_cell(col, q)) td { (share(q as f64, total as f64)) } }
+                }
+                tr data-key="total" { td.key { "all" } (big_cell("filled_qty", total)) td { "100%" } }
+            }
+        }
+    };
+    Ok(figure(
+        "venues",
+        "Filled quantity by venue class",
+        note,
+        svg,
+        table,
+        false,
+    ))
+}
+
+fn first_fill(f: &FirstFill) -> Result<Markup, ReportError> {
+    let shown = f.shown();
+    let bins: Vec<(f64, f64, u64)> = shown
+        .iter()
+        .map(|&(lo, hi, c)| (lo as f64, hi.map_or(lo as f64 * 2.0, |h| h as f64), c))
+        .collect();
+    let apart = html! {
+        p.note {
+            "Time from a sweep's arrival to its first fill, in bins of 1, 2 and 5 per decade on a log axis. "
+            (int(f.zero)) " sweeps filled in the arrival's own nanosecond (time 0) and " (int(f.negative))
+            " before it (negative times): a log axis cannot show them, the table does. "
+            (int(f.missing)) " have no time (no fill, or an unknown arrival)."
+        }
+    };
+    let table = html! {
+        table data-table="first_fill" {
+            thead { tr { th.key { "time to first fill" } th { "sweeps" } } }
+            tbody {
+                tr data-key="missing" { td.key { "no time" } (count_cell("sweeps", f.missing)) }
+                tr data-key="negative" { td.key { "below 0" } (count_cell("sweeps", f.negative)) }
+                tr data-key="zero" { td.key { "0" } (count_cell("sweeps", f.zero)) }
+                @for (lo, hi, c) in &shown {
+                    tr data-key=(lo) {
+                        td.key data-col="from_ns" data-value=(lo) {
+                            @match hi { Some(h) => { (ns(*lo as f64)) " to " (ns(*h as f64)) }, None => { (ns(*lo as f64)) " and more" } }
+                        }
+                        (count_cell("sweeps", *c))
+                    }
+                }
+            }
+        }
+    };
+    if bins.is_empty() {
+        return Ok(html! {
+            (empty("first_fill", "No sweep has a positive time to first fill, so there is no histogram."))
+            (apart)
+            (table)
+        });
+    }
+    let svg = charts::log_histogram(
+        &bins,
+        "time from arrival to first fill (log scale)",
+        "sweeps",
+        &ns,
+        (760, 380),
+    )?;
+    Ok(figure(
+        "first_fill",
+        "Time to first fill",
+        apart,
+        svg,
+        table,
+        false,
+    ))
+}
+
+fn cost(p: &PerSweep) -> Result<Markup, ReportError> {
+    let with: Vec<&model::ScenarioCost> = p.cost.iter().filter(|c| c.n > 0).collect();
+    let note = html! {
+        p.note {
+            "Cost against the arrival mid, in basis points, signed by side: positive is worse for the sweep. "
+            "Each panel is one scenario's share of its sweeps with a cost in each bin; bins below 0 hold their lower edge, above 0 their upper edge, and exactly 0 (a fill at the arrival mid) is its own bin. "
+            "Sweeps without a cost (no fill, unknown arrival or an unusable quote) are left out."
+        }
+    };
+    let table = html! {
+        table data-table="cost" {
+            thead { tr { th.key { "bps" } @for c in &p.cost { th { (c.scenario) } } } }
+            tbody {
+                @for (b, label) in COST_BINS.iter().enumerate() {
+                    tr data-key=(label) {
+                        (key_cell("bin", label))
+                        @for c in &p.cost { (count_cell(c.scenario, c.counts[b])) }
+                    }
+                }
+                tr data-key="n" { td.key { "sweeps with a cost" } @for c in &p.cost { (count_cell(c.scenario, c.n)) } }
+                tr data-key="mean" { td.key { "mean (bps)" } @for c in &p.cost { (num(c.scenario, c.mean().map_or(String::new(), |m| m.to_string()), float(c.mean(), 2))) } }
+                tr data-key="min" { td.key { "least (bps)" } @for c in &p.cost { td { @if c.n > 0 { (format!("{:.2}", c.min)) } @else { "–" } } } }
+                tr data-key="max" { td.key { "most (bps)" } @for c in &p.cost { td { @if c.n > 0 { (format!("{:.2}", c.max)) } @else { "–" } } } }
+            }
+        }
+    };
+    if with.is_empty() {
+        return Ok(html! {
+            (empty("cost", "No sweep has a cost against arrival (each needs a fill, a known arrival and a usable quote)."))
+            (table)
+        });
+    }
+    let categories: Vec<String> = COST_BINS.iter().map(|s| s.to_string()).collect();
+    let colors = [
+        palette::GREEN,
+        palette::BLUE,
+        palette::ORANGE,
+        palette::GREY,
+    ];
+    let panels: Vec<(String, Bars<'_>)> = with
+        .iter()
+        .map(|c| {
+            let k = SCENARIOS.iter().position(|s| *s == c.scenario).unwrap_or(0);
+            (
+                format!("scenario {}: {} sweeps", c.scenario, int(c.n)),
+                Bars {
+                    categories: &categories,
+                    series: vec![Series {
+                        name: c.scenario.to_string(),
+                        color: colors[k],
+                        values: c
+                            .counts
+                            .iter()
+                            .map(|&n| 100.0 * n as f64 / c.n as f64)
+                            .collect(),
+                    }],
+                    category_desc: "cost against arrival (bps)",
+                    value_desc: "share of sweeps (%)",
+                    horizontal: false,
+                    percent: true,
+                    size: (1200, 260),
+                },
+            )
+        })
+        .collect();
+    let svg = charts::panels(&panels, (1200, 260 * panels.len() as u32))?;
+    Ok(figure(
+        "cost",
+        "Cost against arrival by scenario",
+        note,
+        svg,
+        table,
+        true,
+    ))
+}
+
+fn fill_ratio(p: &PerSweep) -> Result<Markup, ReportError> {
+    let categories: Vec<String> = SIZE_BUCKETS.iter().map(|s| s.to_string()).collect();
+    let svg = charts::bars(&Bars {
+        categories: &categories,
+        series: vec![Series {
+            name: "fill ratio".into(),
+            color: palette::SKY,
+            values: p
+                .sizes
+                .iter()
+                .map(|s| 100.0 * s.ratio().unwrap_or(0.0))
+                .collect(),
+        }],
+        category_desc: "order size at arrival (shares)",
+        value_desc: "filled / ordered (%)",
+        horizontal: false,
+        percent: true,
+        size: (760, 340),
+    })?;
+    let note = html! { p.note { "Σ filled quantity / Σ arrival quantity of the sweeps in each bucket of their arrival quantity (order_qty): <=1K holds 0 to 1,000 shares, 1K-5K above 1,000 up to 5,000, and so on; each bucket holds its upper edge. Above 100% means sweeps amended up filled more than they arrived with." } };
+    let table = html! {
+        table data-table="fill_ratio" {
+            thead { tr { th.key { "order size" } th { "sweeps" } th { "ordered (shares)" } th { "filled (shares)" } th { "fill ratio" } } }
+            tbody {
+                @for (b, s) in SIZE_BUCKETS.iter().zip(&p.sizes) {
+                    tr data-key=(b) {
+                        (key_cell("bucket", b)) (count_cell("sweeps", s.sweeps))
+                        (num("order_qty", s.order_qty, int(s.order_qty))) (num("filled_qty", s.filled_qty, int(s.filled_qty)))
+                        (num("fill_ratio", s.ratio().map_or(String::new(), |r| r.to_string()), s.ratio().map_or_else(|| "–".to_string(), |r| format!("{:.1}%", 100.0 * r))))
+                    }
+                }
+            }
+        }
+    };
+    Ok(figure(
+        "fill_ratio",
+        "Fill ratio by order size",
+        note,
+        svg,
+        table,
+        false,
+    ))
+}
