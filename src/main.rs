@@ -57,6 +57,10 @@ enum Command {
         /// The plan the shards ran (from `sweep plan --shards N --json`).
         #[arg(long, value_name = "PLAN.json")]
         plan: PathBuf,
+        /// First wait up to SECS for every shard to commit, looking every 2 s: for engines with
+        /// no dependency between jobs (a Kubernetes merge Job starts with the shards).
+        #[arg(long, value_name = "SECS")]
+        wait: Option<u64>,
     },
     /// Follow the readers' paths and fold each new complete file into committed state, keeping
     /// the outputs fresh, until SIGTERM or SIGINT. SIGHUP reloads the pipeline file.
@@ -89,9 +93,19 @@ enum Command {
         /// The `sweep` binary on the cluster's nodes (default: this one).
         #[arg(long, value_name = "PATH", requires = "emit")]
         binary: Option<PathBuf>,
-        /// Shards running at once (the array's `%K`; default: all of them).
+        /// Shards running at once (the array's `%K`, the Job's `parallelism`; default: all).
         #[arg(long, value_name = "K", requires = "emit", value_parser = clap::value_parser!(u32).range(1..))]
         throttle: Option<u32>,
+        /// k8s: the container image holding `sweep` (required with `--emit k8s`).
+        #[arg(long, value_name = "IMAGE", requires = "emit")]
+        image: Option<String>,
+        /// k8s: the PersistentVolumeClaim that holds the shared folder; every pod mounts it at
+        /// the shared folder's path (required with `--emit k8s`).
+        #[arg(long, value_name = "NAME", requires = "emit")]
+        claim: Option<String>,
+        /// k8s: where the pods mount the plan's ConfigMap (default `/etc/sweep`).
+        #[arg(long, value_name = "DIR", requires = "emit")]
+        plan_mount: Option<PathBuf>,
     },
     /// Measurements that support the benchmarks.
     #[command(subcommand)]
@@ -127,7 +141,10 @@ enum Command {
 /// The cluster engines `sweep plan --emit` writes jobs for.
 #[derive(Clone, Copy, clap::ValueEnum)]
 enum Engine {
+    /// A bash script of `sbatch` calls: the shards' job array, then the merge on `afterok`.
     Slurm,
+    /// A Kubernetes `List` (JSON): the plan's ConfigMap, the shards' Indexed Job, the merge Job.
+    K8s,
 }
 
 #[derive(Subcommand)]
@@ -242,16 +259,26 @@ fn plan_shards(path: &Path, set: &[String], shards: u32, shared: &str, json: boo
     }
 }
 
-/// `sweep plan --shards N --emit slurm`: the submission script. Paths the nodes use are made
-/// absolute against this folder.
-fn emit_slurm(
+/// The options of `sweep plan --emit` besides the plan's.
+struct Emit {
+    binary: Option<PathBuf>,
+    throttle: Option<u32>,
+    image: Option<String>,
+    claim: Option<String>,
+    plan_mount: Option<PathBuf>,
+}
+
+/// `sweep plan --shards N --emit ENGINE`: the cluster job. Paths the nodes use are made absolute
+/// against this folder.
+fn emit(
+    engine: Engine,
     path: &Path,
     set: &[String],
     shards: u32,
     shared: &str,
-    binary: Option<PathBuf>,
-    throttle: Option<u32>,
+    o: Emit,
 ) -> ExitCode {
+    use sweep::shard::ShardError;
     let p = match load(path, set) {
         Ok(p) => p,
         Err(code) => return code,
@@ -259,19 +286,42 @@ fn emit_slurm(
     let absolute = |p: &Path| std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf());
     let shared = absolute(Path::new(shared)).display().to_string();
     let result = sweep::shard::make_plan(&p, shards as usize, &shared).and_then(|plan| {
-        let launch = sweep::shard::Launch {
-            binary: match binary {
-                Some(b) => absolute(&b),
+        let mut launch = sweep::shard::Launch {
+            binary: match &o.binary {
+                Some(b) => absolute(b),
                 None => std::env::current_exe()
-                    .map_err(|e| sweep::shard::ShardError::Emit(format!("this binary: {e}")))?,
+                    .map_err(|e| ShardError::Emit(format!("this binary: {e}")))?,
             },
             pipeline: absolute(path),
             set: set.to_vec(),
             workdir: std::env::current_dir()
-                .map_err(|e| sweep::shard::ShardError::Emit(format!("this folder: {e}")))?,
-            throttle: throttle.map_or(shards as usize, |t| t as usize),
+                .map_err(|e| ShardError::Emit(format!("this folder: {e}")))?,
+            throttle: o.throttle.map_or(shards as usize, |t| t as usize),
         };
-        sweep::shard::slurm(&plan, &launch)
+        match engine {
+            Engine::Slurm => sweep::shard::slurm(&plan, &launch),
+            Engine::K8s => {
+                let need = |v: &Option<String>, flag: &str| {
+                    v.clone()
+                        .ok_or_else(|| ShardError::Emit(format!("--emit k8s needs {flag}")))
+                };
+                // In a pod, `sweep` is the image's, found on its PATH, and jobs start in the
+                // shared folder (mounted at the same path everywhere), not in this folder.
+                launch.binary = o.binary.clone().unwrap_or_else(|| PathBuf::from("sweep"));
+                launch.workdir = PathBuf::from(&shared);
+                let pods = sweep::shard::Pods {
+                    image: need(&o.image, "--image")?,
+                    claim: need(&o.claim, "--claim")?,
+                    plan_mount: o
+                        .plan_mount
+                        .clone()
+                        .unwrap_or_else(|| PathBuf::from("/etc/sweep")),
+                    retries: 3,
+                    merge_wait_secs: 24 * 3600,
+                };
+                sweep::shard::k8s(&plan, &launch, &pods)
+            }
+        }
     });
     match result {
         Ok(script) => {
@@ -333,12 +383,22 @@ fn run_shard(path: &Path, set: &[String], plan: &Path, index: Option<usize>) -> 
 }
 
 /// `sweep merge`: every shard's partials into the pipeline's outputs.
-fn merge(path: &Path, set: &[String], plan: &Path) -> ExitCode {
+fn merge(path: &Path, set: &[String], plan: &Path, wait: Option<u64>) -> ExitCode {
     let p = match load(path, set) {
         Ok(p) => p,
         Err(code) => return code,
     };
-    match sweep::shard::load_plan(plan).and_then(|plan| sweep::shard::merge(&p, &plan)) {
+    let merged = sweep::shard::load_plan(plan).and_then(|plan| {
+        if let Some(secs) = wait {
+            sweep::shard::wait_for_shards(
+                &plan,
+                std::time::Duration::from_secs(secs),
+                std::time::Duration::from_secs(2),
+            )?;
+        }
+        sweep::shard::merge(&p, &plan)
+    });
+    match merged {
         Err(e) => shard_failed(&e),
         Ok(o) => {
             let t = &o.report.totals;
@@ -413,7 +473,8 @@ fn main() -> anyhow::Result<ExitCode> {
         Command::Merge {
             pipeline: PipelineArgs { pipeline, set },
             plan,
-        } => Ok(merge(&pipeline, &set, &plan)),
+            wait,
+        } => Ok(merge(&pipeline, &set, &plan, wait)),
         Command::Daemon {
             pipeline: PipelineArgs { pipeline, set },
         } => match sweep::daemon::run(&pipeline, &set) {
@@ -447,12 +508,26 @@ fn main() -> anyhow::Result<ExitCode> {
             pipeline: PipelineArgs { pipeline, set },
             shards: Some(shards),
             shared: Some(shared),
-            emit: Some(Engine::Slurm),
+            emit: Some(engine),
             binary,
             throttle,
+            image,
+            claim,
+            plan_mount,
             ..
-        } => Ok(emit_slurm(
-            &pipeline, &set, shards, &shared, binary, throttle,
+        } => Ok(emit(
+            engine,
+            &pipeline,
+            &set,
+            shards,
+            &shared,
+            Emit {
+                binary,
+                throttle,
+                image,
+                claim,
+                plan_mount,
+            },
         )),
         Command::Plan {
             pipeline: PipelineArgs { pipeline, set },

@@ -1,11 +1,16 @@
-//! The plan as a cluster engine's job: `sweep plan --shards N --emit slurm` prints a bash script
+//! The plan as a cluster engine's job. `sweep plan --shards N --emit slurm` prints a bash script
 //! that submits the shards as one Slurm job array (at most K at once) and the merge as a job that
-//! waits for every shard to succeed (`afterok`). The engine only starts indexed copies of a
-//! command and retries them; the exactly-once commit of each shard's partial and the merge's
-//! check of the folder listing are sweep's, so nothing here trusts the engine's bookkeeping.
+//! waits for every shard to succeed (`afterok`); `--emit k8s` prints a Kubernetes `List` of the
+//! plan as a ConfigMap, the shards as an Indexed Job and the merge as a Job that waits for the
+//! shards' partials (Kubernetes has no dependency between Jobs). The engine only starts indexed
+//! copies of a command and retries them; the exactly-once commit of each shard's partial and the
+//! merge's check of the folder listing are sweep's, so nothing here trusts the engine's
+//! bookkeeping.
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
+
+use serde_json::json;
 
 use super::{ShardError, ShardPlan};
 
@@ -140,4 +145,137 @@ pub fn slurm(plan: &ShardPlan, launch: &Launch) -> Result<String, ShardError> {
     );
     let _ = writeln!(s, "echo \"$array $merge\"");
     Ok(s)
+}
+
+/// What the Kubernetes Jobs run besides [`Launch`]: the image, the claim that holds the shared
+/// folder (mounted at the same path in every pod), and where the plan's ConfigMap is mounted.
+#[derive(Debug, Clone)]
+pub struct Pods {
+    pub image: String,
+    pub claim: String,
+    pub plan_mount: PathBuf,
+    /// Retries of one shard before the Job gives up on it (`backoffLimitPerIndex`).
+    pub retries: u32,
+    /// How long the merge waits for every shard to commit.
+    pub merge_wait_secs: u64,
+}
+
+/// The words a pod runs: `sweep VERB <pipeline> [--set ...] --plan <mount>/plan.json [extra]`.
+fn pod_command(
+    launch: &Launch,
+    pods: &Pods,
+    verb: &str,
+    extra: &[String],
+) -> Result<Vec<String>, ShardError> {
+    let mut words = vec![
+        text(&launch.binary)?.to_string(),
+        verb.to_string(),
+        text(&launch.pipeline)?.to_string(),
+    ];
+    for s in &launch.set {
+        words.extend(["--set".to_string(), s.clone()]);
+    }
+    words.extend([
+        "--plan".to_string(),
+        text(&pods.plan_mount.join("plan.json"))?.to_string(),
+    ]);
+    words.extend(extra.iter().cloned());
+    Ok(words)
+}
+
+/// The Kubernetes manifests of `plan`, as one JSON `List` for `kubectl apply -f`: a ConfigMap
+/// holding the plan; an Indexed Job of the shards (`completionMode: Indexed`, so each pod's
+/// `JOB_COMPLETION_INDEX` is its shard; `backoffLimitPerIndex` retries a shard on its own;
+/// `parallelism` is the throttle); and the merge Job, which starts with them and runs `sweep
+/// merge --wait` until every partial is committed.
+pub fn k8s(plan: &ShardPlan, launch: &Launch, pods: &Pods) -> Result<String, ShardError> {
+    for p in [&launch.pipeline, &launch.workdir, &pods.plan_mount] {
+        if !p.is_absolute() {
+            return Err(ShardError::Emit(format!(
+                "{} must be an absolute path: it is a path inside the pods",
+                p.display()
+            )));
+        }
+    }
+    if !Path::new(&plan.shared).is_absolute() {
+        return Err(ShardError::Emit(format!(
+            "the shared folder `{}` must be an absolute path: it is a path inside the pods",
+            plan.shared
+        )));
+    }
+    let n = plan.shards.len();
+    let short = &plan.plan_hash[..plan.plan_hash.len().min(8)];
+    let (config, shards, merge) = (
+        format!("sweep-{short}-plan"),
+        format!("sweep-{short}"),
+        format!("sweep-merge-{short}"),
+    );
+    let labels = json!({"app.kubernetes.io/name": "sweep", "sweep/plan": plan.plan_hash});
+    let mounts = json!([
+        {"name": "shared", "mountPath": plan.shared},
+        {"name": "plan", "mountPath": text(&pods.plan_mount)?, "readOnly": true},
+    ]);
+    let volumes = json!([
+        {"name": "shared", "persistentVolumeClaim": {"claimName": pods.claim}},
+        {"name": "plan", "configMap": {"name": config}},
+    ]);
+    let pod = |name: &str, command: Vec<String>| {
+        json!({
+            "metadata": {"labels": labels},
+            "spec": {
+                "restartPolicy": "Never",
+                "containers": [{
+                    "name": name,
+                    "image": pods.image,
+                    "command": command,
+                    "workingDir": launch.workdir,
+                    "volumeMounts": mounts,
+                }],
+                "volumes": volumes,
+            }
+        })
+    };
+    let wait = vec!["--wait".to_string(), pods.merge_wait_secs.to_string()];
+    let list = json!({
+        "apiVersion": "v1",
+        "kind": "List",
+        "items": [
+            {
+                "apiVersion": "v1",
+                "kind": "ConfigMap",
+                "metadata": {"name": config, "labels": labels},
+                "data": {"plan.json": plan.to_json()},
+            },
+            {
+                "apiVersion": "batch/v1",
+                "kind": "Job",
+                "metadata": {"name": shards, "labels": labels},
+                "spec": {
+                    "completionMode": "Indexed",
+                    "completions": n,
+                    "parallelism": launch.throttle.clamp(1, n.max(1)),
+                    "backoffLimitPerIndex": pods.retries,
+                    // One shard that fails for good fails the Job, and the merge with it.
+                    "maxFailedIndexes": 0,
+                    "template": pod("shard", pod_command(launch, pods, "run", &[])?),
+                }
+            },
+            {
+                "apiVersion": "batch/v1",
+                "kind": "Job",
+                "metadata": {"name": merge, "labels": labels},
+                "spec": {
+                    "completions": 1,
+                    "backoffLimit": pods.retries,
+                    "template": pod("merge", pod_command(launch, pods, "merge", &wait)?),
+                }
+            }
+        ]
+    });
+    serde_json::to_string_pretty(&list)
+        .map(|mut s| {
+            s.push('\n');
+            s
+        })
+        .map_err(|e| ShardError::Emit(e.to_string()))
 }

@@ -172,6 +172,42 @@ fn check_header(plan: &ShardPlan, stage: &str, i: usize, h: &Header) -> Result<(
     Ok(())
 }
 
+/// Waits until every stage's folder holds a committed partial of every shard, looking every
+/// `every`, for at most `limit`: for engines with no `afterok` (a Kubernetes merge Job starts with
+/// the shards). Only names are looked at; [`merge`] then checks what they hold. Past the limit,
+/// the shards still missing are the error.
+pub fn wait_for_shards(
+    plan: &ShardPlan,
+    limit: std::time::Duration,
+    every: std::time::Duration,
+) -> Result<(), ShardError> {
+    let started = std::time::Instant::now();
+    loop {
+        let run_dir = plan.run_dir();
+        let missing: Vec<String> = plan
+            .stages
+            .iter()
+            .flat_map(|stage| {
+                let dir = stage_dir(&run_dir, stage);
+                (0..plan.shards.len())
+                    .map(move |i| dir.join(partial::final_name(i)))
+                    .filter(|f| !f.exists())
+            })
+            .map(|f| format!("{}: missing (not committed after waiting)", f.display()))
+            .collect();
+        if missing.is_empty() {
+            return Ok(());
+        }
+        if started.elapsed() >= limit {
+            return Err(ShardError::Incomplete {
+                plan_hash: plan.plan_hash.clone(),
+                problems: missing,
+            });
+        }
+        std::thread::sleep(every.min(limit.saturating_sub(started.elapsed())));
+    }
+}
+
 /// Merges the run in `plan`'s shared folder and writes `p`'s tables and run report.
 pub fn merge(p: &Pipeline, plan: &ShardPlan) -> Result<MergeOutcome, ShardError> {
     let started_at = SystemTime::now();

@@ -25,8 +25,8 @@ mod tests;
 
 use std::path::PathBuf;
 
-pub use emit::{Launch, logs_path, plan_path, slurm};
-pub use merge::{MergeOutcome, merge};
+pub use emit::{Launch, Pods, k8s, logs_path, plan_path, slurm};
+pub use merge::{MergeOutcome, merge, wait_for_shards};
 pub use partial::Committed;
 pub use plan::{ShardPlan, Unit, load_plan, make_plan};
 pub use run::{ShardOutcome, run_shard, shard_index_from_env};

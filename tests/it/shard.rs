@@ -534,3 +534,147 @@ fn a_slurm_job_array_with_a_requeued_shard_merges_to_the_bytes_of_one_node() {
     assert_eq!(merged[0].1, "COMPLETED", "the merge: {merged:?}");
     assert_same_outputs(&s);
 }
+
+/// `sweep plan --emit k8s`: the manifests decode as Kubernetes' own types (the plan's ConfigMap,
+/// an Indexed Job of the shards with per-index retries and the throttle as its parallelism, and
+/// the merge Job), and what their pods run does the work: one process per index with
+/// `JOB_COMPLETION_INDEX` set, and the merge started first, waiting for their partials, give the
+/// tables of one node.
+#[test]
+fn the_k8s_manifests_decode_and_their_pods_commands_merge_to_the_bytes_of_one_node() {
+    use k8s_openapi::api::batch::v1::Job;
+    use k8s_openapi::api::core::v1::ConfigMap;
+    let s = Scratch::new();
+    generate(&s, 6);
+    s.write("p.toml", pipeline().toml());
+    single_node(&s);
+    let root = s.dir.path().to_path_buf();
+    let abs = |rel: &str| root.join(rel).display().to_string();
+    let sets = [
+        format!("readers.orders.path={}", abs("in/*.csv")),
+        format!("sinks.tables.path={}", abs("merged")),
+        format!("monitor.report={}", abs("merged/execution_metrics.json")),
+    ];
+    let mut args = vec![
+        "plan".to_string(),
+        "p.toml".into(),
+        "--shards".into(),
+        "3".into(),
+        "--shared".into(),
+        abs("shared"),
+        "--emit".into(),
+        "k8s".into(),
+        "--throttle".into(),
+        "2".into(),
+        "--image".into(),
+        "registry.example/sweep:1".into(),
+        "--claim".into(),
+        "sweep-shared".into(),
+        "--plan-mount".into(),
+        abs("etc-sweep"),
+        "--binary".into(),
+        env!("CARGO_BIN_EXE_sweep").into(),
+    ];
+    for x in &sets {
+        args.extend(["--set".to_string(), x.clone()]);
+    }
+    let out = s.sweep(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    out.assert_success();
+    let list: serde_json::Value = serde_json::from_str(&out.stdout).expect("JSON");
+    assert_eq!(
+        (&list["apiVersion"], &list["kind"]),
+        (&"v1".into(), &"List".into())
+    );
+    let items = list["items"].as_array().expect("items");
+    assert_eq!(items.len(), 3);
+    let config: ConfigMap = serde_json::from_value(items[0].clone()).expect("a ConfigMap");
+    let shards: Job = serde_json::from_value(items[1].clone()).expect("a Job");
+    let merge: Job = serde_json::from_value(items[2].clone()).expect("a Job");
+
+    let plan_json = &config.data.as_ref().expect("data")["plan.json"];
+    let plan: serde_json::Value = serde_json::from_str(plan_json).unwrap();
+    assert_eq!(plan["shards"].as_array().map(Vec::len), Some(3));
+    let spec = shards.spec.as_ref().expect("spec");
+    assert_eq!(spec.completion_mode.as_deref(), Some("Indexed"));
+    assert_eq!((spec.completions, spec.parallelism), (Some(3), Some(2)));
+    assert_eq!(
+        (spec.backoff_limit_per_index, spec.max_failed_indexes),
+        (Some(3), Some(0))
+    );
+    let pod = |job: &Job| job.spec.as_ref().unwrap().template.spec.clone().unwrap();
+    let shard_pod = pod(&shards);
+    assert_eq!(shard_pod.restart_policy.as_deref(), Some("Never"));
+    let volumes = shard_pod.volumes.clone().unwrap();
+    assert_eq!(
+        volumes[0]
+            .persistent_volume_claim
+            .as_ref()
+            .map(|c| c.claim_name.as_str()),
+        Some("sweep-shared")
+    );
+    assert_eq!(
+        volumes[1].config_map.as_ref().map(|c| c.name.as_str()),
+        config.metadata.name.as_deref()
+    );
+    let container = |p: &k8s_openapi::api::core::v1::PodSpec| p.containers[0].clone();
+    let (shard_c, merge_c) = (container(&shard_pod), container(&pod(&merge)));
+    assert_eq!(shard_c.image.as_deref(), Some("registry.example/sweep:1"));
+    assert_eq!(shard_c.working_dir.as_deref(), Some(abs("shared").as_str()));
+    let mounts: Vec<String> = shard_c
+        .volume_mounts
+        .clone()
+        .unwrap()
+        .iter()
+        .map(|m| m.mount_path.clone())
+        .collect();
+    assert_eq!(mounts, [abs("shared"), abs("etc-sweep")]);
+    let merge_cmd = merge_c.command.clone().unwrap();
+    assert_eq!(merge_cmd[1], "merge");
+    assert_eq!(merge_cmd[merge_cmd.len() - 2..], ["--wait", "86400"]);
+
+    // What the pods run, here: the ConfigMap's plan where the pod mounts it, the shared folder
+    // (the claim) at its path, and the merge started before the shards, as Kubernetes would.
+    std::fs::create_dir_all(s.path("etc-sweep")).unwrap();
+    std::fs::create_dir_all(s.path("shared")).unwrap();
+    s.write("etc-sweep/plan.json", plan_json);
+    let run = |c: &k8s_openapi::api::core::v1::Container, index: Option<usize>| {
+        let cmd = c.command.clone().unwrap();
+        let mut p = Command::new(&cmd[0]);
+        p.args(&cmd[1..])
+            .current_dir(c.working_dir.clone().unwrap())
+            .env("SWEEP_LOG", "warn")
+            .env_remove("SLURM_ARRAY_TASK_ID")
+            .env_remove("JOB_COMPLETION_INDEX")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        if let Some(i) = index {
+            p.env("JOB_COMPLETION_INDEX", i.to_string());
+        }
+        p.spawn().expect("spawn a pod's command")
+    };
+    let merging = run(&merge_c, None);
+    std::thread::sleep(Duration::from_millis(300));
+    let pods: Vec<_> = (0..3).map(|i| run(&shard_c, Some(i))).collect();
+    for p in pods {
+        finish(p).assert_success();
+    }
+    finish(merging).assert_success();
+    assert_same_outputs(&s);
+}
+
+/// `--emit k8s` needs the image and the claim, and says which is missing.
+#[test]
+fn the_k8s_manifests_need_an_image_and_a_claim() {
+    let s = Scratch::new();
+    generate(&s, 1);
+    s.write("p.toml", pipeline().toml());
+    let base = [
+        "plan", "p.toml", "--shards", "2", "--shared", "shared", "--emit", "k8s",
+    ];
+    s.sweep(&[&base[..], &["--claim", "c"]].concat())
+        .assert_code(2)
+        .assert_stderr_contains("--emit k8s needs --image");
+    s.sweep(&[&base[..], &["--image", "i"]].concat())
+        .assert_code(2)
+        .assert_stderr_contains("--emit k8s needs --claim");
+}
