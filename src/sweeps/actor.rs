@@ -163,6 +163,15 @@ async fn finish(
             );
             return None;
         }
+        // A value the sweeps table cannot hold (a notional beyond 64 bits) is the data's doing,
+        // not the spill folder's.
+        Ok(Err(e @ SpillError::Table(_))) => {
+            ctx.fail(
+                ErrorKind::BadRow,
+                format!("sweep analysis `{}`: {e}", ctx.name),
+            );
+            return None;
+        }
         Ok(Err(e)) => {
             ctx.fail(
                 ErrorKind::Output,

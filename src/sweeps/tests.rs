@@ -399,3 +399,19 @@ fn dates_across_both_daylight_saving_switches() {
         );
     }
 }
+
+/// A notional beyond 64 bits cannot go in the sweeps table's Int64 column: the analysis fails,
+/// naming the column and the value, rather than wrapping it.
+#[test]
+fn a_notional_beyond_64_bits_fails_naming_the_column() {
+    let price = 5_000_000_000_000_000_000i64;
+    let e = state(&[Ev::insert(1, T0)], &[(1, T0 + 10, 2, 47, price)])
+        .finish()
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+    assert!(
+        e.contains("column `notional` holds 10000000000000000000, which does not fit Int64"),
+        "{e}"
+    );
+}
