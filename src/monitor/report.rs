@@ -78,6 +78,20 @@ pub struct Totals {
     pub rows_rejected: u64,
 }
 
+impl Totals {
+    /// Adds the jobs' row and byte counts: the ledger's sums, the same for a run and a merge.
+    pub(crate) fn add_jobs(&mut self, jobs: &[JobReport]) {
+        for j in jobs {
+            self.rows_read += j.rows_read;
+            self.rows_kept += j.rows_kept;
+            self.rows_filtered_out += j.rows_filtered_out;
+            self.rows_rejected += j.rows_rejected;
+            self.bytes_read += j.bytes_read;
+            self.file_bytes += j.file_bytes;
+        }
+    }
+}
+
 /// One input file.
 #[derive(Debug, Clone, Serialize)]
 pub struct JobReport {
@@ -262,14 +276,7 @@ pub(crate) fn report(
         jobs_not_started: count(JobState::Pending),
         ..Totals::default()
     };
-    for j in &job_reports {
-        totals.rows_read += j.rows_read;
-        totals.rows_kept += j.rows_kept;
-        totals.rows_filtered_out += j.rows_filtered_out;
-        totals.rows_rejected += j.rows_rejected;
-        totals.bytes_read += j.bytes_read;
-        totals.file_bytes += j.file_bytes;
-    }
+    totals.add_jobs(&job_reports);
     totals.rows_per_sec = per_sec(totals.rows_read as f64, elapsed);
     totals.mb_per_sec = per_sec(totals.bytes_read as f64 / 1e6, elapsed);
     RunReport {

@@ -343,14 +343,7 @@ fn merged_report(
         jobs_done: jobs.len(),
         ..Totals::default()
     };
-    for j in &jobs {
-        totals.rows_read += j.rows_read;
-        totals.rows_kept += j.rows_kept;
-        totals.rows_filtered_out += j.rows_filtered_out;
-        totals.rows_rejected += j.rows_rejected;
-        totals.bytes_read += j.bytes_read;
-        totals.file_bytes += j.file_bytes;
-    }
+    totals.add_jobs(&jobs);
     totals.rows_per_sec = rate(totals.rows_read as f64, longest);
     totals.mb_per_sec = rate(totals.bytes_read as f64 / 1e6, longest);
     RunReport {
