@@ -5,13 +5,7 @@
 use std::fs::File;
 use std::path::{Path, PathBuf};
 
-use arrow_array::cast::AsArray;
-use arrow_array::types::{
-    Decimal128Type, Float32Type, Float64Type, Int8Type, Int16Type, Int32Type, Int64Type, UInt8Type,
-    UInt16Type, UInt32Type, UInt64Type,
-};
 use arrow_array::{Array, RecordBatch};
-use arrow_schema::DataType;
 use parquet::arrow::ProjectionMask;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
@@ -230,7 +224,7 @@ fn batch_rows(
     for r in 0..batch.num_rows() {
         *number += 1;
         for (j, (v, a)) in values.iter_mut().zip(&arrays).enumerate() {
-            *v = array_value(*a, r).ok_or_else(|| ReportError::Value {
+            *v = Cell::from_array(*a, r).ok_or_else(|| ReportError::Value {
                 table: name.to_string(),
                 row: *number,
                 column: columns[j].to_string(),
@@ -245,28 +239,4 @@ fn batch_rows(
         })?;
     }
     Ok(())
-}
-
-/// One value of an array; `None` for a type no table of ours has.
-fn array_value(a: &dyn Array, i: usize) -> Option<Cell> {
-    if a.is_null(i) {
-        return Some(Cell::Null);
-    }
-    Some(match a.data_type() {
-        DataType::Int8 => Cell::Int(a.as_primitive::<Int8Type>().value(i).into()),
-        DataType::Int16 => Cell::Int(a.as_primitive::<Int16Type>().value(i).into()),
-        DataType::Int32 => Cell::Int(a.as_primitive::<Int32Type>().value(i).into()),
-        DataType::Int64 => Cell::Int(a.as_primitive::<Int64Type>().value(i).into()),
-        DataType::UInt8 => Cell::Int(a.as_primitive::<UInt8Type>().value(i).into()),
-        DataType::UInt16 => Cell::Int(a.as_primitive::<UInt16Type>().value(i).into()),
-        DataType::UInt32 => Cell::Int(a.as_primitive::<UInt32Type>().value(i).into()),
-        DataType::UInt64 => Cell::Int(a.as_primitive::<UInt64Type>().value(i).into()),
-        DataType::Decimal128(_, 0) => Cell::Int(a.as_primitive::<Decimal128Type>().value(i)),
-        DataType::Float32 => Cell::Float(a.as_primitive::<Float32Type>().value(i).into()),
-        DataType::Float64 => Cell::Float(a.as_primitive::<Float64Type>().value(i)),
-        DataType::Utf8 => Cell::Str(a.as_string::<i32>().value(i).to_string()),
-        DataType::LargeUtf8 => Cell::Str(a.as_string::<i64>().value(i).to_string()),
-        DataType::Utf8View => Cell::Str(a.as_string_view().value(i).to_string()),
-        _ => return None,
-    })
 }

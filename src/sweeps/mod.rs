@@ -12,4 +12,4 @@ mod tests;
 
 pub use config::{SweepsConfig, SweepsSpec};
 pub use state::{ORDER_COLUMNS, SweepError, SweepState, TRADE_COLUMNS};
-pub use tables::TABLES;
+pub use tables::{DAY_COLUMNS, TABLES};

@@ -114,7 +114,7 @@ impl Finished {
 }
 
 /// The accounting columns of `security_days.csv`, after the key, in the order counted above.
-const DAY_COLUMNS: [&str; 12] = [
+pub const DAY_COLUMNS: [&str; 12] = [
     "order_events",
     "orders",
     "cp_orders",

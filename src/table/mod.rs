@@ -31,6 +31,38 @@ pub enum Cell {
     Null,
 }
 
+impl Cell {
+    /// One value of an Arrow array as a cell (integers of any width, floats, text); `None` for a
+    /// type no table of ours has.
+    pub(crate) fn from_array(a: &dyn Array, i: usize) -> Option<Cell> {
+        use arrow_array::cast::AsArray;
+        use arrow_array::types::{
+            Decimal128Type, Float32Type, Float64Type, Int8Type, Int16Type, Int32Type, Int64Type,
+            UInt8Type, UInt16Type, UInt32Type, UInt64Type,
+        };
+        if a.is_null(i) {
+            return Some(Cell::Null);
+        }
+        Some(match a.data_type() {
+            DataType::Int8 => Cell::Int(a.as_primitive::<Int8Type>().value(i).into()),
+            DataType::Int16 => Cell::Int(a.as_primitive::<Int16Type>().value(i).into()),
+            DataType::Int32 => Cell::Int(a.as_primitive::<Int32Type>().value(i).into()),
+            DataType::Int64 => Cell::Int(a.as_primitive::<Int64Type>().value(i).into()),
+            DataType::UInt8 => Cell::Int(a.as_primitive::<UInt8Type>().value(i).into()),
+            DataType::UInt16 => Cell::Int(a.as_primitive::<UInt16Type>().value(i).into()),
+            DataType::UInt32 => Cell::Int(a.as_primitive::<UInt32Type>().value(i).into()),
+            DataType::UInt64 => Cell::Int(a.as_primitive::<UInt64Type>().value(i).into()),
+            DataType::Decimal128(_, 0) => Cell::Int(a.as_primitive::<Decimal128Type>().value(i)),
+            DataType::Float32 => Cell::Float(a.as_primitive::<Float32Type>().value(i).into()),
+            DataType::Float64 => Cell::Float(a.as_primitive::<Float64Type>().value(i)),
+            DataType::Utf8 => Cell::Str(a.as_string::<i32>().value(i).to_string()),
+            DataType::LargeUtf8 => Cell::Str(a.as_string::<i64>().value(i).to_string()),
+            DataType::Utf8View => Cell::Str(a.as_string_view().value(i).to_string()),
+            _ => return None,
+        })
+    }
+}
+
 impl fmt::Display for Cell {
     /// The CSV text of the value, before quoting: floats in Rust's shortest round-trip form, null
     /// as nothing.
@@ -224,7 +256,7 @@ impl Table {
                     batch
                         .columns()
                         .iter()
-                        .map(|c| batch_cell(c.as_ref(), r))
+                        .map(|c| Cell::from_array(c.as_ref(), r).expect("a table type"))
                         .collect(),
                 );
             }
@@ -415,23 +447,6 @@ fn batch_csv(batch: &RecordBatch, text: &mut String) -> Result<(), ArrowError> {
         text.push('\n');
     }
     Ok(())
-}
-
-/// One value of an array as a cell.
-#[cfg(test)]
-fn batch_cell(array: &dyn Array, row: usize) -> Cell {
-    use arrow_array::cast::AsArray;
-    use arrow_array::types::{Float64Type, Int64Type, UInt64Type};
-    if array.is_null(row) {
-        return Cell::Null;
-    }
-    match array.data_type() {
-        DataType::Int64 => Cell::Int(array.as_primitive::<Int64Type>().value(row).into()),
-        DataType::UInt64 => Cell::Int(array.as_primitive::<UInt64Type>().value(row).into()),
-        DataType::Float64 => Cell::Float(array.as_primitive::<Float64Type>().value(row)),
-        DataType::Utf8 => Cell::Str(array.as_string::<i32>().value(row).to_string()),
-        other => panic!("a cell of type {other}"),
-    }
 }
 
 /// Rows of cells as a batch of `schema`'s types: integers into Int64 or UInt64 (failing when
