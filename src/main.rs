@@ -48,6 +48,14 @@ enum Command {
         /// The shard to run; default `$SLURM_ARRAY_TASK_ID`, else `$JOB_COMPLETION_INDEX`.
         #[arg(long, value_name = "I", requires = "plan")]
         shard_index: Option<usize>,
+        /// The plan's stage this shard runs: `map` reads its files; `reduce` reduces its
+        /// order-id partitions of each sweep analysis once every map shard has committed.
+        #[arg(long, value_enum, default_value = "map", requires = "plan")]
+        stage: ShardStage,
+        /// With `--stage reduce`: first wait up to SECS for every map shard to commit, looking
+        /// every 2 s (a Kubernetes reduce Job starts with the map's).
+        #[arg(long, value_name = "SECS", requires = "plan")]
+        wait: Option<u64>,
     },
     /// Merge the shards of a plan: check the shared folder holds exactly every shard's partial,
     /// merge them and write the pipeline's tables and run report, as `sweep run` would.
@@ -136,6 +144,13 @@ enum Command {
         #[arg(short, long, value_name = "FILE")]
         metrics: Option<PathBuf>,
     },
+}
+
+/// `sweep run --plan --stage`.
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum ShardStage {
+    Map,
+    Reduce,
 }
 
 /// The cluster engines `sweep plan --emit` writes jobs for.
@@ -332,8 +347,15 @@ fn emit(
     }
 }
 
-/// `sweep run --plan`: one shard.
-fn run_shard(path: &Path, set: &[String], plan: &Path, index: Option<usize>) -> ExitCode {
+/// `sweep run --plan`: one shard, of the map or the reduce.
+fn run_shard(
+    path: &Path,
+    set: &[String],
+    plan: &Path,
+    index: Option<usize>,
+    stage: ShardStage,
+    wait: Option<u64>,
+) -> ExitCode {
     let p = match load(path, set) {
         Ok(p) => p,
         Err(code) => return code,
@@ -343,7 +365,21 @@ fn run_shard(path: &Path, set: &[String], plan: &Path, index: Option<usize>) -> 
             Some(i) => i,
             None => sweep::shard::shard_index_from_env()?,
         };
-        sweep::shard::run_shard(&p, &plan, index).map(|o| (plan, o))
+        match stage {
+            ShardStage::Map => sweep::shard::run_shard(&p, &plan, index),
+            ShardStage::Reduce => {
+                if let Some(secs) = wait {
+                    sweep::shard::wait_for_shards(
+                        &plan,
+                        sweep::shard::Stage::Map,
+                        std::time::Duration::from_secs(secs),
+                        std::time::Duration::from_secs(2),
+                    )?;
+                }
+                sweep::shard::run_reduce(&p, &plan, index)
+            }
+        }
+        .map(|o| (plan, o))
     });
     match result {
         Err(e) => shard_failed(&e),
@@ -352,6 +388,11 @@ fn run_shard(path: &Path, set: &[String], plan: &Path, index: Option<usize>) -> 
                 eprintln!(
                     "sweep: shard {} of plan {} is already committed; nothing to do",
                     o.index, plan.plan_hash
+                );
+            } else if o.stage == sweep::shard::Stage::Reduce {
+                eprintln!(
+                    "sweep: reduce shard {} of plan {}: {} sweep rows",
+                    o.index, plan.plan_hash, o.rows_read
                 );
             } else {
                 eprintln!(
@@ -392,6 +433,7 @@ fn merge(path: &Path, set: &[String], plan: &Path, wait: Option<u64>) -> ExitCod
         if let Some(secs) = wait {
             sweep::shard::wait_for_shards(
                 &plan,
+                sweep::shard::Stage::Reduce,
                 std::time::Duration::from_secs(secs),
                 std::time::Duration::from_secs(2),
             )?;
@@ -463,10 +505,12 @@ fn main() -> anyhow::Result<ExitCode> {
             metrics,
             plan,
             shard_index,
+            stage,
+            wait,
         } => {
             set.extend(metrics.map(|m| format!("monitor.prometheus={m}")));
             match plan {
-                Some(plan) => Ok(run_shard(&pipeline, &set, &plan, shard_index)),
+                Some(plan) => Ok(run_shard(&pipeline, &set, &plan, shard_index, stage, wait)),
                 None => run(&pipeline, &set).context("run failed"),
             }
         }

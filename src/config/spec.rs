@@ -132,13 +132,15 @@ impl StageKind {
 
     /// Why `sweep run --plan` (one shard of a sharded run) cannot run this kind, or `None` when
     /// it can. A shard hands over mergeable state instead of outputs, so only kinds whose work
-    /// merges exactly across any split of the input files may take part; a new kind is refused
+    /// merges exactly across any split of the input files may take part (a sweep analysis by
+    /// its map and reduce over order-id partitions, `shard::sweeps`); a new kind is refused
     /// until it is given a partial format and a merge.
     pub fn shard_refusal(&self) -> Option<&'static str> {
         match self {
             StageKind::Reader(_)
             | StageKind::Filter(_)
             | StageKind::Aggregator(_)
+            | StageKind::Sweeps(_)
             | StageKind::TableSink(_) => None,
             StageKind::RowSink(_) => Some(
                 "its rows come out as one file in input-file order, and shards cannot yet hand \
@@ -146,11 +148,6 @@ impl StageKind {
                  `sweep run` writes. Shard the pipeline without its rows sinks \
                  (`pipelines/bench.toml` is the standard job without the extract) and write the \
                  extract with `sweep run`",
-            ),
-            StageKind::Sweeps(_) => Some(
-                "the sweep analysis joins each order's events and trades wherever they are, so \
-                 its map/reduce across shards (by order id) is needed and not built yet. Run it \
-                 with `sweep run`",
             ),
             StageKind::ReportSink(_) => Some(
                 "the page is drawn from the run report, which a shard does not write; run the \

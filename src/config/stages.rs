@@ -73,6 +73,7 @@ pub(super) fn sweeps(cx: &mut Ctx, s: &crate::sweeps::SweepsConfig) -> SweepsSpe
         spill_dir: s.spill_dir.as_ref().map(|d| PathBuf::from(d.get_ref())),
         orders: 0,
         trades: 0,
+        partitions: None,
     }
 }
 

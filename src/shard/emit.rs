@@ -48,20 +48,28 @@ pub fn logs_path(plan: &ShardPlan) -> PathBuf {
     Path::new(&plan.shared).join(format!("{}.logs", plan.plan_hash))
 }
 
-/// `sweep ARGS <pipeline> [--set ...] --plan <plan.json>` for the job scripts.
-fn command(plan: &ShardPlan, launch: &Launch, verb: &str) -> Result<String, ShardError> {
+/// `sweep VERB <pipeline> [--set ...] --plan <plan.json> [EXTRA]` for the job scripts.
+fn command(
+    plan: &ShardPlan,
+    launch: &Launch,
+    verb: &str,
+    extra: &[&str],
+) -> Result<String, ShardError> {
     let plan_file = plan_path(plan);
     let mut words = vec![text(&launch.binary)?, verb, text(&launch.pipeline)?];
     for s in &launch.set {
         words.extend(["--set", s.as_str()]);
     }
     words.extend(["--plan", text(&plan_file)?]);
+    words.extend(extra);
     quote(&words)
 }
 
 /// The Slurm submission script of `plan`. Running it writes the plan to the shared folder
 /// ([`plan_path`]; the jobs' logs go to [`logs_path`]),
-/// submits the array and the merge, and prints their job ids (`ARRAY MERGE`).
+/// submits the array and the merge, and prints their job ids (`ARRAY MERGE`). A plan with a
+/// sweep analysis has a second array, the reduce shards, between them: it starts once every map
+/// shard has succeeded, and the merge once every reduce shard has (`ARRAY REDUCE MERGE`).
 ///
 /// The shards' partials are committed at most once, so Slurm may rerun a task (`--requeue`, node
 /// failure, `scontrol requeue`) freely; the merge is cancelled rather than left pending forever
@@ -132,18 +140,37 @@ pub fn slurm(plan: &ShardPlan, launch: &Launch) -> Result<String, ShardError> {
         n.saturating_sub(1),
         quote(&[text(&launch.workdir)?])?,
         quote(&[text(&shard_log)?])?,
-        quote(&[&command(plan, launch, "run")?])?
+        quote(&[&command(plan, launch, "run", &[])?])?
     );
+    let mut before = "array";
+    if !plan.sweeps.is_empty() {
+        let _ = writeln!(
+            s,
+            "reduce=$(sbatch --parsable --job-name={} --array=0-{}%{throttle} --requeue \
+             --dependency=\"afterok:${{array}}\" --kill-on-invalid-dep=yes --chdir={} \
+             --output={} --wrap={})",
+            quote(&[&format!("sweep-reduce-{short}")])?,
+            n.saturating_sub(1),
+            quote(&[text(&launch.workdir)?])?,
+            quote(&[text(&logs.join("reduce-%a.out"))?])?,
+            quote(&[&command(plan, launch, "run", &["--stage", "reduce"])?])?
+        );
+        before = "reduce";
+    }
     let _ = writeln!(
         s,
-        "merge=$(sbatch --parsable --job-name={} --dependency=\"afterok:${{array}}\" \
+        "merge=$(sbatch --parsable --job-name={} --dependency=\"afterok:${{{before}}}\" \
          --kill-on-invalid-dep=yes --chdir={} --output={} --wrap={})",
         quote(&[&format!("sweep-merge-{short}")])?,
         quote(&[text(&launch.workdir)?])?,
         quote(&[text(&merge_log)?])?,
-        quote(&[&command(plan, launch, "merge")?])?
+        quote(&[&command(plan, launch, "merge", &[])?])?
     );
-    let _ = writeln!(s, "echo \"$array $merge\"");
+    if plan.sweeps.is_empty() {
+        let _ = writeln!(s, "echo \"$array $merge\"");
+    } else {
+        let _ = writeln!(s, "echo \"$array $reduce $merge\"");
+    }
     Ok(s)
 }
 
@@ -186,8 +213,9 @@ fn pod_command(
 /// The Kubernetes manifests of `plan`, as one JSON `List` for `kubectl apply -f`: a ConfigMap
 /// holding the plan; an Indexed Job of the shards (`completionMode: Indexed`, so each pod's
 /// `JOB_COMPLETION_INDEX` is its shard; `backoffLimitPerIndex` retries a shard on its own;
-/// `parallelism` is the throttle); and the merge Job, which starts with them and runs `sweep
-/// merge --wait` until every partial is committed.
+/// `parallelism` is the throttle); with a sweep analysis, a second Indexed Job of the reduce
+/// shards, which wait for the map's partials (`--stage reduce --wait`); and the merge Job,
+/// which starts with them and runs `sweep merge --wait` until every partial is committed.
 pub fn k8s(plan: &ShardPlan, launch: &Launch, pods: &Pods) -> Result<String, ShardError> {
     for p in [&launch.pipeline, &launch.workdir, &pods.plan_mount] {
         if !p.is_absolute() {
@@ -236,42 +264,56 @@ pub fn k8s(plan: &ShardPlan, launch: &Launch, pods: &Pods) -> Result<String, Sha
         })
     };
     let wait = vec!["--wait".to_string(), pods.merge_wait_secs.to_string()];
-    let list = json!({
-        "apiVersion": "v1",
-        "kind": "List",
-        "items": [
-            {
-                "apiVersion": "v1",
-                "kind": "ConfigMap",
-                "metadata": {"name": config, "labels": labels},
-                "data": {"plan.json": plan.to_json()},
-            },
-            {
-                "apiVersion": "batch/v1",
-                "kind": "Job",
-                "metadata": {"name": shards, "labels": labels},
-                "spec": {
-                    "completionMode": "Indexed",
-                    "completions": n,
-                    "parallelism": launch.throttle.clamp(1, n.max(1)),
-                    "backoffLimitPerIndex": pods.retries,
-                    // One shard that fails for good fails the Job, and the merge with it.
-                    "maxFailedIndexes": 0,
-                    "template": pod("shard", pod_command(launch, pods, "run", &[])?),
-                }
-            },
-            {
-                "apiVersion": "batch/v1",
-                "kind": "Job",
-                "metadata": {"name": merge, "labels": labels},
-                "spec": {
-                    "completions": 1,
-                    "backoffLimit": pods.retries,
-                    "template": pod("merge", pod_command(launch, pods, "merge", &wait)?),
-                }
+    let reduce_args = vec![
+        "--stage".to_string(),
+        "reduce".to_string(),
+        "--wait".to_string(),
+        pods.merge_wait_secs.to_string(),
+    ];
+    let indexed = |name: &str, container: &str, args: &[String]| -> Result<_, ShardError> {
+        Ok(json!({
+            "apiVersion": "batch/v1",
+            "kind": "Job",
+            "metadata": {"name": name, "labels": labels},
+            "spec": {
+                "completionMode": "Indexed",
+                "completions": n,
+                "parallelism": launch.throttle.clamp(1, n.max(1)),
+                "backoffLimitPerIndex": pods.retries,
+                // One shard that fails for good fails the Job, and the merge with it.
+                "maxFailedIndexes": 0,
+                "template": pod(container, pod_command(launch, pods, "run", args)?),
             }
-        ]
-    });
+        }))
+    };
+    let mut jobs = vec![indexed(&shards, "shard", &[])?];
+    if !plan.sweeps.is_empty() {
+        // Kubernetes has no dependency between Jobs: the reduce shards start with the map's
+        // and wait for their partials.
+        jobs.push(indexed(
+            &format!("sweep-reduce-{short}"),
+            "reduce",
+            &reduce_args,
+        )?);
+    }
+    let mut items = vec![json!({
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": config, "labels": labels},
+        "data": {"plan.json": plan.to_json()},
+    })];
+    items.extend(jobs);
+    items.push(json!({
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {"name": merge, "labels": labels},
+        "spec": {
+            "completions": 1,
+            "backoffLimit": pods.retries,
+            "template": pod("merge", pod_command(launch, pods, "merge", &wait)?),
+        }
+    }));
+    let list = json!({"apiVersion": "v1", "kind": "List", "items": items});
     serde_json::to_string_pretty(&list)
         .map(|mut s| {
             s.push('\n');

@@ -7,13 +7,13 @@
 //! this plan's hash and that stage, and each ledger must cover exactly the units the plan gives
 //! that shard. Anything else is listed and nothing is written.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::SystemTime;
 
 use super::partial::{self, Header, LedgerEntry, is_temp_name, parse_final_name, stage_dir};
-use super::{ShardError, ShardPlan};
+use super::{ShardError, ShardPlan, Stage, sweeps};
 use crate::aggregators::{AggSnapshot, AggState};
 use crate::batch::TableSet;
 use crate::config::outputs::{Resolved, claims};
@@ -25,6 +25,7 @@ use crate::monitor::report::{
 use crate::monitor::{Resources, Sampler};
 use crate::sinks::atomic::write_atomic;
 use crate::sinks::tables::write_tables;
+use crate::sweeps::Sums;
 
 /// What a merge wrote.
 #[derive(Debug)]
@@ -37,9 +38,6 @@ pub struct MergeOutcome {
     pub leftovers: Vec<PathBuf>,
 }
 
-/// The partials of one stage, by shard index, once checked.
-type Partials = Vec<(Header, AggSnapshot)>;
-
 /// A folder's entries, sorted, so the problems come out in the same order on every filesystem.
 fn sorted(rd: std::fs::ReadDir) -> Vec<PathBuf> {
     let mut v: Vec<PathBuf> = rd.filter_map(Result::ok).map(|e| e.path()).collect();
@@ -47,78 +45,100 @@ fn sorted(rd: std::fs::ReadDir) -> Vec<PathBuf> {
     v
 }
 
-/// Lists and checks the run folder; returns each stage's partials in shard order.
+fn file_name(path: &Path) -> String {
+    path.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
+/// Every partial of the run, checked against the plan.
+#[derive(Default)]
+struct Collected {
+    /// Each aggregator's partials, in shard order.
+    aggregates: BTreeMap<String, Vec<(Header, AggSnapshot)>>,
+    /// Each sweep analysis's map partials, by folder (its order events', its trades'), in
+    /// shard order.
+    maps: BTreeMap<String, Vec<(Header, PathBuf)>>,
+    /// Each sweep analysis's reduce partials, in shard order.
+    reduced: BTreeMap<String, Vec<(Header, Sums, PathBuf)>>,
+}
+
+/// Which partials to collect: a reduce shard needs the map's alone.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Stages {
+    Map,
+    All,
+}
+
+/// Lists the run folder and checks every partial in the folders `stages` asks for; anything
+/// not in the plan's folders is a problem.
 fn collect(
     plan: &ShardPlan,
+    stages: Stages,
     leftovers: &mut Vec<PathBuf>,
-) -> Result<BTreeMap<String, Partials>, ShardError> {
+) -> Result<Collected, ShardError> {
     let run_dir = plan.run_dir();
-    let n = plan.shards.len();
     let mut problems = Vec::new();
+    let mut expected = plan.map_folders();
+    expected.extend(plan.reduce_folders());
     match std::fs::read_dir(&run_dir) {
         Err(e) => problems.push(format!("{}: {e}", run_dir.display())),
         Ok(rd) => {
             for path in sorted(rd) {
-                let name = path
-                    .file_name()
-                    .map(|n| n.to_string_lossy().into_owned())
-                    .unwrap_or_default();
-                if !plan.stages.contains(&name) {
+                if !expected.contains(&file_name(&path)) {
                     problems.push(format!(
-                        "{}: unexpected: the plan's stages are {}",
+                        "{}: unexpected: the plan's folders are {}",
                         path.display(),
-                        plan.stages.join(", ")
+                        expected.join(", ")
                     ));
                 }
             }
         }
     }
-    let mut out = BTreeMap::new();
+    let mut out = Collected::default();
+    let files = |i: usize| plan.shards[i].units.as_slice();
     for stage in &plan.stages {
-        let dir = stage_dir(&run_dir, stage);
-        let mut found: Vec<Option<PathBuf>> = vec![None; n];
-        let listing = match std::fs::read_dir(&dir) {
-            Ok(rd) => rd,
-            Err(e) => {
-                problems.push(format!("{}: {e}", dir.display()));
-                continue;
-            }
-        };
-        for path in sorted(listing) {
-            let name = path
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_default();
-            match parse_final_name(&name) {
-                Some(i) if i < n => found[i] = Some(path),
-                Some(i) => problems.push(format!(
-                    "{}: extra: shard {i} of a plan with shards 0..{n}",
-                    path.display()
-                )),
-                // A killed attempt's temporary, or NFS's name for a file removed while open:
-                // never a committed partial, so never merged.
-                None if is_temp_name(&name) || name.starts_with(".nfs") => leftovers.push(path),
-                None => problems.push(format!("{}: extra: not a partial's name", path.display())),
-            }
-        }
         let mut parts = Vec::new();
-        for (i, f) in found.into_iter().enumerate() {
-            let Some(path) = f else {
-                problems.push(format!(
-                    "{}: missing (shard {i} has not committed)",
-                    dir.join(partial::final_name(i)).display()
-                ));
-                continue;
-            };
+        for (i, path) in listed(plan, stage, &mut problems, leftovers) {
             match partial::read(&path) {
                 Err(e) => problems.push(e.to_string()),
-                Ok((h, s)) => match check_header(plan, stage, i, &h) {
+                Ok((h, s)) => match check_header(plan, stage, i, &h, files(i)) {
                     Err(why) => problems.push(format!("{}: {why}", path.display())),
                     Ok(()) => parts.push((h, s)),
                 },
             }
         }
-        out.insert(stage.clone(), parts);
+        out.aggregates.insert(stage.clone(), parts);
+    }
+    for w in &plan.sweeps {
+        for (trades, folder) in [false, true].into_iter().zip(sweeps::map_folders(&w.name)) {
+            let mut parts = Vec::new();
+            for (i, path) in listed(plan, &folder, &mut problems, leftovers) {
+                match sweeps::read_map_header(&path, trades) {
+                    Err(e) => problems.push(e.to_string()),
+                    Ok(h) => match check_header(plan, &folder, i, &h, files(i)) {
+                        Err(why) => problems.push(format!("{}: {why}", path.display())),
+                        Ok(()) => parts.push((h, path)),
+                    },
+                }
+            }
+            out.maps.insert(folder, parts);
+        }
+        if stages == Stages::Map {
+            continue;
+        }
+        let folder = sweeps::reduce_folder(&w.name);
+        let mut reduced = Vec::new();
+        for (i, path) in listed(plan, &folder, &mut problems, leftovers) {
+            match sweeps::read_reduced(&path) {
+                Err(e) => problems.push(e.to_string()),
+                Ok((h, sums)) => match check_header(plan, &folder, i, &h, &[]) {
+                    Err(why) => problems.push(format!("{}: {why}", path.display())),
+                    Ok(()) => reduced.push((h, sums, path)),
+                },
+            }
+        }
+        out.reduced.insert(w.name.clone(), reduced);
     }
     if problems.is_empty() {
         Ok(out)
@@ -130,9 +150,81 @@ fn collect(
     }
 }
 
-/// Whether a partial is what its name says: shard `i` of this plan, for `stage`, over the units
-/// the plan gives shard `i`.
-fn check_header(plan: &ShardPlan, stage: &str, i: usize, h: &Header) -> Result<(), String> {
+/// The committed partials in one of the run's folders, as (shard index, path) for shards
+/// `0..N` in order; a missing shard, an extra name or an unreadable folder is a problem.
+fn listed(
+    plan: &ShardPlan,
+    folder: &str,
+    problems: &mut Vec<String>,
+    leftovers: &mut Vec<PathBuf>,
+) -> Vec<(usize, PathBuf)> {
+    let n = plan.shards.len();
+    let dir = stage_dir(&plan.run_dir(), folder);
+    let listing = match std::fs::read_dir(&dir) {
+        Ok(rd) => sorted(rd),
+        // No shard of this stage has committed yet: each is listed as missing below.
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+        Err(e) => {
+            problems.push(format!("{}: {e}", dir.display()));
+            return Vec::new();
+        }
+    };
+    let mut found: Vec<Option<PathBuf>> = vec![None; n];
+    for path in listing {
+        let name = file_name(&path);
+        match parse_final_name(&name) {
+            Some(i) if i < n => found[i] = Some(path),
+            Some(i) => problems.push(format!(
+                "{}: extra: shard {i} of a plan with shards 0..{n}",
+                path.display()
+            )),
+            // A killed attempt's temporary, or NFS's name for a file removed while open:
+            // never a committed partial, so never merged.
+            None if is_temp_name(&name) || name.starts_with(".nfs") => leftovers.push(path),
+            None => problems.push(format!("{}: extra: not a partial's name", path.display())),
+        }
+    }
+    let mut out = Vec::new();
+    for (i, f) in found.into_iter().enumerate() {
+        match f {
+            Some(path) => out.push((i, path)),
+            None => problems.push(format!(
+                "{}: missing (shard {i} has not committed)",
+                dir.join(partial::final_name(i)).display()
+            )),
+        }
+    }
+    out
+}
+
+/// Each sweep analysis's map partials, order events then trades, once every one is committed
+/// and checked against the plan: what a reduce shard reads.
+pub(crate) fn map_partials(plan: &ShardPlan) -> Result<HashMap<String, Vec<PathBuf>>, ShardError> {
+    let mut leftovers = Vec::new();
+    let mut c = collect(plan, Stages::Map, &mut leftovers)?;
+    Ok(plan
+        .sweeps
+        .iter()
+        .map(|w| {
+            let files = sweeps::map_folders(&w.name)
+                .iter()
+                .flat_map(|f| c.maps.remove(f).unwrap_or_default())
+                .map(|(_, p)| p)
+                .collect();
+            (w.name.clone(), files)
+        })
+        .collect())
+}
+
+/// Whether a partial is what its name says: shard `i` of this plan, for `stage` (its folder),
+/// over `units`, the files the plan gives that shard (none for a reduce shard).
+fn check_header(
+    plan: &ShardPlan,
+    stage: &str,
+    i: usize,
+    h: &Header,
+    planned_units: &[usize],
+) -> Result<(), String> {
     if h.plan_hash != plan.plan_hash {
         return Err(format!(
             "from another plan (its plan hash is {}, this plan's {})",
@@ -157,8 +249,7 @@ fn check_header(plan: &ShardPlan, stage: &str, i: usize, h: &Header) -> Result<(
         return Err(format!("holds stage `{}`, not `{stage}`", h.stage));
     }
     let units: Vec<(usize, &str)> = h.ledger.iter().map(|e| (e.unit, e.file.as_str())).collect();
-    let planned: Vec<(usize, &str)> = plan.shards[i]
-        .units
+    let planned: Vec<(usize, &str)> = planned_units
         .iter()
         .map(|&u| (u, plan.units[u].path.as_str()))
         .collect();
@@ -172,20 +263,25 @@ fn check_header(plan: &ShardPlan, stage: &str, i: usize, h: &Header) -> Result<(
     Ok(())
 }
 
-/// Waits until every stage's folder holds a committed partial of every shard, looking every
-/// `every`, for at most `limit`: for engines with no `afterok` (a Kubernetes merge Job starts with
-/// the shards). Only names are looked at; [`merge`] then checks what they hold. Past the limit,
-/// the shards still missing are the error.
+/// Waits until every folder of the stages up to `through` (the map's: what a reduce shard
+/// reads; the reduce's too: what the merge reads) holds a committed partial of every shard,
+/// looking every `every`, for at most `limit`: for engines with no `afterok` (a Kubernetes
+/// reduce or merge Job starts with the shards). Only names are looked at; the reduce or merge
+/// then checks what they hold. Past the limit, the shards still missing are the error.
 pub fn wait_for_shards(
     plan: &ShardPlan,
+    through: Stage,
     limit: std::time::Duration,
     every: std::time::Duration,
 ) -> Result<(), ShardError> {
     let started = std::time::Instant::now();
+    let mut folders = plan.map_folders();
+    if through == Stage::Reduce {
+        folders.extend(plan.reduce_folders());
+    }
     loop {
         let run_dir = plan.run_dir();
-        let missing: Vec<String> = plan
-            .stages
+        let missing: Vec<String> = folders
             .iter()
             .flat_map(|stage| {
                 let dir = stage_dir(&run_dir, stage);
@@ -219,7 +315,11 @@ pub fn merge(p: &Pipeline, plan: &ShardPlan) -> Result<MergeOutcome, ShardError>
         return Err(ShardError::Outputs(conflicts));
     }
     let mut leftovers = Vec::new();
-    let partials = collect(plan, &mut leftovers)?;
+    let Collected {
+        aggregates,
+        maps,
+        reduced,
+    } = collect(plan, Stages::All, &mut leftovers)?;
     let mut merged: BTreeMap<&str, AggState> = BTreeMap::new();
     for s in &p.stages {
         let StageKind::Aggregator(spec) = &s.kind else {
@@ -227,7 +327,7 @@ pub fn merge(p: &Pipeline, plan: &ShardPlan) -> Result<MergeOutcome, ShardError>
         };
         let spec = Arc::new(spec.clone());
         let mut state = AggState::new(spec.clone());
-        for (h, snap) in partials.get(&s.name).into_iter().flatten() {
+        for (h, snap) in aggregates.get(&s.name).into_iter().flatten() {
             let part = AggState::restore(spec.clone(), snap).map_err(|e| ShardError::Partial {
                 path: stage_dir(&plan.run_dir(), &s.name).join(partial::final_name(h.shard_index)),
                 why: e.to_string(),
@@ -235,6 +335,24 @@ pub fn merge(p: &Pipeline, plan: &ShardPlan) -> Result<MergeOutcome, ShardError>
             state.merge(part);
         }
         merged.insert(s.name.as_str(), state);
+    }
+    // A sweep analysis's tables hold its rows as runs read from the reduce partials while they
+    // are written, so each is made when its sink writes it.
+    let reduced_durations: Vec<f64> = reduced
+        .values()
+        .flatten()
+        .map(|(h, _, _)| h.duration_sec)
+        .collect();
+    let mut reduced = reduced;
+    let mut sweep_rows: BTreeMap<&str, u64> = BTreeMap::new();
+    for w in &plan.sweeps {
+        let rows = sweeps::map_folders(&w.name)
+            .iter()
+            .filter_map(|f| maps.get(f))
+            .flatten()
+            .map(|(h, _)| h.rows)
+            .sum();
+        sweep_rows.insert(w.name.as_str(), rows);
     }
     let mut written = Vec::new();
     let mut sinks = Vec::new();
@@ -245,13 +363,20 @@ pub fn merge(p: &Pipeline, plan: &ShardPlan) -> Result<MergeOutcome, ShardError>
         let mut names = Vec::new();
         for &j in &s.inputs {
             let stage = &p.stages[j].name;
-            let Some(state) = merged.get(stage.as_str()) else {
+            let set = if let Some(state) = merged.get(stage.as_str()) {
+                TableSet {
+                    stage: stage.clone(),
+                    rows: state.rows(),
+                    tables: state.finish(),
+                }
+            } else if let Some(parts) = reduced.remove(stage) {
+                TableSet {
+                    stage: stage.clone(),
+                    rows: sweep_rows.get(stage.as_str()).copied().unwrap_or(0),
+                    tables: sweeps::merged_tables(parts)?,
+                }
+            } else {
                 continue;
-            };
-            let set = TableSet {
-                stage: stage.clone(),
-                rows: state.rows(),
-                tables: state.finish(),
             };
             names.extend(
                 write_tables(&t.path, &t.formats, &p.name, &set)
@@ -266,20 +391,27 @@ pub fn merge(p: &Pipeline, plan: &ShardPlan) -> Result<MergeOutcome, ShardError>
         });
         written.push((s.name.clone(), t.path.clone(), names));
     }
-    // Every stage's ledger covers the same files (checked against the plan above); the first
-    // stage's is the run's.
-    let ledger: Vec<&LedgerEntry> = partials
+    // Every map partial's ledger covers its shard's files (checked against the plan above); the
+    // first folder's are the run's.
+    let map_headers: Vec<Vec<&Header>> = aggregates
         .values()
-        .next()
+        .map(|v| v.iter().map(|(h, _)| h).collect())
+        .chain(maps.values().map(|v| v.iter().map(|(h, _)| h).collect()))
+        .collect();
+    let ledger: Vec<&LedgerEntry> = map_headers
+        .first()
         .into_iter()
         .flatten()
-        .flat_map(|(h, _)| &h.ledger)
+        .flat_map(|h| &h.ledger)
         .collect();
-    let longest = partials
-        .values()
+    // The map and the reduce run one after the other, each stage's shards side by side.
+    let longest_map = map_headers
+        .iter()
         .flatten()
-        .map(|(h, _)| h.duration_sec)
+        .map(|h| h.duration_sec)
         .fold(0.0, f64::max);
+    let longest_reduce = reduced_durations.into_iter().fold(0.0, f64::max);
+    let longest = longest_map + longest_reduce;
     let res = Sampler::new().sample();
     let report = merged_report(p, &ledger, longest, started_at, sinks, res);
     if let Some(path) = &p.monitor.report {

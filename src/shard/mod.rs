@@ -20,6 +20,7 @@ mod merge;
 mod partial;
 mod plan;
 mod run;
+mod sweeps;
 #[cfg(test)]
 mod tests;
 
@@ -28,10 +29,19 @@ use std::path::PathBuf;
 pub use emit::{Launch, Pods, k8s, logs_path, plan_path, slurm};
 pub use merge::{MergeOutcome, merge, wait_for_shards};
 pub use partial::Committed;
-pub use plan::{ShardPlan, Unit, load_plan, make_plan};
+pub use plan::{ReduceShard, ShardPlan, SweepsPlan, Unit, load_plan, make_plan};
 pub use run::{ShardOutcome, run_shard, shard_index_from_env};
+pub use sweeps::run_reduce;
 
 use crate::config::{Pipeline, StageKind};
+
+/// The stages of a sharded run's shards: every pipeline's shards read files (the map); a
+/// pipeline with a sweep analysis then has reduce shards over its order-id partitions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stage {
+    Map,
+    Reduce,
+}
 
 /// Why a sharded command could not do its work. [`ShardError::exit_code`] maps each to the
 /// command line's codes: 2 for usage and configuration, 1 for a job or merge that failed.
@@ -134,9 +144,11 @@ pub(crate) fn refusals(p: &Pipeline) -> Vec<String> {
     if !p
         .stages
         .iter()
-        .any(|s| matches!(s.kind, StageKind::Aggregator(_)))
+        .any(|s| matches!(s.kind, StageKind::Aggregator(_) | StageKind::Sweeps(_)))
     {
-        reasons.push("it has no aggregator, so shards would have nothing to merge".into());
+        reasons.push(
+            "it has no aggregator or sweep analysis, so shards would have nothing to merge".into(),
+        );
     }
     reasons
 }
@@ -152,6 +164,20 @@ pub(crate) fn check_shardable(p: &Pipeline) -> Result<(), ShardError> {
             reasons,
         })
     }
+}
+
+/// The sweep analyses, sorted by name: each is a map over the files, then a reduce.
+pub(crate) fn sweeps_stages(p: &Pipeline) -> Vec<(String, crate::sweeps::SweepsSpec)> {
+    let mut v: Vec<(String, crate::sweeps::SweepsSpec)> = p
+        .stages
+        .iter()
+        .filter_map(|s| match &s.kind {
+            StageKind::Sweeps(spec) => Some((s.name.clone(), spec.clone())),
+            _ => None,
+        })
+        .collect();
+    v.sort_by(|a, b| a.0.cmp(&b.0));
+    v
 }
 
 /// The aggregator stages' names, sorted: one partial per stage per shard.

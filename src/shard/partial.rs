@@ -152,17 +152,12 @@ pub(crate) fn create_temp(dir: &Path, index: usize) -> Result<tempfile::NamedTem
     b.tempfile_in(dir).map_err(|e| ShardError::io(dir, e))
 }
 
-/// The partial's bytes: an Arrow IPC file of one row.
-pub(crate) fn encode(h: &Header, state: &AggState) -> Result<Vec<u8>, ShardError> {
-    let internal = |why: String| ShardError::Partial {
-        path: PathBuf::from(&h.stage),
-        why,
-    };
-    let snapshot = postcard::to_stdvec(&state.snapshot())
-        .map_err(|e| internal(format!("cannot encode the state: {e}")))?;
-    let ledger = serde_json::to_string(&h.ledger)
-        .map_err(|e| internal(format!("cannot encode the ledger: {e}")))?;
-    let metadata: HashMap<String, String> = [
+/// What a partial says about itself, as metadata entries: `encoding` says how its rows hold
+/// the state (an aggregator's snapshot, a sweep analysis's rows or its reduced tables).
+pub(crate) fn header_metadata(h: &Header, encoding: &str) -> Result<Vec<(String, String)>, String> {
+    let ledger =
+        serde_json::to_string(&h.ledger).map_err(|e| format!("cannot encode the ledger: {e}"))?;
+    Ok([
         (key::FORMAT, PARTIAL_FORMAT.to_string()),
         (key::PLAN_HASH, h.plan_hash.clone()),
         (key::PIPELINE_DIGEST, h.pipeline_digest.clone()),
@@ -172,11 +167,61 @@ pub(crate) fn encode(h: &Header, state: &AggState) -> Result<Vec<u8>, ShardError
         (key::ROWS, h.rows.to_string()),
         (key::DURATION, format!("{:.6}", h.duration_sec)),
         (key::LEDGER, ledger),
-        (key::ENCODING, ENCODING.to_string()),
+        (key::ENCODING, encoding.to_string()),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_string(), v))
-    .collect();
+    .collect())
+}
+
+/// The header in a partial's metadata, which must say its state is encoded as `encoding`.
+/// `meta` looks a key up.
+pub(crate) fn parse_header(
+    meta: impl Fn(&str) -> Option<String>,
+    encoding: &str,
+) -> Result<Header, String> {
+    let get = |k: &str| meta(k).ok_or_else(|| format!("its metadata has no `{k}`"));
+    let number = |k: &str| -> Result<u64, String> {
+        get(k)?
+            .parse()
+            .map_err(|_| format!("`{k}` is not a number"))
+    };
+    let format = get(key::FORMAT)?;
+    if format != PARTIAL_FORMAT {
+        return Err(format!(
+            "format {format:?}, this build reads {PARTIAL_FORMAT:?}"
+        ));
+    }
+    if get(key::ENCODING)? != encoding {
+        return Err(format!("its state is not encoded as {encoding}"));
+    }
+    Ok(Header {
+        plan_hash: get(key::PLAN_HASH)?,
+        pipeline_digest: get(key::PIPELINE_DIGEST)?,
+        shard_index: number(key::SHARD_INDEX)? as usize,
+        shard_count: number(key::SHARD_COUNT)? as usize,
+        stage: get(key::STAGE)?,
+        rows: number(key::ROWS)?,
+        duration_sec: get(key::DURATION)?
+            .parse()
+            .map_err(|_| format!("`{}` is not a number", key::DURATION))?,
+        ledger: serde_json::from_str(&get(key::LEDGER)?)
+            .map_err(|e| format!("unreadable ledger: {e}"))?,
+    })
+}
+
+/// The partial's bytes: an Arrow IPC file of one row.
+pub(crate) fn encode(h: &Header, state: &AggState) -> Result<Vec<u8>, ShardError> {
+    let internal = |why: String| ShardError::Partial {
+        path: PathBuf::from(&h.stage),
+        why,
+    };
+    let snapshot = postcard::to_stdvec(&state.snapshot())
+        .map_err(|e| internal(format!("cannot encode the state: {e}")))?;
+    let metadata: HashMap<String, String> = header_metadata(h, ENCODING)
+        .map_err(internal)?
+        .into_iter()
+        .collect();
     let schema = Arc::new(
         Schema::new(vec![Field::new(SNAPSHOT_COLUMN, DataType::Binary, false)])
             .with_metadata(metadata),
@@ -202,39 +247,8 @@ pub(crate) fn read(path: &Path) -> Result<(Header, AggSnapshot), ShardError> {
     let file = File::open(path).map_err(|e| ShardError::io(path, e))?;
     let mut r = arrow_ipc::reader::FileReader::try_new(file, None)
         .map_err(|e| bad(format!("not an Arrow IPC file: {e}")))?;
-    let meta = r.schema().metadata().clone();
-    let get = |k: &str| {
-        meta.get(k)
-            .cloned()
-            .ok_or_else(|| bad(format!("its metadata has no `{k}`")))
-    };
-    let number = |k: &str| -> Result<u64, ShardError> {
-        get(k)?
-            .parse()
-            .map_err(|_| bad(format!("`{k}` is not a number")))
-    };
-    let format = get(key::FORMAT)?;
-    if format != PARTIAL_FORMAT {
-        return Err(bad(format!(
-            "format {format:?}, this build reads {PARTIAL_FORMAT:?}"
-        )));
-    }
-    if get(key::ENCODING)? != ENCODING {
-        return Err(bad(format!("its state is not encoded as {ENCODING}")));
-    }
-    let header = Header {
-        plan_hash: get(key::PLAN_HASH)?,
-        pipeline_digest: get(key::PIPELINE_DIGEST)?,
-        shard_index: number(key::SHARD_INDEX)? as usize,
-        shard_count: number(key::SHARD_COUNT)? as usize,
-        stage: get(key::STAGE)?,
-        rows: number(key::ROWS)?,
-        duration_sec: get(key::DURATION)?
-            .parse()
-            .map_err(|_| bad(format!("`{}` is not a number", key::DURATION)))?,
-        ledger: serde_json::from_str(&get(key::LEDGER)?)
-            .map_err(|e| bad(format!("unreadable ledger: {e}")))?,
-    };
+    let schema = r.schema();
+    let header = parse_header(|k| schema.metadata().get(k).cloned(), ENCODING).map_err(bad)?;
     let batch = r
         .next()
         .ok_or_else(|| bad("it holds no state".into()))?
@@ -261,10 +275,23 @@ pub enum Committed {
 /// Writes `bytes` through `temp` and links it to `target` without ever replacing `target`.
 /// If the temporary vanished (a later attempt took it for a stale one), a new one is written.
 pub(crate) fn commit(
-    mut temp: tempfile::NamedTempFile,
+    temp: tempfile::NamedTempFile,
     bytes: &[u8],
     target: &Path,
     index: usize,
+) -> Result<Committed, ShardError> {
+    commit_with(temp, target, index, &mut |file, path| {
+        file.write_all(bytes).map_err(|e| ShardError::io(path, e))
+    })
+}
+
+/// [`commit`] of what `write` writes into the temporary (given its open file and its path):
+/// called again for a new temporary when the first vanished.
+pub(crate) fn commit_with(
+    mut temp: tempfile::NamedTempFile,
+    target: &Path,
+    index: usize,
+    write: &mut dyn FnMut(&mut File, &Path) -> Result<(), ShardError>,
 ) -> Result<Committed, ShardError> {
     let dir = target.parent().unwrap_or(Path::new("."));
     for _ in 0..5 {
@@ -272,9 +299,9 @@ pub(crate) fn commit(
             return Ok(Committed::AlreadyThere);
         }
         let t = temp.path().to_path_buf();
-        temp.as_file_mut()
-            .write_all(bytes)
-            .and_then(|()| temp.as_file().sync_all())
+        write(temp.as_file_mut(), &t)?;
+        temp.as_file()
+            .sync_all()
             .map_err(|e| ShardError::io(&t, e))?;
         match link_no_replace(&t, target) {
             Ok(()) => {

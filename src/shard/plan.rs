@@ -11,12 +11,14 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use super::{ShardError, aggregator_names, check_shardable};
+use super::sweeps::{REDUCE_THREADS, map_folders, reduce_folder};
+use super::{ShardError, aggregator_names, check_shardable, sweeps_stages};
 use crate::config::outputs::{Resolved, claims};
 use crate::config::{Pipeline, StageKind};
 use crate::daemon::digest::digest;
 use crate::daemon::watch::fingerprint;
 use crate::readers::discover::discover;
+use crate::sweeps::partitions_for;
 
 /// Names this file format; bumped if the plan's fields or hash change meaning.
 pub(crate) const PLAN_FORMAT: &str = "sweep-shard-plan/1";
@@ -42,6 +44,47 @@ pub struct Shard {
     pub units: Vec<usize>,
 }
 
+/// A sweep analysis's work beyond the files: each file shard (the map) hands over its rows cut
+/// into `partitions` by order id, and reduce shard `r` reduces partitions
+/// `reduce[r].from..reduce[r].to` of every map shard's rows.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SweepsPlan {
+    pub name: String,
+    pub partitions: usize,
+    pub reduce: Vec<ReduceShard>,
+}
+
+/// One reduce shard: a contiguous range of order-id partitions. Ids are hashed into
+/// partitions, so partitions hold alike shares of the rows and equal counts balance the bytes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReduceShard {
+    pub from: usize,
+    pub index: usize,
+    pub to: usize,
+}
+
+impl SweepsPlan {
+    /// `partitions` (at least one per shard) cut into `shards` contiguous ranges whose sizes
+    /// differ by at most one.
+    fn new(name: &str, partitions: usize, shards: usize) -> SweepsPlan {
+        let n = shards.max(1);
+        let partitions = partitions.max(n);
+        SweepsPlan {
+            name: name.into(),
+            partitions,
+            reduce: (0..n)
+                .map(|index| ReduceShard {
+                    from: index * partitions / n,
+                    index,
+                    to: (index + 1) * partitions / n,
+                })
+                .collect(),
+        }
+    }
+}
+
 /// The plan `sweep plan --shards N --json` prints and `sweep run --plan`/`sweep merge` read.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -56,6 +99,9 @@ pub struct ShardPlan {
     pub shared: String,
     /// The aggregator stages, sorted: each shard leaves one partial per stage.
     pub stages: Vec<String>,
+    /// The sweep analyses, sorted by name: each has a reduce stage after the shards above.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sweeps: Vec<SweepsPlan>,
     pub total_bytes: u64,
     pub units: Vec<Unit>,
 }
@@ -69,20 +115,30 @@ struct Hashed<'a> {
     pipeline_digest: &'a str,
     shards: usize,
     stages: &'a [String],
+    /// Left out when empty, so plans without a sweep analysis keep the hash they had.
+    #[serde(skip_serializing_if = "<[SweepsPlan]>::is_empty")]
+    sweeps: &'a [SweepsPlan],
     units: &'a [Unit],
 }
 
 impl ShardPlan {
     /// The plan over `units` (in any order) cut into `shards`.
+    /// `sweeps` gives each sweep analysis's name and partition count.
     pub(crate) fn build(
         pipeline: &str,
         pipeline_digest: &str,
         mut stages: Vec<String>,
+        sweeps: &[(String, usize)],
         mut units: Vec<Unit>,
         shards: usize,
         shared: &str,
     ) -> ShardPlan {
         stages.sort_unstable();
+        let mut sweeps: Vec<SweepsPlan> = sweeps
+            .iter()
+            .map(|(name, parts)| SweepsPlan::new(name, *parts, shards))
+            .collect();
+        sweeps.sort_by(|a, b| a.name.cmp(&b.name));
         // The canonical order: whatever order the files were found or listed in, the same
         // files give the same indexes, hence the same tie-breaks and the same plan.
         units.sort_by(|a, b| {
@@ -96,6 +152,7 @@ impl ShardPlan {
             pipeline_digest,
             shards,
             stages: &stages,
+            sweeps: &sweeps,
             units: &units,
         };
         // Plain strings, integers and lists: serializing into memory cannot fail.
@@ -109,6 +166,7 @@ impl ShardPlan {
             shards: assign(&units, shards),
             shared: shared.into(),
             stages,
+            sweeps,
             total_bytes: units.iter().map(|u| u.bytes).sum(),
             units,
         }
@@ -125,11 +183,32 @@ impl ShardPlan {
         Path::new(&self.shared).join(&self.plan_hash)
     }
 
+    /// The folders each file shard commits a partial to: one per aggregator, two per sweep
+    /// analysis (its order events and its trades, `shard::sweeps`).
+    pub(crate) fn map_folders(&self) -> Vec<String> {
+        let mut v = self.stages.clone();
+        v.extend(self.sweeps.iter().flat_map(|s| map_folders(&s.name)));
+        v
+    }
+
+    /// The folders each reduce shard commits a partial to: one per sweep analysis.
+    pub(crate) fn reduce_folders(&self) -> Vec<String> {
+        self.sweeps.iter().map(|s| reduce_folder(&s.name)).collect()
+    }
+
     /// Checks that `p` is the pipeline this plan was made for.
     pub(crate) fn check_pipeline(&self, p: &Pipeline) -> Result<(), ShardError> {
         check_shardable(p)?;
         let d = digest(p);
-        if d != self.pipeline_digest || aggregator_names(p) != self.stages {
+        let sweeps: Vec<String> = self.sweeps.iter().map(|s| s.name.clone()).collect();
+        if d != self.pipeline_digest
+            || aggregator_names(p) != self.stages
+            || sweeps_stages(p)
+                .iter()
+                .map(|(n, _)| n.clone())
+                .collect::<Vec<_>>()
+                != sweeps
+        {
             return Err(ShardError::PipelineMismatch {
                 pipeline: d,
                 plan: self.pipeline_digest.clone(),
@@ -148,6 +227,15 @@ impl std::fmt::Display for ShardPlan {
         )?;
         writeln!(f, "shared   {}", self.run_dir().display())?;
         writeln!(f, "stages   {}", self.stages.join(", "))?;
+        for s in &self.sweeps {
+            writeln!(
+                f,
+                "sweeps   {}: {} order-id partitions, reduced by {} shard(s)",
+                s.name,
+                s.partitions,
+                s.reduce.len()
+            )?;
+        }
         writeln!(
             f,
             "units    {} files, {} bytes",
@@ -258,10 +346,24 @@ pub fn make_plan(p: &Pipeline, shards: usize, shared: &str) -> Result<ShardPlan,
     if !conflicts.is_empty() {
         return Err(ShardError::Outputs(conflicts));
     }
+    // Partitions sized for the whole input, so that a reduce shard's states fit its budget
+    // with `REDUCE_THREADS` partitions reduced at once, on any node.
+    let sweeps: Vec<(String, usize)> = sweeps_stages(p)
+        .into_iter()
+        .map(|(name, spec)| {
+            let parts = partitions_for(
+                units.iter().map(|u| (Path::new(u.path.as_str()), u.bytes)),
+                spec.memory_budget,
+                REDUCE_THREADS,
+            );
+            (name, parts)
+        })
+        .collect();
     Ok(ShardPlan::build(
         &p.name,
         &digest(p),
         aggregator_names(p),
+        &sweeps,
         units,
         shards,
         shared,
@@ -284,10 +386,16 @@ pub fn load_plan(path: &Path) -> Result<ShardPlan, ShardError> {
             plan.format
         )));
     }
+    let sweeps: Vec<(String, usize)> = plan
+        .sweeps
+        .iter()
+        .map(|s| (s.name.clone(), s.partitions))
+        .collect();
     let again = ShardPlan::build(
         &plan.pipeline,
         &plan.pipeline_digest,
         plan.stages.clone(),
+        &sweeps,
         plan.units.clone(),
         plan.shards.len(),
         &plan.shared,

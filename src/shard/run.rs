@@ -10,11 +10,12 @@ use super::partial::{
     self, Committed, Header, LedgerEntry, PathLedger, create_temp, final_name, remove_stale_temps,
     stage_dir,
 };
-use super::{ShardError, ShardPlan};
+use super::{ShardError, ShardPlan, sweeps, sweeps_stages};
 use crate::aggregators::AggState;
 use crate::config::{Pipeline, Stage, StageKind};
 use crate::daemon::watch::fingerprint;
 use crate::runtime::{self, RunOptions};
+use crate::sweeps::Partitioned;
 
 /// Environment variables that give a shard its index when `--shard-index` is not given, in the
 /// order they are read: a Slurm job array task, then a Kubernetes indexed Job's pod.
@@ -45,14 +46,18 @@ pub struct ShardOutcome {
     pub already_committed: bool,
     /// Each stage's partial and whether this attempt created it.
     pub partials: Vec<(PathBuf, Committed)>,
-    /// Rows read by this attempt, and the stale temporaries it removed.
+    /// The stage the shard ran.
+    pub stage: super::Stage,
+    /// Rows read by this attempt (a reduce shard: sweep rows it wrote), and the stale
+    /// temporaries it removed.
     pub rows_read: u64,
     pub temps_removed: usize,
 }
 
 /// `p` without its tables sinks (the merge writes the tables) and without the run report (the
-/// shard's ledger goes into its partials; every shard writing the report path would collide).
-fn shard_pipeline(p: &Pipeline) -> Pipeline {
+/// shard's ledger goes into its partials; every shard writing the report path would collide),
+/// its sweep analyses cutting their rows into the plan's partitions.
+fn shard_pipeline(p: &Pipeline, plan: &ShardPlan) -> Pipeline {
     let mut index = HashMap::new();
     let mut stages = Vec::new();
     for (i, s) in p.stages.iter().enumerate() {
@@ -60,6 +65,14 @@ fn shard_pipeline(p: &Pipeline) -> Pipeline {
             continue;
         }
         index.insert(i, stages.len());
+        let mut kind = s.kind.clone();
+        if let StageKind::Sweeps(spec) = &mut kind {
+            spec.partitions = plan
+                .sweeps
+                .iter()
+                .find(|w| w.name == s.name)
+                .map(|w| w.partitions);
+        }
         stages.push(Stage {
             name: s.name.clone(),
             inputs: s
@@ -67,7 +80,7 @@ fn shard_pipeline(p: &Pipeline) -> Pipeline {
                 .iter()
                 .filter_map(|j| index.get(j).copied())
                 .collect(),
-            kind: s.kind.clone(),
+            kind,
         });
     }
     let mut monitor = p.monitor.clone();
@@ -93,9 +106,12 @@ pub fn run_shard(p: &Pipeline, plan: &ShardPlan, index: usize) -> Result<ShardOu
     })?;
     let run_dir = plan.run_dir();
     let targets: Vec<(String, PathBuf)> = plan
-        .stages
-        .iter()
-        .map(|s| (s.clone(), stage_dir(&run_dir, s).join(final_name(index))))
+        .map_folders()
+        .into_iter()
+        .map(|s| {
+            let t = stage_dir(&run_dir, &s).join(final_name(index));
+            (s, t)
+        })
         .collect();
     // A retry of a shard that committed (the scheduler lost its exit status, a node was
     // preempted after the commit) has nothing to do.
@@ -103,6 +119,7 @@ pub fn run_shard(p: &Pipeline, plan: &ShardPlan, index: usize) -> Result<ShardOu
         return Ok(ShardOutcome {
             index,
             already_committed: true,
+            stage: super::Stage::Map,
             partials: targets
                 .into_iter()
                 .map(|(_, t)| (t, Committed::AlreadyThere))
@@ -140,26 +157,65 @@ pub fn run_shard(p: &Pipeline, plan: &ShardPlan, index: usize) -> Result<ShardOu
     if !changed.is_empty() {
         return Err(ShardError::InputChanged(changed));
     }
-    let (states, ledger, rows_read) = if shard.units.is_empty() {
-        // Nothing to read: each aggregator's state is empty, and merges as nothing.
-        let states = p
-            .stages
-            .iter()
-            .filter_map(|s| match &s.kind {
-                StageKind::Aggregator(a) => Some((
-                    s.name.clone(),
-                    AggState::new(std::sync::Arc::new(a.clone())),
-                )),
-                _ => None,
-            })
-            .collect();
-        (states, Vec::new(), 0)
+    let Ran {
+        states,
+        rows,
+        ledger,
+        rows_read,
+    } = if shard.units.is_empty() {
+        // Nothing to read: each aggregator's state is empty, and merges as nothing; each sweep
+        // analysis hands over no rows.
+        let mut ran = Ran::default();
+        for s in &p.stages {
+            if let StageKind::Aggregator(a) = &s.kind {
+                let state = AggState::new(std::sync::Arc::new(a.clone()));
+                ran.states.insert(s.name.clone(), state);
+            }
+        }
+        for (name, spec) in sweeps_stages(p) {
+            if let Some(w) = plan.sweeps.iter().find(|w| w.name == name) {
+                ran.rows.insert(name, sweeps::empty_rows(&spec, w)?);
+            }
+        }
+        ran
     } else {
         run_units(p, plan, index)?
     };
     let duration_sec = started.elapsed().as_secs_f64();
+    let header = |stage: &str, rows: u64| Header {
+        plan_hash: plan.plan_hash.clone(),
+        pipeline_digest: plan.pipeline_digest.clone(),
+        shard_index: index,
+        shard_count: plan.shards.len(),
+        stage: stage.to_string(),
+        rows,
+        duration_sec,
+        ledger: ledger.clone(),
+    };
     let mut partials = Vec::new();
+    for w in &plan.sweeps {
+        let missing = || ShardError::Job {
+            index,
+            reasons: vec![format!(
+                "internal error: sweep analysis `{}` handed over no rows",
+                w.name
+            )],
+        };
+        for (trades, folder) in [false, true].into_iter().zip(sweeps::map_folders(&w.name)) {
+            let target = stage_dir(&run_dir, &folder).join(final_name(index));
+            let Some(temp) = temps.remove(&folder) else {
+                partials.push((target, Committed::AlreadyThere));
+                continue;
+            };
+            let got = rows.get(&w.name).ok_or_else(missing)?;
+            let how = sweeps::commit_map(got, trades, header(&folder, 0), temp, &target)?;
+            partials.push((target, how));
+        }
+    }
     for (stage, target) in targets {
+        if !plan.stages.contains(&stage) {
+            continue;
+        }
         let Some(temp) = temps.remove(&stage) else {
             partials.push((target, Committed::AlreadyThere));
             continue;
@@ -170,34 +226,33 @@ pub fn run_shard(p: &Pipeline, plan: &ShardPlan, index: usize) -> Result<ShardOu
                 "internal error: aggregator `{stage}` handed over no state"
             )],
         })?;
-        let header = Header {
-            plan_hash: plan.plan_hash.clone(),
-            pipeline_digest: plan.pipeline_digest.clone(),
-            shard_index: index,
-            shard_count: plan.shards.len(),
-            stage: stage.clone(),
-            rows: state.rows(),
-            duration_sec,
-            ledger: ledger.clone(),
-        };
-        let bytes = partial::encode(&header, state)?;
+        let bytes = partial::encode(&header(&stage, state.rows()), state)?;
         let how = partial::commit(temp, &bytes, &target, index)?;
         partials.push((target, how));
     }
     Ok(ShardOutcome {
         index,
         already_committed: false,
+        stage: super::Stage::Map,
         partials,
         rows_read,
         temps_removed,
     })
 }
 
-type Ran = (HashMap<String, AggState>, Vec<LedgerEntry>, u64);
+/// What a shard's run hands over: each aggregator's state, each sweep analysis's partitioned
+/// rows, the files' ledger and the rows read.
+#[derive(Default)]
+struct Ran {
+    states: HashMap<String, AggState>,
+    rows: HashMap<String, Partitioned>,
+    ledger: Vec<LedgerEntry>,
+    rows_read: u64,
+}
 
 /// The shard's units through the runtime.
 fn run_units(p: &Pipeline, plan: &ShardPlan, index: usize) -> Result<Ran, ShardError> {
-    let sub = shard_pipeline(p);
+    let sub = shard_pipeline(p, plan);
     let reader_of: HashMap<&str, usize> = sub
         .stages
         .iter()
@@ -250,11 +305,17 @@ fn run_units(p: &Pipeline, plan: &ShardPlan, index: usize) -> Result<Ran, ShardE
         return Err(ShardError::Job { index, reasons });
     }
     let mut states = HashMap::new();
+    let mut rows = HashMap::new();
     while let Ok((i, st)) = rx.try_recv() {
         let name = sub.stages[i].name.clone();
         match st.downcast::<AggState>() {
             Ok(st) => {
                 states.insert(name, *st);
+            }
+            Err(st) if st.is::<Partitioned>() => {
+                if let Ok(r) = st.downcast::<Partitioned>() {
+                    rows.insert(name, *r);
+                }
             }
             Err(_) => {
                 return Err(ShardError::Job {
@@ -300,5 +361,10 @@ fn run_units(p: &Pipeline, plan: &ShardPlan, index: usize) -> Result<Ran, ShardE
         });
     }
     ledger.sort_by_key(|e| e.unit);
-    Ok((states, ledger, outcome.report.totals.rows_read))
+    Ok(Ran {
+        states,
+        rows,
+        ledger,
+        rows_read: outcome.report.totals.rows_read,
+    })
 }

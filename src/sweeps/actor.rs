@@ -54,6 +54,22 @@ fn partitions(input_bytes: u64, compressed: bool, budget: usize, workers: usize)
     state.div_ceil(per_part).clamp(1, 4096) as usize
 }
 
+/// [`partitions`] for input files given as (path, bytes on disk): compressed when any is
+/// gzip, zstd or Parquet.
+pub(crate) fn partitions_for<'a>(
+    files: impl Iterator<Item = (&'a Path, u64)>,
+    budget: usize,
+    workers: usize,
+) -> usize {
+    let (mut bytes, mut compressed) = (0u64, false);
+    for (path, size) in files {
+        bytes += size;
+        let n = path.to_string_lossy().to_ascii_lowercase();
+        compressed |= n.ends_with(".gz") || n.ends_with(".zst") || n.ends_with(".parquet");
+    }
+    partitions(bytes, compressed, budget, workers)
+}
+
 impl Start for SweepsSpec {
     fn start(&self, w: &mut Wiring, ctx: StageCtx, out: Outlets) -> Inbox {
         // A batch's role follows from its file's reader: the readers above the `trades` input
@@ -65,12 +81,13 @@ impl Start for SweepsSpec {
                 .unwrap_or_default(),
         );
         let jobs = ctx.run.jobs();
-        let input_bytes: u64 = jobs.iter().map(|j| j.file_bytes).sum();
-        let compressed = jobs.iter().any(|j| {
-            let n = j.path.to_string_lossy().to_ascii_lowercase();
-            n.ends_with(".gz") || n.ends_with(".zst") || n.ends_with(".parquet")
+        let parts = self.partitions.unwrap_or_else(|| {
+            partitions_for(
+                jobs.iter().map(|j| (j.path.as_path(), j.file_bytes)),
+                self.memory_budget,
+                w.workers,
+            )
         });
-        let parts = partitions(input_bytes, compressed, self.memory_budget, w.workers);
         let dir = self.spill_dir.clone().unwrap_or_else(std::env::temp_dir);
         // Born at their start values, so a run that never spills still shows 0.
         let labels = [
@@ -93,6 +110,7 @@ impl Start for SweepsSpec {
         // A quarter of the budget holds rows waiting to be spilled, shared by the workers.
         let held = (self.memory_budget / 4 / w.workers.max(1)).max(1 << 20);
         let (zone, spec, c2, threads) = (self.zone, self.clone(), ctx.clone(), w.workers);
+        let capture = w.capture.clone();
         fold::start(
             w,
             ctx,
@@ -101,6 +119,12 @@ impl Start for SweepsSpec {
                 trades: trades.clone(),
             },
             move |merged: Folding| async move {
+                if let Some(capture) = capture {
+                    // A map shard: the partitioned rows go to other machines to be reduced
+                    // (`shard::sweeps`). The receiver outlives the run.
+                    let _ = capture.send((c2.index, Box::new(merged.rows)));
+                    return;
+                }
                 if let Some(set) = finish(&spec, &c2, merged.rows, threads).await {
                     let _ = out.tables.send(Arc::new(set)).await;
                 }

@@ -36,4 +36,7 @@ pub struct SweepsSpec {
     /// them: the stage's inputs are `[orders, trades]`).
     pub orders: usize,
     pub trades: usize,
+    /// The order-id partitions, when a sharded run's plan fixes them (every map shard must cut
+    /// its rows alike, whatever its own files' size); `None` sizes them from the input.
+    pub partitions: Option<usize>,
 }

@@ -10,6 +10,8 @@ mod tables;
 #[cfg(test)]
 mod tests;
 
+pub(crate) use actor::partitions_for;
 pub use config::{SweepsConfig, SweepsSpec};
+pub(crate) use spill::{Partitioned, SpillDir, export_footer, kept_schema};
 pub use state::{ORDER_COLUMNS, SweepError, SweepState, TRADE_COLUMNS};
-pub use tables::{DAY_COLUMNS, TABLES};
+pub use tables::{DAY_COLUMNS, Finished, Sums, TABLES, sweep_schema};

@@ -21,6 +21,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use arrow_array::cast::AsArray;
 use arrow_array::types::UInt64Type;
 use arrow_array::{RecordBatch, UInt32Array};
+use arrow_schema::{Field, Schema, SchemaRef};
 
 use super::state::{ORDER_COLUMNS, SweepError, SweepState, TRADE_COLUMNS};
 use super::tables::{Finished, sweep_schema};
@@ -51,6 +52,12 @@ pub(crate) enum SpillError {
     Panicked,
     #[error("a spill file does not hold the batch its partition was written to")]
     Lost,
+    #[error("{path}: its rows were cut into {found:?} partitions, not {expected}")]
+    Partitions {
+        path: PathBuf,
+        found: String,
+        expected: usize,
+    },
 }
 
 /// The spill folder of one run: removed with everything in it when the last holder drops it,
@@ -248,9 +255,9 @@ impl Partitioned {
                 of.push(p.to_string());
             }
             let meta = [
-                ("sweep.kind", kind.to_string()),
-                ("sweep.partitions", of.join(",")),
-                ("sweep.partition_count", self.parts.len().to_string()),
+                (KIND, kind.to_string()),
+                (PARTITIONS, of.join(",")),
+                (PARTITION_COUNT, self.parts.len().to_string()),
             ];
             out.finish(&meta)?;
             self.spill.wrote(&path);
@@ -287,13 +294,118 @@ impl Partitioned {
     }
 
     /// Reduces each partition on its own, `threads` at a time, and merges their results into the
-    /// four tables. Only `threads` partitions' states are in memory at once. Each partition's
-    /// sweep rows become one sorted run of the `sweeps` table: a file in the spill folder when
-    /// the rows were partitioned (the table is merged from them as it is written), in memory
+    /// four tables ([`Partitioned::reduce_all`]).
+    pub(crate) fn finish(self, threads: usize) -> Result<Vec<Table>, SpillError> {
+        let (all, runs) = self.reduce_all(threads)?;
+        all.into_tables(runs).map_err(SpillError::Table)
+    }
+
+    /// A map shard's rows of one kind (`trades`, else order events), handed over for other
+    /// machines to reduce: every such row taken, written to `out` a batch at a time. Returns
+    /// the partition of each batch written, in order: the footer that lets a reducer read only
+    /// its partitions' batches. Spilled rows are copied file by file (each read once, in order);
+    /// rows still in memory are written a partition at a time. Takes `&self`, so a commit that
+    /// must start its file again can export again.
+    pub(crate) fn export(
+        &self,
+        trades: bool,
+        out: &mut RunWriter,
+    ) -> Result<Vec<usize>, SpillError> {
+        let mut of = Vec::new();
+        // Which partition each spilled batch belongs to, by file then batch.
+        let mut owner: Vec<Vec<usize>> = vec![Vec::new(); self.files.len()];
+        for (p, part) in self.parts.iter().enumerate() {
+            for &(f, b) in &part.spilled {
+                let batches = &mut owner[f as usize];
+                if batches.len() <= b as usize {
+                    batches.resize(b as usize + 1, usize::MAX);
+                }
+                batches[b as usize] = p;
+            }
+        }
+        for (path, owners) in self.files.iter().zip(&owner) {
+            let reader = read_run(path)?;
+            if kind_of(reader.custom_metadata())? != trades {
+                continue;
+            }
+            for (b, batch) in reader.enumerate() {
+                let batch = batch.map_err(|e| arrow_error(path, e))?;
+                let p = owners.get(b).copied().filter(|&p| p != usize::MAX);
+                out.write(&conform(&batch, trades).map_err(|e| arrow_error(path, e))?)?;
+                of.push(p.ok_or(SpillError::Lost)?);
+            }
+        }
+        let waiting = &self.waiting[usize::from(trades)];
+        if let Some(schema) = waiting.first().map(|w| w.batch.schema()) {
+            for p in 0..self.parts.len() {
+                let pieces: Vec<RecordBatch> = waiting.iter().filter_map(|w| w.part(p)).collect();
+                if pieces.is_empty() {
+                    continue;
+                }
+                let one = arrow_select::concat::concat_batches(&schema, pieces.iter())
+                    .and_then(|b| conform(&b, trades))
+                    .map_err(|e| arrow_error(Path::new(""), e))?;
+                out.write(&one)?;
+                of.push(p);
+            }
+        }
+        Ok(of)
+    }
+
+    /// The partitions `wanted` of the rows that map shards exported to `files`
+    /// ([`Partitioned::export`]), ready to reduce: each partition is the batches of its number
+    /// across the files, read when its turn comes. The files must have been cut into
+    /// `partition_count` partitions.
+    pub(crate) fn from_exports(
+        zone: Zone,
+        files: Vec<PathBuf>,
+        partition_count: usize,
+        wanted: std::ops::Range<usize>,
+        spill: Arc<SpillDir>,
+    ) -> Result<Self, SpillError> {
+        let mut parts: Vec<Part> = wanted.clone().map(|_| Part::default()).collect();
+        for (f, path) in files.iter().enumerate() {
+            let reader = read_run(path)?;
+            let meta = reader.custom_metadata();
+            kind_of(meta)?;
+            let count = meta
+                .get(PARTITION_COUNT)
+                .and_then(|c| c.parse::<usize>().ok());
+            if count != Some(partition_count) {
+                return Err(SpillError::Partitions {
+                    path: path.clone(),
+                    found: meta.get(PARTITION_COUNT).cloned().unwrap_or_default(),
+                    expected: partition_count,
+                });
+            }
+            let list = meta.get(PARTITIONS).map(String::as_str).unwrap_or("");
+            for (b, p) in list.split(',').filter(|s| !s.is_empty()).enumerate() {
+                let p: usize = p.parse().map_err(|_| SpillError::Lost)?;
+                if wanted.contains(&p) {
+                    parts[p - wanted.start].spilled.push((f as u32, b as u32));
+                }
+            }
+        }
+        Ok(Partitioned {
+            zone,
+            parts,
+            waiting: [Vec::new(), Vec::new()],
+            files,
+            held: 0,
+            budget: usize::MAX,
+            spill,
+            rows: (0, 0),
+        })
+    }
+
+    /// Reduces each partition on its own, `threads` at a time: the summaries' sums of all of
+    /// them, and the `sweeps` table's rows as one sorted run per partition. Only `threads`
+    /// partitions' states are in memory at once. A run is a file in the spill folder when the
+    /// rows were partitioned (the table is merged from them as it is written), in memory
     /// otherwise.
-    pub(crate) fn finish(mut self, threads: usize) -> Result<Vec<Table>, SpillError> {
+    pub(crate) fn reduce_all(mut self, threads: usize) -> Result<(Finished, Runs), SpillError> {
         let zone = self.zone;
-        let to_disk = self.parts.len() > 1;
+        let to_disk = self.parts.len() > 1 || !self.files.is_empty();
         if to_disk {
             // The rows still held would sit beside the partition states until their own
             // partition's turn: written out, the whole budget is the states'.
@@ -359,8 +471,60 @@ impl Partitioned {
                 SweepRun::Memory(batch) => table.push_memory(vec![batch]),
             }
         }
-        all.into_tables(table).map_err(SpillError::Table)
+        Ok((all, table))
     }
+}
+
+/// Footer keys of a spill or export file: the kind of its rows, the partition of each batch,
+/// and how many partitions the ids were hashed into.
+const KIND: &str = "sweep.kind";
+const PARTITIONS: &str = "sweep.partitions";
+const PARTITION_COUNT: &str = "sweep.partition_count";
+
+/// The footer of an export file ([`Partitioned::export`]) of `kind` rows: the partition of each
+/// of its batches, `partitions`, and the partition count.
+pub(crate) fn export_footer(
+    trades: bool,
+    partitions: &[usize],
+    count: usize,
+) -> [(&'static str, String); 3] {
+    let list: Vec<String> = partitions.iter().map(usize::to_string).collect();
+    [
+        (KIND, if trades { "trades" } else { "orders" }.to_string()),
+        (PARTITIONS, list.join(",")),
+        (PARTITION_COUNT, count.to_string()),
+    ]
+}
+
+/// Whether a spill or export file holds trade rows (else order events), from its footer.
+fn kind_of(meta: &std::collections::HashMap<String, String>) -> Result<bool, SpillError> {
+    match meta.get(KIND).map(String::as_str) {
+        Some("trades") => Ok(true),
+        Some("orders") => Ok(false),
+        _ => Err(SpillError::Lost),
+    }
+}
+
+/// The columns the analysis keeps of `trades` rows or order events, typed by the catalogue:
+/// the schema of the rows a map shard hands over, whatever reader (CSV or Parquet) read them.
+pub(crate) fn kept_schema(trades: bool) -> SchemaRef {
+    let columns: &[&str] = if trades {
+        &TRADE_COLUMNS
+    } else {
+        &ORDER_COLUMNS
+    };
+    Arc::new(Schema::new(
+        columns
+            .iter()
+            .map(|c| Field::new(*c, crate::schema::column_type(c).arrow(), true))
+            .collect::<Vec<_>>(),
+    ))
+}
+
+/// `batch` (the kept columns, in order) under [`kept_schema`]: fails if a column's type is
+/// not the catalogue's.
+fn conform(batch: &RecordBatch, trades: bool) -> Result<RecordBatch, arrow_schema::ArrowError> {
+    RecordBatch::try_new(kept_schema(trades), batch.columns().to_vec())
 }
 
 /// Rows per batch of a sweeps run file: merging holds one batch of every run at once.
@@ -405,15 +569,7 @@ fn reduce(
     for &(f, index) in &part.spilled {
         let path = files.get(f as usize).ok_or(SpillError::Lost)?;
         let mut reader = read_run(path)?;
-        let trades = match reader
-            .custom_metadata()
-            .get("sweep.kind")
-            .map(String::as_str)
-        {
-            Some("trades") => true,
-            Some("orders") => false,
-            _ => return Err(SpillError::Lost),
-        };
+        let trades = kind_of(reader.custom_metadata())?;
         reader
             .set_index(index as usize)
             .map_err(|e| arrow_error(path, e))?;

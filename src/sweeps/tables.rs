@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use arrow_array::RecordBatch;
 use arrow_schema::{ArrowError, DataType, Field, Schema, SchemaRef};
+use serde::{Deserialize, Serialize};
 
 use super::state::{Fills, NS_PER_SECOND, Order};
 use crate::table::{Cell, Runs, Table, cells_to_batch};
@@ -110,6 +111,58 @@ impl Finished {
                     .collect(),
             ),
         ])
+    }
+}
+
+/// A [`Finished`]'s summary sums without its sweep rows, as a reduce shard hands them to the
+/// merge (`shard::sweeps`): exact integers, keyed as the tables' lines are, so the merge adds
+/// them up as the partitions' results are added up on one machine.
+#[derive(Serialize, Deserialize)]
+pub struct Sums {
+    groups: Vec<(u32, i32, String, Summary)>,
+    scenarios: Vec<(u32, i32, String, Summary)>,
+    days: Vec<(u32, i32, [u64; 12])>,
+}
+
+/// The one `'static` spelling of a fill group or scenario code, for sums read back.
+fn code(c: &str) -> Option<&'static str> {
+    ["G1", "G2", "G3", "A", "B", "C", "U"]
+        .into_iter()
+        .find(|k| *k == c)
+}
+
+impl Finished {
+    /// The summary sums, leaving the sweep rows (take them first with [`Finished::take_run`]).
+    pub fn into_sums(self) -> Sums {
+        let lines = |m: BTreeMap<(u32, i32, &'static str), Summary>| {
+            m.into_iter()
+                .map(|((s, d, c), v)| (s, d, c.to_string(), v))
+                .collect()
+        };
+        Sums {
+            groups: lines(self.groups),
+            scenarios: lines(self.scenarios),
+            days: self.days.into_iter().map(|((s, d), v)| (s, d, v)).collect(),
+        }
+    }
+
+    /// Sums read back, as a `Finished` without sweep rows; `Err` names a code no rule gives.
+    pub fn from_sums(sums: Sums) -> Result<Finished, String> {
+        let lines = |v: Vec<(u32, i32, String, Summary)>| {
+            v.into_iter()
+                .map(|(s, d, c, v)| {
+                    code(&c)
+                        .map(|c| ((s, d, c), v))
+                        .ok_or_else(|| format!("unknown fill group or scenario {c:?}"))
+                })
+                .collect::<Result<BTreeMap<_, _>, String>>()
+        };
+        Ok(Finished {
+            sweeps: Vec::new(),
+            groups: lines(sums.groups)?,
+            scenarios: lines(sums.scenarios)?,
+            days: sums.days.into_iter().map(|(s, d, v)| ((s, d), v)).collect(),
+        })
     }
 }
 
@@ -323,7 +376,7 @@ impl<'a> Sweep<'a> {
 }
 
 /// The sums behind one line of `groups.csv` or `scenarios.csv`.
-#[derive(Default)]
+#[derive(Default, Serialize, Deserialize)]
 pub(super) struct Summary {
     sweeps: u64,
     order_qty: i128,

@@ -257,14 +257,20 @@ pub struct RunWriter {
 
 impl RunWriter {
     pub fn create(path: &Path, schema: &SchemaRef) -> Result<Self, RunError> {
-        let arrow = |source| RunError::Arrow {
-            path: path.to_path_buf(),
-            source,
-        };
         let file = File::create(path).map_err(|source| RunError::Io {
             path: path.to_path_buf(),
             source,
         })?;
+        Self::from_file(file, path, schema)
+    }
+
+    /// Writes into `file`, already open (a temporary that is linked into place once written);
+    /// `path` names it in errors.
+    pub fn from_file(file: File, path: &Path, schema: &SchemaRef) -> Result<Self, RunError> {
+        let arrow = |source| RunError::Arrow {
+            path: path.to_path_buf(),
+            source,
+        };
         let options = IpcWriteOptions::default()
             .try_with_compression(Some(CompressionType::LZ4_FRAME))
             .map_err(arrow)?;
