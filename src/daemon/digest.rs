@@ -73,6 +73,22 @@ struct Shape<'a> {
     filters: BTreeMap<&'a str, FilterShape<'a>>,
     #[serde(rename = "aggregators")]
     aggregators: BTreeMap<&'a str, AggregatorShape<'a>>,
+    /// Sweep analyses, which only a sharded run's plan digests (the daemon refuses them). Left
+    /// out when there are none, so every pipeline without one keeps the digest it had.
+    #[serde(rename = "sweeps", skip_serializing_if = "BTreeMap::is_empty")]
+    sweeps: BTreeMap<&'a str, SweepsShape<'a>>,
+}
+
+/// What a sweep analysis's tables mean: its two inputs by role and the zone of its dates. Its
+/// memory budget and spill folder change where rows wait, not a result.
+#[derive(Serialize)]
+struct SweepsShape<'a> {
+    #[serde(rename = "orders")]
+    orders: &'a str,
+    #[serde(rename = "trades")]
+    trades: &'a str,
+    #[serde(rename = "timezone")]
+    zone: ZoneShape,
 }
 
 /// How a reader turns bytes into rows. Its paths and rejects file are not here: they say where
@@ -180,12 +196,14 @@ impl<'a> Shape<'a> {
             readers: BTreeMap::new(),
             filters: BTreeMap::new(),
             aggregators: BTreeMap::new(),
+            sweeps: BTreeMap::new(),
         };
         for s in &p.stages {
             let name = s.name.as_str();
-            // Readers, filters and aggregators shape the committed state. Sinks only write what
-            // the aggregates and rows already are, and every other kind is refused at load
-            // (`StageKind::daemon_refusal`): a kind the daemon comes to run gets its part here.
+            // Readers, filters and aggregators shape the committed state, and sweep analyses a
+            // sharded run's partials. Sinks only write what the aggregates and rows already
+            // are, and every other kind is refused at load (`StageKind::daemon_refusal`,
+            // `shard_refusal`): a kind the daemon or a shard comes to run gets its part here.
             if let StageKind::Reader(r) = &s.kind {
                 shape.readers.insert(name, ReaderShape::of(r));
             }
@@ -198,6 +216,15 @@ impl<'a> Shape<'a> {
                 shape
                     .aggregators
                     .insert(name, AggregatorShape::of(a, inputs(&s.inputs)));
+            }
+            if let StageKind::Sweeps(w) = &s.kind {
+                let role = |i: usize| p.stages.get(i).map_or("", |s| s.name.as_str());
+                let shape_of = SweepsShape {
+                    orders: role(w.orders),
+                    trades: role(w.trades),
+                    zone: ZoneShape::of(w.zone),
+                };
+                shape.sweeps.insert(name, shape_of);
             }
         }
         shape

@@ -66,6 +66,68 @@ proptest! {
         let largest = units.iter().map(|u| u.bytes as u128).max().unwrap_or(0);
         prop_assert!(max * n <= total + largest * n, "max {max}, total {total}, largest {largest}");
     }
+
+    /// A sweep analysis's partitions: at least one per reduce shard, each on exactly one shard,
+    /// in contiguous ranges whose sizes differ by at most one; the plan stays deterministic.
+    #[test]
+    fn the_reduce_ranges_cover_every_partition_once_and_balance(
+        units in units(),
+        shards in 1..9usize,
+        partitions in 1..5000usize,
+    ) {
+        let plan = ShardPlan::build(
+            "p", "v2:abc", Vec::new(), &[("fills".into(), partitions)], units.clone(), shards,
+            "/shared",
+        );
+        let again = ShardPlan::build(
+            "p", "v2:abc", Vec::new(), &[("fills".into(), partitions)], units, shards, "/shared",
+        );
+        prop_assert_eq!(plan.to_json(), again.to_json());
+        let w = &plan.sweeps[0];
+        prop_assert_eq!(w.partitions, partitions.max(shards));
+        prop_assert_eq!(w.reduce.len(), shards);
+        prop_assert_eq!(w.reduce[0].from, 0);
+        prop_assert_eq!(w.reduce[shards - 1].to, w.partitions);
+        for (i, r) in w.reduce.iter().enumerate() {
+            prop_assert_eq!(r.index, i);
+            prop_assert!(r.to > r.from);
+            if i > 0 {
+                prop_assert_eq!(w.reduce[i - 1].to, r.from);
+            }
+        }
+        let sizes: Vec<usize> = w.reduce.iter().map(|r| r.to - r.from).collect();
+        let (lo, hi) = (sizes.iter().min().unwrap(), sizes.iter().max().unwrap());
+        prop_assert!(hi - lo <= 1, "{sizes:?}");
+    }
+}
+
+/// A plan without a sweep analysis has no `sweeps` key (so it hashes as before they existed);
+/// one with it hashes differently, and by its partition count.
+#[test]
+fn the_sweeps_part_of_a_plan_is_hashed_only_when_there() {
+    let units = vec![unit("orders", "a.csv", 10), unit("trades", "b.csv", 4)];
+    let plain = build(units.clone(), 2);
+    assert!(!plain.to_json().contains("\"sweeps\""));
+    let with = |parts: usize| {
+        ShardPlan::build(
+            "p",
+            "v2:abc",
+            vec!["stats".into()],
+            &[("fills".into(), parts)],
+            units.clone(),
+            2,
+            "/shared",
+        )
+    };
+    assert_ne!(with(8).plan_hash, plain.plan_hash);
+    assert_ne!(with(8).plan_hash, with(9).plan_hash);
+    assert_eq!(with(8).plan_hash, with(8).plan_hash);
+    // Folders: one per aggregator, two per sweep analysis for the map, one for the reduce.
+    assert_eq!(
+        with(8).map_folders(),
+        ["stats", "fills.orders", "fills.trades"]
+    );
+    assert_eq!(with(8).reduce_folders(), ["fills.reduce"]);
 }
 
 #[test]
@@ -364,6 +426,43 @@ fn the_slurm_script_submits_an_array_then_the_merge() {
             .unwrap()
             .contains("--array=0-2%3 ")
     );
+}
+
+/// With a sweep analysis the script submits the reduce shards as a second array that starts
+/// once every map shard succeeded, and the merge after the reduce.
+#[test]
+fn the_slurm_script_of_a_sweep_analysis_chains_map_reduce_and_merge() {
+    let plan = ShardPlan::build(
+        "p",
+        "v2:abc",
+        Vec::new(),
+        &[("fills".into(), 12)],
+        vec![unit("orders", "a", 5), unit("trades", "b", 4)],
+        3,
+        "/shared",
+    );
+    let script = super::slurm(&plan, &launch(2)).unwrap();
+    let lines: Vec<&str> = script.lines().collect();
+    let reduce = lines
+        .iter()
+        .find(|l| l.starts_with("reduce=$(sbatch"))
+        .expect("a reduce array");
+    assert!(reduce.contains("--array=0-2%2 "), "{reduce}");
+    assert!(
+        reduce.contains("--dependency=\"afterok:${array}\""),
+        "{reduce}"
+    );
+    assert!(reduce.contains("--stage reduce"), "{reduce}");
+    assert!(reduce.contains("--requeue"), "{reduce}");
+    let merge = lines
+        .iter()
+        .find(|l| l.starts_with("merge=$(sbatch"))
+        .expect("the merge");
+    assert!(
+        merge.contains("--dependency=\"afterok:${reduce}\""),
+        "{merge}"
+    );
+    assert!(script.ends_with("echo \"$array $reduce $merge\"\n"));
 }
 
 /// Paths the nodes use must be absolute: a relative one would resolve on each node differently.

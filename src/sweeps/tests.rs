@@ -415,3 +415,42 @@ fn a_notional_beyond_64_bits_fails_naming_the_column() {
         "{e}"
     );
 }
+
+/// A reduce shard hands its summaries' sums to the merge as JSON: sums past 64 bits (two
+/// sweeps of notional 4·10^18 in one group) come back exact, and the tables finished from the
+/// sums of two shards equal those of one state.
+#[test]
+fn summary_sums_past_64_bits_survive_the_trip_between_shards() {
+    use super::tables::{Finished, sweep_schema};
+    use crate::table::Runs;
+    let price = 2_000_000_000_000_000_000i64;
+    let big = |id| Ev {
+        qty: 2,
+        leaves: 2,
+        ..Ev::insert(id, T0)
+    };
+    let evs = [big(1), big(2), Ev::insert(3, T0)];
+    let fills = [
+        (1, T0 + 10, 2, 47, price),
+        (2, T0 + 10, 2, 47, price),
+        (3, T0 + 10, 100, 47, 3335),
+    ];
+    let whole = csv(&cells(state(&evs, &fills).finish().unwrap()));
+    let mut all = Finished::default();
+    let mut runs = Runs::new(sweep_schema(), None).unwrap();
+    let mut widest = 0i128;
+    for (e, f) in [(&evs[..2], &fills[..2]), (&evs[2..], &fills[2..])] {
+        let mut part = state(e, f).finish_part().unwrap();
+        runs.push_memory(vec![part.take_run().unwrap()]);
+        let json = serde_json::to_string(&part.into_sums()).unwrap();
+        widest = json
+            .split(|c: char| !c.is_ascii_digit() && c != '-')
+            .filter_map(|t| t.parse::<i128>().ok())
+            .map(i128::abs)
+            .fold(widest, i128::max);
+        all.merge(Finished::from_sums(serde_json::from_str(&json).unwrap()).unwrap());
+    }
+    assert!(widest > i128::from(i64::MAX), "the widest sum: {widest}");
+    let merged = csv(&cells(all.into_tables(runs).unwrap()));
+    assert_eq!(merged, whole);
+}

@@ -34,6 +34,7 @@ mod report;
 /// on one node: the same tables to the byte and the same ledger, through kills, retries, races,
 /// and merges that must refuse a missing shard or a partial from another plan.
 mod shard;
+mod shard_sweeps;
 /// The standard job's semantics: trading-hour and size-bucket edges, exact tables, column
 /// mappings, 64-bit order ids, the report's reconciliation, and backpressure.
 mod standard_job;

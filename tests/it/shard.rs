@@ -15,24 +15,41 @@ fn generate(s: &Scratch, n: usize) {
 
 /// One generated order file per entry of `rows`, with that many rows.
 fn generate_rows(s: &Scratch, rows: &[usize]) {
+    generate_days(s, rows, false);
+}
+
+/// One generated trading day per entry of `rows` (order rows), the first on 2024-09-02: its
+/// order file `in/fNN.csv`, or with `trades` an orders and trades pair `in/oNN.csv`,
+/// `in/tNN.csv`.
+pub(crate) fn generate_days(s: &Scratch, rows: &[usize], trades: bool) {
     std::fs::create_dir_all(s.path("in")).unwrap();
     for (i, rows) in rows.iter().enumerate() {
         let day =
             chrono::NaiveDate::from_ymd_opt(2024, 9, 2).unwrap() + chrono::Days::new(i as u64);
-        s.sweep(&[
-            "generate",
-            "--orders",
-            &format!("in/f{i:02}.csv"),
+        let (orders, trade_file) = if trades {
+            (format!("in/o{i:02}.csv"), Some(format!("in/t{i:02}.csv")))
+        } else {
+            (format!("in/f{i:02}.csv"), None)
+        };
+        let mut args = vec!["generate".to_string(), "--orders".into(), orders];
+        if let Some(t) = trade_file {
+            args.extend(["--trades".to_string(), t]);
+        }
+        let (rows, seed, day) = (rows.to_string(), (i + 1).to_string(), day.to_string());
+        for a in [
             "--rows",
-            &rows.to_string(),
+            &rows,
             "--seed",
-            &(i + 1).to_string(),
+            &seed,
             "--days",
             "1",
             "--start-date",
-            &day.to_string(),
-        ])
-        .assert_success();
+            &day,
+        ] {
+            args.push(a.to_string());
+        }
+        s.sweep(&args.iter().map(String::as_str).collect::<Vec<_>>())
+            .assert_success();
     }
 }
 
@@ -43,7 +60,7 @@ fn pipeline() -> Pipeline {
 }
 
 /// `sweep ARGS` in the scratch folder, with `env` set and neither index variable inherited.
-fn command(s: &Scratch, args: &[&str], env: &[(&str, String)]) -> Command {
+pub(crate) fn command(s: &Scratch, args: &[&str], env: &[(&str, String)]) -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_sweep"));
     c.args(args)
         .current_dir(s.dir.path())
@@ -56,11 +73,11 @@ fn command(s: &Scratch, args: &[&str], env: &[(&str, String)]) -> Command {
     c
 }
 
-fn finish(c: std::process::Child) -> Out {
+pub(crate) fn finish(c: std::process::Child) -> Out {
     Out::of(c.wait_with_output().expect("wait"))
 }
 
-fn spawn(s: &Scratch, args: &[&str], env: &[(&str, String)]) -> std::process::Child {
+pub(crate) fn spawn(s: &Scratch, args: &[&str], env: &[(&str, String)]) -> std::process::Child {
     command(s, args, env)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -69,7 +86,7 @@ fn spawn(s: &Scratch, args: &[&str], env: &[(&str, String)]) -> std::process::Ch
 }
 
 /// Writes the plan of `p.toml` (with `set`) over `shards` shards to `file`; returns its hash.
-fn plan(s: &Scratch, shards: usize, file: &str, set: &[&str]) -> String {
+pub(crate) fn plan(s: &Scratch, shards: usize, file: &str, set: &[&str]) -> String {
     let n = shards.to_string();
     let mut args = vec![
         "plan", "p.toml", "--shards", &n, "--shared", "shared", "--json",
@@ -85,13 +102,13 @@ fn plan(s: &Scratch, shards: usize, file: &str, set: &[&str]) -> String {
 }
 
 /// Runs shard `i` of `plan` to completion.
-fn shard(s: &Scratch, plan: &str, i: usize) -> Out {
+pub(crate) fn shard(s: &Scratch, plan: &str, i: usize) -> Out {
     let i = i.to_string();
     s.sweep(&["run", "p.toml", "--plan", plan, "--shard-index", &i])
 }
 
 /// `sweep run` on one node, its tables and report in `single/`.
-fn single_node(s: &Scratch) {
+pub(crate) fn single_node(s: &Scratch) {
     s.sweep(&[
         "run",
         "p.toml",
@@ -103,7 +120,7 @@ fn single_node(s: &Scratch) {
     .assert_success();
 }
 
-fn merge(s: &Scratch, plan: &str) -> Out {
+pub(crate) fn merge(s: &Scratch, plan: &str) -> Out {
     s.sweep(&[
         "merge",
         "p.toml",
@@ -119,17 +136,19 @@ fn merge(s: &Scratch, plan: &str) -> Out {
 /// Every table file of the one-node run equals the merge's, byte for byte, and the ledgers
 /// agree; returns the files compared.
 fn assert_same_outputs(s: &Scratch) -> Vec<String> {
+    assert_same_files(s, 8 * 2 + 1)
+}
+
+/// [`assert_same_outputs`] for a job that writes `files` table files (`single/` beside
+/// `merged/`).
+pub(crate) fn assert_same_files(s: &Scratch, files: usize) -> Vec<String> {
     let mut names: Vec<String> = std::fs::read_dir(s.path("single"))
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .filter(|n| n != "execution_metrics.json")
         .collect();
     names.sort();
-    assert_eq!(
-        names.len(),
-        8 * 2 + 1,
-        "8 CSV, 8 Parquet, summary.json: {names:?}"
-    );
+    assert_eq!(names.len(), files, "{names:?}");
     for n in &names {
         let (a, b) = (
             s.path(&format!("single/{n}")),
@@ -163,7 +182,7 @@ fn stage_dir(s: &Scratch, hash: &str) -> PathBuf {
     s.path(&format!("shared/{hash}/stats"))
 }
 
-fn listing(dir: &Path) -> Vec<String> {
+pub(crate) fn listing(dir: &Path) -> Vec<String> {
     let mut v: Vec<String> = std::fs::read_dir(dir)
         .map(|rd| {
             rd.map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
@@ -172,6 +191,106 @@ fn listing(dir: &Path) -> Vec<String> {
         .unwrap_or_default();
     v.sort();
     v
+}
+
+/// Shards `0..n` of `plan.json` started at once, each told its index the way a scheduler does
+/// (Kubernetes' variable for even ones, Slurm's for odd ones).
+pub(crate) fn spawn_shards(s: &Scratch, n: usize) -> Vec<std::process::Child> {
+    (0..n)
+        .map(|i| {
+            let var = if i % 2 == 0 {
+                "JOB_COMPLETION_INDEX"
+            } else {
+                "SLURM_ARRAY_TASK_ID"
+            };
+            spawn(
+                s,
+                &["run", "p.toml", "--plan", "plan.json"],
+                &[(var, i.to_string())],
+            )
+        })
+        .collect()
+}
+
+/// `sweep plan p.toml --shards 4 --emit slurm`, one shard at a time, the merge writing to
+/// `merged/`: the submission script.
+pub(crate) fn slurm_script(s: &Scratch) -> String {
+    let out = s.sweep(&[
+        "plan",
+        "p.toml",
+        "--shards",
+        "4",
+        "--shared",
+        "shared",
+        "--emit",
+        "slurm",
+        "--throttle",
+        "1",
+        "--binary",
+        env!("CARGO_BIN_EXE_sweep"),
+        "--set",
+        "sinks.tables.path=merged",
+        "--set",
+        "monitor.report=merged/execution_metrics.json",
+    ]);
+    out.assert_success();
+    assert!(out.stdout.contains("--array=0-3%1"), "{}", out.stdout);
+    out.stdout
+}
+
+/// Starts shard 0 of `plan.json` and kills it (SIGKILL) once its temporary is in `dir`. Tiny
+/// blocks, one worker and one batch per edge make the attempt slow (the runtime settings are
+/// not part of the plan); its temporaries are opened before it reads a row, so it dies mid-run.
+pub(crate) fn kill_shard_0_mid_run(s: &Scratch, dir: &Path) {
+    let mut child = spawn(
+        s,
+        &[
+            "run",
+            "p.toml",
+            "--plan",
+            "plan.json",
+            "--shard-index",
+            "0",
+            "--set",
+            "runtime.block_bytes=4096",
+            "--set",
+            "runtime.workers=1",
+            "--set",
+            "runtime.edge_capacity=1",
+        ],
+        &[],
+    );
+    let t0 = Instant::now();
+    while !listing(dir).iter().any(|n| n.starts_with(".shard-0.tmp-")) {
+        assert!(
+            t0.elapsed() < Duration::from_secs(30),
+            "no temporary appeared"
+        );
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    child.kill().expect("kill -9");
+    child.wait().unwrap();
+}
+
+/// Runs a Kubernetes container's command here, as its pod would (in its working folder, with
+/// `JOB_COMPLETION_INDEX` set for an indexed Job's pod).
+pub(crate) fn run_pod(
+    c: &k8s_openapi::api::core::v1::Container,
+    index: Option<usize>,
+) -> std::process::Child {
+    let cmd = c.command.clone().unwrap();
+    let mut p = Command::new(&cmd[0]);
+    p.args(&cmd[1..])
+        .current_dir(c.working_dir.clone().unwrap())
+        .env("SWEEP_LOG", "warn")
+        .env_remove("SLURM_ARRAY_TASK_ID")
+        .env_remove("JOB_COMPLETION_INDEX")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    if let Some(i) = index {
+        p.env("JOB_COMPLETION_INDEX", i.to_string());
+    }
+    p.spawn().expect("spawn a pod's command")
 }
 
 #[test]
@@ -190,21 +309,7 @@ fn four_shards_merge_to_the_bytes_of_one_node() {
     assert_eq!(v["units"].as_array().unwrap().len(), 8);
     assert_eq!(v["shards"].as_array().unwrap().len(), 4);
     // Four separate processes at once, told their index the way each scheduler does.
-    let children: Vec<_> = (0..4)
-        .map(|i| {
-            let var = if i % 2 == 0 {
-                "JOB_COMPLETION_INDEX"
-            } else {
-                "SLURM_ARRAY_TASK_ID"
-            };
-            spawn(
-                &s,
-                &["run", "p.toml", "--plan", "plan.json"],
-                &[(var, i.to_string())],
-            )
-        })
-        .collect();
-    for (i, c) in children.into_iter().enumerate() {
+    for (i, c) in spawn_shards(&s, 4).into_iter().enumerate() {
         finish(c)
             .case(format!("shard {i}"))
             .assert_success()
@@ -230,37 +335,8 @@ fn a_killed_shard_leaves_only_its_temporary_and_its_rerun_completes_the_merge() 
     single_node(&s);
     let hash = plan(&s, 2, "plan.json", &[]);
     let dir = stage_dir(&s, &hash);
-    // The largest file goes to shard 0 alone. Tiny blocks, one worker and one batch per edge
-    // make that attempt slow (the runtime settings are not part of the plan); its temporary is
-    // opened before it reads a row, so it is killed mid-run.
-    let mut child = spawn(
-        &s,
-        &[
-            "run",
-            "p.toml",
-            "--plan",
-            "plan.json",
-            "--shard-index",
-            "0",
-            "--set",
-            "runtime.block_bytes=4096",
-            "--set",
-            "runtime.workers=1",
-            "--set",
-            "runtime.edge_capacity=1",
-        ],
-        &[],
-    );
-    let t0 = Instant::now();
-    while !listing(&dir).iter().any(|n| n.starts_with(".shard-0.tmp-")) {
-        assert!(
-            t0.elapsed() < Duration::from_secs(30),
-            "no temporary appeared"
-        );
-        std::thread::sleep(Duration::from_millis(2));
-    }
-    child.kill().expect("kill -9");
-    child.wait().unwrap();
+    // The largest file goes to shard 0 alone.
+    kill_shard_0_mid_run(&s, &dir);
     let left = listing(&dir);
     assert_eq!(left.len(), 1, "{left:?}");
     assert!(
@@ -384,7 +460,7 @@ fn shards_need_an_index_a_matching_pipeline_and_no_rows_sink() {
 }
 
 /// `scontrol show job ID` as (array task id or none, JobState, Restarts), one per job or task.
-fn slurm_jobs(id: &str) -> Vec<(Option<u32>, String, u32)> {
+pub(crate) fn slurm_jobs(id: &str) -> Vec<(Option<u32>, String, u32)> {
     let out = Command::new("scontrol")
         .args(["show", "job", id])
         .output()
@@ -409,7 +485,7 @@ fn slurm_jobs(id: &str) -> Vec<(Option<u32>, String, u32)> {
 }
 
 /// Cancels the jobs it holds when dropped, so a failing test leaves nothing queued.
-struct SlurmJobs(Vec<String>);
+pub(crate) struct SlurmJobs(pub(crate) Vec<String>);
 
 impl Drop for SlurmJobs {
     fn drop(&mut self) {
@@ -417,12 +493,8 @@ impl Drop for SlurmJobs {
     }
 }
 
-/// A sharded run on a real (single-host) Slurm cluster, submitted by the script `sweep plan
-/// --emit slurm` prints: four shards as a job array run one at a time, one of them requeued
-/// while it runs (`scontrol requeue`), the merge on `afterok`, and tables identical to one node.
-/// Needs the cluster `.ci/test` starts (`.ci/slurm up`).
-#[test]
-fn a_slurm_job_array_with_a_requeued_shard_merges_to_the_bytes_of_one_node() {
+/// Fails unless a Slurm node is ready (the cluster `.ci/test` starts with `.ci/slurm up`).
+pub(crate) fn require_slurm() {
     let idle = Command::new("sinfo").args(["-h", "-o", "%t"]).output();
     let state = idle
         .as_ref()
@@ -433,37 +505,12 @@ fn a_slurm_job_array_with_a_requeued_shard_merges_to_the_bytes_of_one_node() {
         "no Slurm node ready (sinfo: {state:?}, {idle:?}): start one with `bash .ci/slurm up` \
          as root (.ci/test does)"
     );
-    let s = Scratch::new();
-    // Big enough that a shard runs for a moment, so it can be caught running.
-    generate_rows(
-        &s,
-        &[
-            20_000, 24_000, 28_000, 32_000, 36_000, 40_000, 44_000, 48_000,
-        ],
-    );
-    s.write("p.toml", pipeline().toml());
-    single_node(&s);
-    let out = s.sweep(&[
-        "plan",
-        "p.toml",
-        "--shards",
-        "4",
-        "--shared",
-        "shared",
-        "--emit",
-        "slurm",
-        "--throttle",
-        "1",
-        "--binary",
-        env!("CARGO_BIN_EXE_sweep"),
-        "--set",
-        "sinks.tables.path=merged",
-        "--set",
-        "monitor.report=merged/execution_metrics.json",
-    ]);
-    out.assert_success();
-    assert!(out.stdout.contains("--array=0-3%1"), "{}", out.stdout);
-    s.write("submit.sh", &out.stdout);
+}
+
+/// Runs the submission script `script` (from `sweep plan --emit slurm`) in the scratch folder;
+/// the job ids it prints, held for cancelling.
+pub(crate) fn submit(s: &Scratch, script: &str) -> SlurmJobs {
+    s.write("submit.sh", script);
     let submitted = Command::new("bash")
         .arg("submit.sh")
         .current_dir(s.dir.path())
@@ -475,13 +522,12 @@ fn a_slurm_job_array_with_a_requeued_shard_merges_to_the_bytes_of_one_node() {
         "{ids}{}",
         String::from_utf8_lossy(&submitted.stderr)
     );
-    let ids: Vec<String> = ids.split_whitespace().map(str::to_string).collect();
-    assert_eq!(ids.len(), 2, "{ids:?}");
-    let jobs = SlurmJobs(ids.clone());
-    let (array, merge) = (&jobs.0[0], &jobs.0[1]);
+    SlurmJobs(ids.split_whitespace().map(str::to_string).collect())
+}
 
-    // Requeue the first task seen running.
-    let deadline = Instant::now() + Duration::from_secs(60);
+/// `scontrol requeue` of the first task of job array `array` seen running; returns its id.
+pub(crate) fn requeue_first_running(array: &str) -> String {
+    let deadline = Instant::now() + Duration::from_secs(120);
     let running = loop {
         let q = Command::new("squeue")
             .args(["-h", "-j", array, "-t", "R", "-o", "%i"])
@@ -491,7 +537,7 @@ fn a_slurm_job_array_with_a_requeued_shard_merges_to_the_bytes_of_one_node() {
         if let Some(task) = q.lines().next() {
             break task.trim().to_string();
         }
-        assert!(Instant::now() < deadline, "no shard ever ran");
+        assert!(Instant::now() < deadline, "no task of {array} ever ran");
         std::thread::sleep(Duration::from_millis(50));
     };
     let requeued = Command::new("scontrol")
@@ -499,39 +545,75 @@ fn a_slurm_job_array_with_a_requeued_shard_merges_to_the_bytes_of_one_node() {
         .status()
         .expect("scontrol requeue");
     assert!(requeued.success(), "scontrol requeue {running}");
+    running
+}
 
-    let deadline = Instant::now() + Duration::from_secs(180);
+/// Waits until none of `jobs` is queued or running.
+pub(crate) fn wait_for_jobs(jobs: &SlurmJobs) {
+    let deadline = Instant::now() + Duration::from_secs(240);
     loop {
         let q = Command::new("squeue")
-            .args(["-h", "-j", &format!("{array},{merge}")])
+            .args(["-h", "-j", &jobs.0.join(",")])
             .output()
             .expect("squeue");
         if q.stdout.is_empty() {
-            break;
+            return;
         }
         assert!(Instant::now() < deadline, "the jobs did not finish");
         std::thread::sleep(Duration::from_millis(200));
     }
-    let tasks = slurm_jobs(array);
-    let mut states: Vec<(u32, String)> = tasks
+}
+
+/// Every task of job array `array` completed, and `restarts` of them were rerun in all.
+pub(crate) fn assert_completed(array: &str, tasks: u32, restarts: u32) {
+    let jobs = slurm_jobs(array);
+    let mut states: Vec<(u32, String)> = jobs
         .iter()
         .map(|(t, state, _)| (t.unwrap_or(u32::MAX), state.clone()))
         .collect();
     states.sort();
     assert_eq!(
         states,
-        (0..4)
+        (0..tasks)
             .map(|t| (t, "COMPLETED".to_string()))
-            .collect::<Vec<_>>()
+            .collect::<Vec<_>>(),
+        "job {array}"
     );
-    let restarts: u32 = tasks.iter().map(|(_, _, r)| r).sum();
-    assert_eq!(
-        restarts, 1,
-        "one task rerun after `scontrol requeue {running}`: {tasks:?}"
+    let rerun: u32 = jobs.iter().map(|(_, _, r)| r).sum();
+    assert_eq!(rerun, restarts, "reruns of job {array}: {jobs:?}");
+}
+
+/// A sharded run on a real (single-host) Slurm cluster, submitted by the script `sweep plan
+/// --emit slurm` prints: four shards as a job array run one at a time, one of them requeued
+/// while it runs (`scontrol requeue`), the merge on `afterok`, and tables identical to one node.
+/// Needs the cluster `.ci/test` starts (`.ci/slurm up`).
+#[test]
+fn a_slurm_job_array_with_a_requeued_shard_merges_to_the_bytes_of_one_node() {
+    require_slurm();
+    let s = Scratch::new();
+    // Big enough that a shard runs for a moment, so it can be caught running.
+    generate_rows(
+        &s,
+        &[
+            20_000, 24_000, 28_000, 32_000, 36_000, 40_000, 44_000, 48_000,
+        ],
     );
+    s.write("p.toml", pipeline().toml());
+    single_node(&s);
+    let script = slurm_script(&s);
+    let jobs = submit(&s, &script);
+    assert_eq!(jobs.0.len(), 2, "{:?}", jobs.0);
+    let (array, merge) = (&jobs.0[0], &jobs.0[1]);
+    let running = requeue_first_running(array);
+    wait_for_jobs(&jobs);
+    // One task rerun after `scontrol requeue`.
+    assert_completed(array, 4, 1);
     let merged = slurm_jobs(merge);
     assert_eq!(merged.len(), 1);
-    assert_eq!(merged[0].1, "COMPLETED", "the merge: {merged:?}");
+    assert_eq!(
+        merged[0].1, "COMPLETED",
+        "the merge (after requeueing {running}): {merged:?}"
+    );
     assert_same_outputs(&s);
 }
 
@@ -637,24 +719,9 @@ fn the_k8s_manifests_decode_and_their_pods_commands_merge_to_the_bytes_of_one_no
     std::fs::create_dir_all(s.path("etc-sweep")).unwrap();
     std::fs::create_dir_all(s.path("shared")).unwrap();
     s.write("etc-sweep/plan.json", plan_json);
-    let run = |c: &k8s_openapi::api::core::v1::Container, index: Option<usize>| {
-        let cmd = c.command.clone().unwrap();
-        let mut p = Command::new(&cmd[0]);
-        p.args(&cmd[1..])
-            .current_dir(c.working_dir.clone().unwrap())
-            .env("SWEEP_LOG", "warn")
-            .env_remove("SLURM_ARRAY_TASK_ID")
-            .env_remove("JOB_COMPLETION_INDEX")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        if let Some(i) = index {
-            p.env("JOB_COMPLETION_INDEX", i.to_string());
-        }
-        p.spawn().expect("spawn a pod's command")
-    };
-    let merging = run(&merge_c, None);
+    let merging = run_pod(&merge_c, None);
     std::thread::sleep(Duration::from_millis(300));
-    let pods: Vec<_> = (0..3).map(|i| run(&shard_c, Some(i))).collect();
+    let pods: Vec<_> = (0..3).map(|i| run_pod(&shard_c, Some(i))).collect();
     for p in pods {
         finish(p).assert_success();
     }
