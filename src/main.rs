@@ -448,8 +448,8 @@ fn merge(path: &Path, set: &[String], plan: &Path, wait: Option<u64>) -> ExitCod
                 "sweep: {} merged: {} job(s), {} rows read = {} kept + {} filtered out + {} rejected",
                 p.name, t.jobs, t.rows_read, t.rows_kept, t.rows_filtered_out, t.rows_rejected
             );
-            for (sink, dir, files) in &o.written {
-                eprintln!("  {sink} -> {}: {} file(s)", dir.display(), files.len());
+            for (sink, dir, what) in &o.written {
+                eprintln!("  {sink} -> {}: {what}", dir.display());
             }
             for l in &o.leftovers {
                 eprintln!(

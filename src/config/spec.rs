@@ -131,28 +131,20 @@ impl StageKind {
     }
 
     /// Why `sweep run --plan` (one shard of a sharded run) cannot run this kind, or `None` when
-    /// it can. A shard hands over mergeable state instead of outputs, so only kinds whose work
-    /// merges exactly across any split of the input files may take part (a sweep analysis by
-    /// its map and reduce over order-id partitions, `shard::sweeps`); a new kind is refused
-    /// until it is given a partial format and a merge.
+    /// it can. A shard hands over mergeable state instead of outputs: aggregators their state,
+    /// a sweep analysis its rows by order-id partition (`shard::sweeps`), a rows sink its
+    /// batches (`shard::extracts`); tables and report sinks write in the merge. Every kind takes
+    /// part today; a new kind must say here how, or be refused until it is given a partial
+    /// format and a merge.
     pub fn shard_refusal(&self) -> Option<&'static str> {
         match self {
             StageKind::Reader(_)
             | StageKind::Filter(_)
             | StageKind::Aggregator(_)
             | StageKind::Sweeps(_)
-            | StageKind::TableSink(_) => None,
-            StageKind::RowSink(_) => Some(
-                "its rows come out as one file in input-file order, and shards cannot yet hand \
-                 their rows to the merge in a form it concatenates byte for byte into what \
-                 `sweep run` writes. Shard the pipeline without its rows sinks \
-                 (`pipelines/bench.toml` is the standard job without the extract) and write the \
-                 extract with `sweep run`",
-            ),
-            StageKind::ReportSink(_) => Some(
-                "the page is drawn from the run report, which a shard does not write; run the \
-                 merge without it and render the merged folder with `sweep report`",
-            ),
+            | StageKind::RowSink(_)
+            | StageKind::TableSink(_)
+            | StageKind::ReportSink(_) => None,
         }
     }
 

@@ -153,6 +153,7 @@ pub fn ingest(
             control: Some(control),
             stats_slot: Some(stats_slot),
             metrics_installed,
+            shard: false,
         },
     );
     let discard = |parts: &[PathBuf]| {

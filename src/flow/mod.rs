@@ -279,6 +279,9 @@ pub(crate) struct Wiring {
     pub reports: mpsc::UnboundedSender<SinkReport>,
     /// With the daemon: aggregators hand over their state here instead of finishing tables.
     pub capture: Option<Capture>,
+    /// A shard of a sharded run: rows sinks hand their rows over through `capture` too, for
+    /// the merge to write the extract.
+    pub shard: bool,
     /// The input files of each reader stage, by stage index, taken by the reader's start.
     pub jobs: Vec<Vec<Arc<JobStats>>>,
     /// Each stage's position among the pipeline's filters, for per-job filter counts.
@@ -312,6 +315,7 @@ impl Wiring {
             pipeline,
             reports,
             capture,
+            shard: false,
             jobs: Vec::new(),
             filter_ordinal: HashMap::new(),
             upstream_readers: Vec::new(),

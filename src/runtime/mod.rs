@@ -66,6 +66,9 @@ pub(crate) struct RunOptions {
     /// Stages with mergeable state hand it here, with their stage index, instead of finishing
     /// tables: the daemon folds it into its committed state.
     pub capture: Option<Capture>,
+    /// A shard of a sharded run: rows sinks hand their rows over through `capture` instead of
+    /// writing their extracts.
+    pub shard: bool,
     /// Stops the run from outside (the daemon's shutdown deadline).
     pub control: Option<Arc<Control>>,
     /// Receives the run's live counters as soon as they exist (the daemon's watchdog reads
@@ -214,6 +217,7 @@ pub(crate) fn run_with(p: &Pipeline, opts: RunOptions) -> Result<RunOutcome, Bui
             stats.clone(),
         );
         w.jobs = jobs;
+        w.shard = opts.shard;
         w.filter_ordinal = ordinal;
         w.upstream_readers = build::upstream_readers(p);
         let mut inboxes: HashMap<usize, Inbox> = HashMap::new();

@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::SystemTime;
 
+use super::extracts::{read_rows_header, rows_folder, write_extracts};
 use super::partial::{self, Header, LedgerEntry, is_temp_name, parse_final_name, stage_dir};
 use super::{ShardError, ShardPlan, Stage, sweeps};
 use crate::aggregators::{AggSnapshot, AggState};
@@ -23,7 +24,9 @@ use crate::monitor::report::{
     JobReport, PathCounts, ProcessReport, RunReport, RunStatus, SinkSummary, Totals,
 };
 use crate::monitor::{Resources, Sampler};
+use crate::report::Section;
 use crate::sinks::atomic::write_atomic;
+use crate::sinks::report as report_sink;
 use crate::sinks::tables::write_tables;
 use crate::sweeps::Sums;
 
@@ -31,8 +34,8 @@ use crate::sweeps::Sums;
 #[derive(Debug)]
 pub struct MergeOutcome {
     pub report: RunReport,
-    /// Each tables sink, where it wrote and what.
-    pub written: Vec<(String, PathBuf, Vec<String>)>,
+    /// Each sink, where it wrote and what.
+    pub written: Vec<(String, PathBuf, String)>,
     /// Temporaries of killed or losing attempts found beside the partials (not merged; safe to
     /// delete).
     pub leftovers: Vec<PathBuf>,
@@ -56,8 +59,8 @@ fn file_name(path: &Path) -> String {
 struct Collected {
     /// Each aggregator's partials, in shard order.
     aggregates: BTreeMap<String, Vec<(Header, AggSnapshot)>>,
-    /// Each sweep analysis's map partials, by folder (its order events', its trades'), in
-    /// shard order.
+    /// Each sweep analysis's map partials, by folder (its order events', its trades'), and
+    /// each rows sink's (`<sink>.rows`), in shard order.
     maps: BTreeMap<String, Vec<(Header, PathBuf)>>,
     /// Each sweep analysis's reduce partials, in shard order.
     reduced: BTreeMap<String, Vec<(Header, Sums, PathBuf)>>,
@@ -139,6 +142,20 @@ fn collect(
             }
         }
         out.reduced.insert(w.name.clone(), reduced);
+    }
+    for sink in &plan.extracts {
+        let folder = rows_folder(sink);
+        let mut parts = Vec::new();
+        for (i, path) in listed(plan, &folder, &mut problems, leftovers) {
+            match read_rows_header(&path) {
+                Err(e) => problems.push(e.to_string()),
+                Ok(h) => match check_header(plan, &folder, i, &h, files(i)) {
+                    Err(why) => problems.push(format!("{}: {why}", path.display())),
+                    Ok(()) => parts.push((h, path)),
+                },
+            }
+        }
+        out.maps.insert(folder, parts);
     }
     if problems.is_empty() {
         Ok(out)
@@ -320,7 +337,8 @@ pub fn merge(p: &Pipeline, plan: &ShardPlan) -> Result<MergeOutcome, ShardError>
         maps,
         reduced,
     } = collect(plan, Stages::All, &mut leftovers)?;
-    let mut merged: BTreeMap<&str, AggState> = BTreeMap::new();
+    // Each aggregating stage's tables, made once for every sink that takes them.
+    let mut sets: BTreeMap<String, TableSet> = BTreeMap::new();
     for s in &p.stages {
         let StageKind::Aggregator(spec) = &s.kind else {
             continue;
@@ -334,62 +352,85 @@ pub fn merge(p: &Pipeline, plan: &ShardPlan) -> Result<MergeOutcome, ShardError>
             })?;
             state.merge(part);
         }
-        merged.insert(s.name.as_str(), state);
+        let set = TableSet {
+            stage: s.name.clone(),
+            rows: state.rows(),
+            tables: state.finish(),
+        };
+        sets.insert(s.name.clone(), set);
     }
-    // A sweep analysis's tables hold its rows as runs read from the reduce partials while they
-    // are written, so each is made when its sink writes it.
+    // A sweep analysis's `sweeps` table stays in the reduce partials, merged by order id each
+    // time a sink writes it.
     let reduced_durations: Vec<f64> = reduced
         .values()
         .flatten()
         .map(|(h, _, _)| h.duration_sec)
         .collect();
-    let mut reduced = reduced;
-    let mut sweep_rows: BTreeMap<&str, u64> = BTreeMap::new();
-    for w in &plan.sweeps {
-        let rows = sweeps::map_folders(&w.name)
+    for (name, parts) in reduced {
+        let rows = sweeps::map_folders(&name)
             .iter()
             .filter_map(|f| maps.get(f))
             .flatten()
             .map(|(h, _)| h.rows)
             .sum();
-        sweep_rows.insert(w.name.as_str(), rows);
+        let set = TableSet {
+            stage: name.clone(),
+            rows,
+            tables: sweeps::merged_tables(parts)?,
+        };
+        sets.insert(name, set);
     }
+    let handed: BTreeMap<String, Vec<(Header, PathBuf)>> = plan
+        .extracts
+        .iter()
+        .map(|sink| {
+            let parts = maps.get(&rows_folder(sink)).cloned().unwrap_or_default();
+            (sink.clone(), parts)
+        })
+        .collect();
+    let mut extracts = write_extracts(p, plan, &handed)?.into_iter();
     let mut written = Vec::new();
     let mut sinks = Vec::new();
+    let mut pages = Vec::new();
     for s in &p.stages {
-        let StageKind::TableSink(t) = &s.kind else {
-            continue;
-        };
-        let mut names = Vec::new();
-        for &j in &s.inputs {
-            let stage = &p.stages[j].name;
-            let set = if let Some(state) = merged.get(stage.as_str()) {
-                TableSet {
-                    stage: stage.clone(),
-                    rows: state.rows(),
-                    tables: state.finish(),
+        let inputs = s.inputs.iter().filter_map(|&j| sets.get(&p.stages[j].name));
+        match &s.kind {
+            StageKind::TableSink(t) => {
+                let mut names = Vec::new();
+                for set in inputs {
+                    names.extend(
+                        write_tables(&t.path, &t.formats, &p.name, set).map_err(|e| {
+                            ShardError::Outputs(vec![format!("sink `{}`: {e}", s.name)])
+                        })?,
+                    );
                 }
-            } else if let Some(parts) = reduced.remove(stage) {
-                TableSet {
-                    stage: stage.clone(),
-                    rows: sweep_rows.get(stage.as_str()).copied().unwrap_or(0),
-                    tables: sweeps::merged_tables(parts)?,
+                let detail = format!("{} file(s)", names.len());
+                written.push((s.name.clone(), t.path.clone(), detail.clone()));
+                sinks.push(SinkSummary {
+                    detail,
+                    name: s.name.clone(),
+                    path: t.path.display().to_string(),
+                    status: "written",
+                });
+            }
+            StageKind::RowSink(r) => {
+                if let Some(summary) = extracts.next() {
+                    written.push((s.name.clone(), r.path.clone(), summary.detail.clone()));
+                    sinks.push(summary);
                 }
-            } else {
-                continue;
-            };
-            names.extend(
-                write_tables(&t.path, &t.formats, &p.name, &set)
-                    .map_err(|e| ShardError::Outputs(vec![format!("sink `{}`: {e}", s.name)]))?,
-            );
+            }
+            StageKind::ReportSink(r) => {
+                let mut sections = Vec::new();
+                for set in inputs {
+                    let section = Section::from_tables(&set.stage, &set.tables).map_err(|e| {
+                        ShardError::Outputs(vec![format!("sink `{}`: {e}", s.name)])
+                    })?;
+                    sections.extend(section);
+                }
+                pages.push((s.name.clone(), r.path.clone(), sections));
+            }
+            _ => {}
         }
-        sinks.push(SinkSummary {
-            detail: format!("{} file(s)", names.len()),
-            name: s.name.clone(),
-            path: t.path.display().to_string(),
-            status: "written",
-        });
-        written.push((s.name.clone(), t.path.clone(), names));
     }
     // Every map partial's ledger covers its shard's files (checked against the plan above); the
     // first folder's are the run's.
@@ -413,7 +454,20 @@ pub fn merge(p: &Pipeline, plan: &ShardPlan) -> Result<MergeOutcome, ShardError>
     let longest_reduce = reduced_durations.into_iter().fold(0.0, f64::max);
     let longest = longest_map + longest_reduce;
     let res = Sampler::new().sample();
-    let report = merged_report(p, &ledger, longest, started_at, sinks, res);
+    let mut report = merged_report(p, &ledger, longest, started_at, sinks, res);
+    // A page shows the run report, so pages are drawn once it is made, and their entries added
+    // to it before it is written.
+    for (name, path, sections) in pages {
+        let detail = report_sink::write_page(&path, &p.name, sections, &report)
+            .map_err(|e| ShardError::Outputs(vec![format!("sink `{name}`: {e}")]))?;
+        written.push((name.clone(), path.clone(), detail.clone()));
+        report.sinks.push(SinkSummary {
+            detail,
+            name,
+            path: path.display().to_string(),
+            status: "written",
+        });
+    }
     if let Some(path) = &p.monitor.report {
         let mut bytes = serde_json::to_vec_pretty(&report).unwrap_or_default();
         bytes.push(b'\n');

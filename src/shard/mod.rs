@@ -16,6 +16,7 @@
 //! - `emit`: the plan as a Slurm submission (a job array, then the merge on `afterok`).
 
 mod emit;
+mod extracts;
 mod merge;
 mod partial;
 mod plan;
@@ -61,6 +62,8 @@ pub enum ShardError {
          {plan}; its readers, filters or aggregators differ (make a new plan)"
     )]
     PipelineMismatch { pipeline: String, plan: String },
+    #[error("the pipeline does not match the plan: {0} (make a new plan)")]
+    StagesMismatch(String),
     #[error("{0}")]
     ShardIndex(String),
     #[error(
@@ -106,6 +109,7 @@ impl ShardError {
             | ShardError::Inputs(_)
             | ShardError::BadPlan { .. }
             | ShardError::PipelineMismatch { .. }
+            | ShardError::StagesMismatch(_)
             | ShardError::ShardIndex(_)
             | ShardError::InputChanged(_)
             | ShardError::Emit(_)
@@ -178,6 +182,18 @@ pub(crate) fn sweeps_stages(p: &Pipeline) -> Vec<(String, crate::sweeps::SweepsS
         .collect();
     v.sort_by(|a, b| a.0.cmp(&b.0));
     v
+}
+
+/// The rows sinks' names, sorted: each shard hands over its rows for each.
+pub(crate) fn extract_names(p: &Pipeline) -> Vec<String> {
+    let mut names: Vec<String> = p
+        .stages
+        .iter()
+        .filter(|s| matches!(s.kind, StageKind::RowSink(_)))
+        .map(|s| s.name.clone())
+        .collect();
+    names.sort_unstable();
+    names
 }
 
 /// The aggregator stages' names, sorted: one partial per stage per shard.

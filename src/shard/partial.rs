@@ -210,6 +210,24 @@ pub(crate) fn parse_header(
     })
 }
 
+/// The header in the footer of a partial written as a run (`table::RunWriter`: a sweep
+/// analysis's or a rows sink's), which must say its rows are encoded as `encoding`, and the
+/// whole footer.
+pub(crate) fn read_footer(
+    path: &Path,
+    encoding: &str,
+) -> Result<(Header, HashMap<String, String>), ShardError> {
+    let bad = |why: String| ShardError::Partial {
+        path: path.to_path_buf(),
+        why,
+    };
+    let reader =
+        crate::table::read_run(path).map_err(|e| bad(format!("not an Arrow IPC file: {e}")))?;
+    let meta = reader.custom_metadata().clone();
+    let header = parse_header(|k| meta.get(k).cloned(), encoding).map_err(bad)?;
+    Ok((header, meta))
+}
+
 /// The partial's bytes: an Arrow IPC file of one row.
 pub(crate) fn encode(h: &Header, state: &AggState) -> Result<Vec<u8>, ShardError> {
     let internal = |why: String| ShardError::Partial {

@@ -11,8 +11,9 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use super::extracts::rows_folder;
 use super::sweeps::{REDUCE_THREADS, map_folders, reduce_folder};
-use super::{ShardError, aggregator_names, check_shardable, sweeps_stages};
+use super::{ShardError, aggregator_names, check_shardable, extract_names, sweeps_stages};
 use crate::config::outputs::{Resolved, claims};
 use crate::config::{Pipeline, StageKind};
 use crate::daemon::digest::digest;
@@ -34,6 +35,9 @@ pub struct Unit {
     pub index: usize,
     pub path: String,
     pub reader: String,
+    /// Position among its reader's files in the order `sweep run` reads them (the paths as
+    /// listed, each folder or glob sorted): the order a merged extract's rows are written in.
+    pub seq: usize,
 }
 
 /// One shard: its units (indexes into [`ShardPlan::units`], ascending) and their bytes.
@@ -85,10 +89,23 @@ impl SweepsPlan {
     }
 }
 
+/// What the shards of a plan hand over, by stage name: each aggregator's state, each sweep
+/// analysis's rows (with its partition count), each rows sink's rows.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Work {
+    pub aggregators: Vec<String>,
+    pub sweeps: Vec<(String, usize)>,
+    pub extracts: Vec<String>,
+}
+
 /// The plan `sweep plan --shards N --json` prints and `sweep run --plan`/`sweep merge` read.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ShardPlan {
+    /// The rows sinks, sorted: each shard hands its kept rows to the merge, which writes the
+    /// extract.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub extracts: Vec<String>,
     pub format: String,
     pub pipeline: String,
     /// The daemon's digest of the pipeline's meaning (readers' parsing, filters, aggregators).
@@ -111,6 +128,9 @@ pub struct ShardPlan {
 /// folder and pipeline name say where and what to call it, not what the partials mean.
 #[derive(Serialize)]
 struct Hashed<'a> {
+    /// Left out when empty, like `sweeps`.
+    #[serde(skip_serializing_if = "<[String]>::is_empty")]
+    extracts: &'a [String],
     format: &'a str,
     pipeline_digest: &'a str,
     shards: usize,
@@ -123,18 +143,21 @@ struct Hashed<'a> {
 
 impl ShardPlan {
     /// The plan over `units` (in any order) cut into `shards`.
-    /// `sweeps` gives each sweep analysis's name and partition count.
+    /// `work` names what the shards hand over.
     pub(crate) fn build(
         pipeline: &str,
         pipeline_digest: &str,
-        mut stages: Vec<String>,
-        sweeps: &[(String, usize)],
+        work: &Work,
         mut units: Vec<Unit>,
         shards: usize,
         shared: &str,
     ) -> ShardPlan {
+        let mut stages = work.aggregators.clone();
         stages.sort_unstable();
-        let mut sweeps: Vec<SweepsPlan> = sweeps
+        let mut extracts = work.extracts.clone();
+        extracts.sort_unstable();
+        let mut sweeps: Vec<SweepsPlan> = work
+            .sweeps
             .iter()
             .map(|(name, parts)| SweepsPlan::new(name, *parts, shards))
             .collect();
@@ -148,6 +171,7 @@ impl ShardPlan {
             u.index = i;
         }
         let hashed = Hashed {
+            extracts: &extracts,
             format: PLAN_FORMAT,
             pipeline_digest,
             shards,
@@ -159,6 +183,7 @@ impl ShardPlan {
         let json = serde_json::to_vec(&hashed).unwrap_or_default();
         let plan_hash = format!("{:032x}", xxhash_rust::xxh3::xxh3_128(&json));
         ShardPlan {
+            extracts,
             format: PLAN_FORMAT.into(),
             pipeline: pipeline.into(),
             pipeline_digest: pipeline_digest.into(),
@@ -188,7 +213,21 @@ impl ShardPlan {
     pub(crate) fn map_folders(&self) -> Vec<String> {
         let mut v = self.stages.clone();
         v.extend(self.sweeps.iter().flat_map(|s| map_folders(&s.name)));
+        v.extend(self.extracts.iter().map(|s| rows_folder(s)));
         v
+    }
+
+    /// What this plan's shards hand over, as [`ShardPlan::build`] takes it.
+    fn work(&self) -> Work {
+        Work {
+            aggregators: self.stages.clone(),
+            sweeps: self
+                .sweeps
+                .iter()
+                .map(|s| (s.name.clone(), s.partitions))
+                .collect(),
+            extracts: self.extracts.clone(),
+        }
     }
 
     /// The folders each reduce shard commits a partial to: one per sweep analysis.
@@ -200,19 +239,35 @@ impl ShardPlan {
     pub(crate) fn check_pipeline(&self, p: &Pipeline) -> Result<(), ShardError> {
         check_shardable(p)?;
         let d = digest(p);
-        let sweeps: Vec<String> = self.sweeps.iter().map(|s| s.name.clone()).collect();
-        if d != self.pipeline_digest
-            || aggregator_names(p) != self.stages
-            || sweeps_stages(p)
-                .iter()
-                .map(|(n, _)| n.clone())
-                .collect::<Vec<_>>()
-                != sweeps
-        {
+        if d != self.pipeline_digest {
             return Err(ShardError::PipelineMismatch {
                 pipeline: d,
                 plan: self.pipeline_digest.clone(),
             });
+        }
+        // Sinks are not in the digest, and a stage that hands something over must be in the
+        // plan to have its folder merged.
+        let sweeps: Vec<String> = sweeps_stages(p).into_iter().map(|(n, _)| n).collect();
+        let planned_sweeps: Vec<String> = self.sweeps.iter().map(|s| s.name.clone()).collect();
+        for (what, have, planned) in [
+            ("aggregators", aggregator_names(p), &self.stages),
+            ("sweep analyses", sweeps, &planned_sweeps),
+            ("rows sinks", extract_names(p), &self.extracts),
+        ] {
+            if &have != planned {
+                let list = |v: &[String]| {
+                    if v.is_empty() {
+                        "none".to_string()
+                    } else {
+                        v.join(", ")
+                    }
+                };
+                return Err(ShardError::StagesMismatch(format!(
+                    "its {what} are {}, the plan's {}",
+                    list(&have),
+                    list(planned)
+                )));
+            }
         }
         Ok(())
     }
@@ -306,7 +361,7 @@ pub fn make_plan(p: &Pipeline, shards: usize, shared: &str) -> Result<ShardPlan,
                 continue;
             }
         };
-        for f in files {
+        for (seq, f) in files.into_iter().enumerate() {
             // A unit is planned by its size and read again by another process, so it must be a
             // regular file whose path survives the trip through JSON.
             let Some(path) = f.to_str() else {
@@ -334,6 +389,7 @@ pub fn make_plan(p: &Pipeline, shards: usize, shared: &str) -> Result<ShardPlan,
                     index: 0,
                     path: path.to_string(),
                     reader: s.name.clone(),
+                    seq,
                 }),
                 Err(e) => problems.push(format!("{path}: {e}")),
             }
@@ -359,11 +415,15 @@ pub fn make_plan(p: &Pipeline, shards: usize, shared: &str) -> Result<ShardPlan,
             (name, parts)
         })
         .collect();
+    let work = Work {
+        aggregators: aggregator_names(p),
+        sweeps,
+        extracts: extract_names(p),
+    };
     Ok(ShardPlan::build(
         &p.name,
         &digest(p),
-        aggregator_names(p),
-        &sweeps,
+        &work,
         units,
         shards,
         shared,
@@ -386,16 +446,10 @@ pub fn load_plan(path: &Path) -> Result<ShardPlan, ShardError> {
             plan.format
         )));
     }
-    let sweeps: Vec<(String, usize)> = plan
-        .sweeps
-        .iter()
-        .map(|s| (s.name.clone(), s.partitions))
-        .collect();
     let again = ShardPlan::build(
         &plan.pipeline,
         &plan.pipeline_digest,
-        plan.stages.clone(),
-        &sweeps,
+        &plan.work(),
         plan.units.clone(),
         plan.shards.len(),
         &plan.shared,

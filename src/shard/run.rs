@@ -6,15 +6,18 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
+use super::extracts::{commit_rows, rows_folder};
 use super::partial::{
     self, Committed, Header, LedgerEntry, PathLedger, create_temp, final_name, remove_stale_temps,
     stage_dir,
 };
 use super::{ShardError, ShardPlan, sweeps, sweeps_stages};
 use crate::aggregators::AggState;
+use crate::batch::JobId;
 use crate::config::{Pipeline, Stage, StageKind};
 use crate::daemon::watch::fingerprint;
 use crate::runtime::{self, RunOptions};
+use crate::sinks::rows::HandedRows;
 use crate::sweeps::Partitioned;
 
 /// Environment variables that give a shard its index when `--shard-index` is not given, in the
@@ -54,14 +57,15 @@ pub struct ShardOutcome {
     pub temps_removed: usize,
 }
 
-/// `p` without its tables sinks (the merge writes the tables) and without the run report (the
-/// shard's ledger goes into its partials; every shard writing the report path would collide),
-/// its sweep analyses cutting their rows into the plan's partitions.
+/// `p` without its tables and report sinks (the merge writes the tables and draws the pages)
+/// and without the run report (the shard's ledger goes into its partials; every shard writing
+/// the report path would collide), its sweep analyses cutting their rows into the plan's
+/// partitions. Its rows sinks stay: in a shard they hand their rows over (`shard::extracts`).
 fn shard_pipeline(p: &Pipeline, plan: &ShardPlan) -> Pipeline {
     let mut index = HashMap::new();
     let mut stages = Vec::new();
     for (i, s) in p.stages.iter().enumerate() {
-        if matches!(s.kind, StageKind::TableSink(_)) {
+        if matches!(s.kind, StageKind::TableSink(_) | StageKind::ReportSink(_)) {
             continue;
         }
         index.insert(i, stages.len());
@@ -160,6 +164,8 @@ pub fn run_shard(p: &Pipeline, plan: &ShardPlan, index: usize) -> Result<ShardOu
     let Ran {
         states,
         rows,
+        extracts,
+        unit_of,
         ledger,
         rows_read,
     } = if shard.units.is_empty() {
@@ -212,6 +218,18 @@ pub fn run_shard(p: &Pipeline, plan: &ShardPlan, index: usize) -> Result<ShardOu
             partials.push((target, how));
         }
     }
+    for sink in &plan.extracts {
+        let folder = rows_folder(sink);
+        let target = stage_dir(&run_dir, &folder).join(final_name(index));
+        let Some(temp) = temps.remove(&folder) else {
+            partials.push((target, Committed::AlreadyThere));
+            continue;
+        };
+        let handed = extracts.get(sink);
+        let h = header(&folder, handed.map_or(0, |h| h.jobs.len() as u64));
+        let how = commit_rows(handed, &unit_of, &h, temp, &target)?;
+        partials.push((target, how));
+    }
     for (stage, target) in targets {
         if !plan.stages.contains(&stage) {
             continue;
@@ -246,6 +264,9 @@ pub fn run_shard(p: &Pipeline, plan: &ShardPlan, index: usize) -> Result<ShardOu
 struct Ran {
     states: HashMap<String, AggState>,
     rows: HashMap<String, Partitioned>,
+    /// Each rows sink's rows, and the plan's unit of each run job.
+    extracts: HashMap<String, HandedRows>,
+    unit_of: HashMap<JobId, usize>,
     ledger: Vec<LedgerEntry>,
     rows_read: u64,
 }
@@ -281,6 +302,7 @@ fn run_units(p: &Pipeline, plan: &ShardPlan, index: usize) -> Result<Ran, ShardE
         RunOptions {
             files: Some(files),
             capture: Some(tx),
+            shard: true,
             ..RunOptions::default()
         },
     )
@@ -306,6 +328,7 @@ fn run_units(p: &Pipeline, plan: &ShardPlan, index: usize) -> Result<Ran, ShardE
     }
     let mut states = HashMap::new();
     let mut rows = HashMap::new();
+    let mut extracts = HashMap::new();
     while let Ok((i, st)) = rx.try_recv() {
         let name = sub.stages[i].name.clone();
         match st.downcast::<AggState>() {
@@ -315,6 +338,11 @@ fn run_units(p: &Pipeline, plan: &ShardPlan, index: usize) -> Result<Ran, ShardE
             Err(st) if st.is::<Partitioned>() => {
                 if let Ok(r) = st.downcast::<Partitioned>() {
                     rows.insert(name, *r);
+                }
+            }
+            Err(st) if st.is::<HandedRows>() => {
+                if let Ok(r) = st.downcast::<HandedRows>() {
+                    extracts.insert(name, *r);
                 }
             }
             Err(_) => {
@@ -329,6 +357,7 @@ fn run_units(p: &Pipeline, plan: &ShardPlan, index: usize) -> Result<Ran, ShardE
         }
     }
     let mut ledger = Vec::new();
+    let mut job_units = HashMap::new();
     for j in &outcome.report.jobs {
         let reader = j.reader.clone().unwrap_or_default();
         let unit = unit_of
@@ -338,6 +367,7 @@ fn run_units(p: &Pipeline, plan: &ShardPlan, index: usize) -> Result<Ran, ShardE
                 index,
                 reasons: vec![format!("internal error: {} was not planned", j.file)],
             })?;
+        job_units.insert(j.job, unit);
         ledger.push(LedgerEntry {
             bytes_read: j.bytes_read,
             duration_sec: j.duration_sec,
@@ -364,6 +394,8 @@ fn run_units(p: &Pipeline, plan: &ShardPlan, index: usize) -> Result<Ran, ShardE
     Ok(Ran {
         states,
         rows,
+        extracts,
+        unit_of: job_units,
         ledger,
         rows_read: outcome.report.totals.rows_read,
     })

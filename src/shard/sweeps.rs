@@ -36,7 +36,7 @@ use crate::config::Pipeline;
 use crate::sweeps::{
     Finished, Partitioned, SpillDir, Sums, SweepsSpec, export_footer, kept_schema,
 };
-use crate::table::{RunWriter, Runs, read_run};
+use crate::table::{RunWriter, Runs};
 
 /// Partitions a reduce shard reduces at once: the plan sizes partitions so that this many
 /// partitions' states fit half a sweep analysis's budget, whatever node runs the shard.
@@ -123,13 +123,13 @@ pub(crate) fn read_map_header(path: &Path, trades: bool) -> Result<Header, Shard
     } else {
         ORDERS_ENCODING
     };
-    let (header, _) = read_footer(path, encoding)?;
+    let (header, _) = partial::read_footer(path, encoding)?;
     Ok(header)
 }
 
 /// The header and summary sums a reduce partial says of itself.
 pub(crate) fn read_reduced(path: &Path) -> Result<(Header, Sums), ShardError> {
-    let (header, meta) = read_footer(path, REDUCED_ENCODING)?;
+    let (header, meta) = partial::read_footer(path, REDUCED_ENCODING)?;
     let sums = meta
         .get(SUMS)
         .ok_or_else(|| bad(path, format!("its footer has no `{SUMS}`")))
@@ -144,17 +144,6 @@ fn bad(path: &Path, why: String) -> ShardError {
         path: path.to_path_buf(),
         why,
     }
-}
-
-fn read_footer(
-    path: &Path,
-    encoding: &str,
-) -> Result<(Header, HashMap<String, String>), ShardError> {
-    let reader = read_run(path).map_err(|e| bad(path, format!("not an Arrow IPC file: {e}")))?;
-    let meta = reader.custom_metadata().clone();
-    let header =
-        partial::parse_header(|k| meta.get(k).cloned(), encoding).map_err(|why| bad(path, why))?;
-    Ok((header, meta))
 }
 
 /// Runs reduce shard `index` of `plan` over `p`'s sweep analyses: every map partial must be

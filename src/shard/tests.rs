@@ -6,7 +6,7 @@ use std::sync::Arc;
 use proptest::prelude::*;
 
 use super::partial::{self, Committed, Header, is_temp_name, parse_final_name};
-use super::plan::{ShardPlan, Unit, load_plan};
+use super::plan::{ShardPlan, Unit, Work, load_plan};
 use crate::aggregators::AggState;
 use crate::config::StageKind;
 
@@ -17,19 +17,28 @@ fn unit(reader: &str, path: &str, bytes: u64) -> Unit {
         index: 0,
         path: path.into(),
         reader: reader.into(),
+        seq: 0,
+    }
+}
+
+/// One aggregator, `stats`.
+fn stats() -> Work {
+    Work {
+        aggregators: vec!["stats".into()],
+        ..Work::default()
+    }
+}
+
+/// One sweep analysis, `fills`, cut into `partitions`.
+fn fills(partitions: usize) -> Work {
+    Work {
+        sweeps: vec![("fills".into(), partitions)],
+        ..Work::default()
     }
 }
 
 fn build(units: Vec<Unit>, shards: usize) -> ShardPlan {
-    ShardPlan::build(
-        "p",
-        "v2:abc",
-        vec!["stats".into()],
-        &[],
-        units,
-        shards,
-        "/shared",
-    )
+    ShardPlan::build("p", "v2:abc", &stats(), units, shards, "/shared")
 }
 
 /// Units with distinct paths (a reader names a file once), sizes drawn so that ties happen.
@@ -76,11 +85,10 @@ proptest! {
         partitions in 1..5000usize,
     ) {
         let plan = ShardPlan::build(
-            "p", "v2:abc", Vec::new(), &[("fills".into(), partitions)], units.clone(), shards,
-            "/shared",
+            "p", "v2:abc", &fills(partitions), units.clone(), shards, "/shared",
         );
         let again = ShardPlan::build(
-            "p", "v2:abc", Vec::new(), &[("fills".into(), partitions)], units, shards, "/shared",
+            "p", "v2:abc", &fills(partitions), units, shards, "/shared",
         );
         prop_assert_eq!(plan.to_json(), again.to_json());
         let w = &plan.sweeps[0];
@@ -112,8 +120,10 @@ fn the_sweeps_part_of_a_plan_is_hashed_only_when_there() {
         ShardPlan::build(
             "p",
             "v2:abc",
-            vec!["stats".into()],
-            &[("fills".into(), parts)],
+            &Work {
+                aggregators: vec!["stats".into()],
+                ..fills(parts)
+            },
             units.clone(),
             2,
             "/shared",
@@ -187,8 +197,7 @@ fn the_hash_covers_files_and_shard_count_but_not_the_shared_folder() {
     let moved = ShardPlan::build(
         "p",
         "v2:abc",
-        vec!["stats".into()],
-        &[],
+        &stats(),
         vec![unit("orders", "a.csv", 10)],
         2,
         "/elsewhere",
@@ -435,8 +444,7 @@ fn the_slurm_script_of_a_sweep_analysis_chains_map_reduce_and_merge() {
     let plan = ShardPlan::build(
         "p",
         "v2:abc",
-        Vec::new(),
-        &[("fills".into(), 12)],
+        &fills(12),
         vec![unit("orders", "a", 5), unit("trades", "b", 4)],
         3,
         "/shared",

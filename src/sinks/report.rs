@@ -50,6 +50,17 @@ fn render(path: &Path, pipeline: &str, staged: &Staged, run: &RunReport) -> Resu
     let Some(sections) = sections.filter(|_| run.status == RunStatus::Ok) else {
         return Err("not written: the run failed".to_string());
     };
+    write_page(path, pipeline, sections, run)
+}
+
+/// Draws the page of `sections` and the run report `run` and writes it to `path`; says what it
+/// wrote. The merge of a sharded run draws its pages through this too.
+pub(crate) fn write_page(
+    path: &Path,
+    pipeline: &str,
+    sections: Vec<Section>,
+    run: &RunReport,
+) -> Result<String, String> {
     let page = Report {
         title: pipeline.to_string(),
         origin: format!(

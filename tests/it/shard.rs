@@ -56,7 +56,55 @@ pub(crate) fn generate_days(s: &Scratch, rows: &[usize], trades: bool) {
 /// The standard job over `in/*.csv`, writing every table format, so the merge is compared on
 /// CSV, Parquet and JSON alike.
 fn pipeline() -> Pipeline {
-    Pipeline::standard("in/*.csv").set("sinks.tables", "formats = [\"csv\", \"parquet\", \"json\"]")
+    Pipeline::standard("in/*.csv")
+        .set("sinks.tables", "formats = [\"csv\", \"parquet\", \"json\"]")
+        .sink("extract", "out/extract")
+        .set("sinks.extract", "format = \"csv.gz\"")
+        .section(
+            "sinks.report",
+            &["inputs = [\"stats\"]", "path = \"out/report.html\""],
+        )
+}
+
+/// Every file below `dir` (a partitioned extract is a folder), as paths relative to it.
+fn files_below(dir: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let path = e.unwrap().path();
+            if path.is_dir() {
+                todo.push(path);
+            } else {
+                let rel = path.strip_prefix(dir).unwrap();
+                out.push(rel.to_string_lossy().into_owned());
+            }
+        }
+    }
+    out
+}
+
+/// `--set` arguments that send every output of the test pipelines (tables, the extract, the
+/// report page, the run report) into `dir`: the extract is `dir/extract`, a file or a folder
+/// as its format and partitions make it.
+pub(crate) fn outputs_in(dir: &str) -> Vec<String> {
+    [
+        format!("sinks.tables.path={dir}"),
+        format!("sinks.extract.path={dir}/extract"),
+        format!("sinks.report.path={dir}/report.html"),
+        format!("monitor.report={dir}/execution_metrics.json"),
+    ]
+    .into_iter()
+    .flat_map(|x| ["--set".to_string(), x])
+    .collect()
+}
+
+/// `sweep ARGS` followed by [`outputs_in`]`(dir)`.
+fn sweep_into(s: &Scratch, args: &[&str], dir: &str) -> Out {
+    let sets = outputs_in(dir);
+    let mut all: Vec<&str> = args.to_vec();
+    all.extend(sets.iter().map(String::as_str));
+    s.sweep(&all)
 }
 
 /// `sweep ARGS` in the scratch folder, with `env` set and neither index variable inherited.
@@ -109,46 +157,36 @@ pub(crate) fn shard(s: &Scratch, plan: &str, i: usize) -> Out {
 
 /// `sweep run` on one node, its tables and report in `single/`.
 pub(crate) fn single_node(s: &Scratch) {
-    s.sweep(&[
-        "run",
-        "p.toml",
-        "--set",
-        "sinks.tables.path=single",
-        "--set",
-        "monitor.report=single/execution_metrics.json",
-    ])
-    .assert_success();
+    sweep_into(s, &["run", "p.toml"], "single").assert_success();
 }
 
 pub(crate) fn merge(s: &Scratch, plan: &str) -> Out {
-    s.sweep(&[
-        "merge",
-        "p.toml",
-        "--plan",
-        plan,
-        "--set",
-        "sinks.tables.path=merged",
-        "--set",
-        "monitor.report=merged/execution_metrics.json",
-    ])
+    sweep_into(s, &["merge", "p.toml", "--plan", plan], "merged")
 }
 
-/// Every table file of the one-node run equals the merge's, byte for byte, and the ledgers
-/// agree; returns the files compared.
+/// Every table file and the extract of the one-node run equal the merge's, byte for byte, both
+/// drew a report page, and the ledgers agree; returns the files compared.
 fn assert_same_outputs(s: &Scratch) -> Vec<String> {
-    assert_same_files(s, 8 * 2 + 1)
+    assert_same_files(s, 8 * 2 + 1 + 1)
 }
 
-/// [`assert_same_outputs`] for a job that writes `files` table files (`single/` beside
-/// `merged/`).
+/// [`assert_same_outputs`] for a job that writes `files` files besides the run report and the
+/// page (`single/` beside `merged/`). The page and the run report show timings, so they are
+/// only checked to be there.
 pub(crate) fn assert_same_files(s: &Scratch, files: usize) -> Vec<String> {
-    let mut names: Vec<String> = std::fs::read_dir(s.path("single"))
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .filter(|n| n != "execution_metrics.json")
+    let mut names: Vec<String> = files_below(&s.path("single"))
+        .into_iter()
+        .filter(|n| n != "execution_metrics.json" && n != "report.html")
         .collect();
     names.sort();
     assert_eq!(names.len(), files, "{names:?}");
+    let mut merged = files_below(&s.path("merged"));
+    merged.sort();
+    assert_eq!(merged.len(), names.len() + 2, "{merged:?}");
+    for dir in ["single", "merged"] {
+        let page = s.read(&format!("{dir}/report.html"));
+        assert!(page.contains("<svg"), "{dir}/report.html has no chart");
+    }
     for n in &names {
         let (a, b) = (
             s.path(&format!("single/{n}")),
@@ -215,7 +253,7 @@ pub(crate) fn spawn_shards(s: &Scratch, n: usize) -> Vec<std::process::Child> {
 /// `sweep plan p.toml --shards 4 --emit slurm`, one shard at a time, the merge writing to
 /// `merged/`: the submission script.
 pub(crate) fn slurm_script(s: &Scratch) -> String {
-    let out = s.sweep(&[
+    let args = [
         "plan",
         "p.toml",
         "--shards",
@@ -228,20 +266,18 @@ pub(crate) fn slurm_script(s: &Scratch) -> String {
         "1",
         "--binary",
         env!("CARGO_BIN_EXE_sweep"),
-        "--set",
-        "sinks.tables.path=merged",
-        "--set",
-        "monitor.report=merged/execution_metrics.json",
-    ]);
+    ];
+    let out = sweep_into(s, &args, "merged");
     out.assert_success();
     assert!(out.stdout.contains("--array=0-3%1"), "{}", out.stdout);
     out.stdout
 }
 
-/// Starts shard 0 of `plan.json` and kills it (SIGKILL) once its temporary is in `dir`. Tiny
+/// Starts shard 0 of `plan.json` and kills it (SIGKILL) once its temporaries are in every one
+/// of `dirs`. Tiny
 /// blocks, one worker and one batch per edge make the attempt slow (the runtime settings are
 /// not part of the plan); its temporaries are opened before it reads a row, so it dies mid-run.
-pub(crate) fn kill_shard_0_mid_run(s: &Scratch, dir: &Path) {
+pub(crate) fn kill_shard_0_mid_run(s: &Scratch, dirs: &[PathBuf]) {
     let mut child = spawn(
         s,
         &[
@@ -261,7 +297,8 @@ pub(crate) fn kill_shard_0_mid_run(s: &Scratch, dir: &Path) {
         &[],
     );
     let t0 = Instant::now();
-    while !listing(dir).iter().any(|n| n.starts_with(".shard-0.tmp-")) {
+    let opened = |dir: &PathBuf| listing(dir).iter().any(|n| n.starts_with(".shard-0.tmp-"));
+    while !dirs.iter().all(opened) {
         assert!(
             t0.elapsed() < Duration::from_secs(30),
             "no temporary appeared"
@@ -336,7 +373,10 @@ fn a_killed_shard_leaves_only_its_temporary_and_its_rerun_completes_the_merge() 
     let hash = plan(&s, 2, "plan.json", &[]);
     let dir = stage_dir(&s, &hash);
     // The largest file goes to shard 0 alone.
-    kill_shard_0_mid_run(&s, &dir);
+    kill_shard_0_mid_run(
+        &s,
+        &[dir.clone(), s.path(&format!("shared/{hash}/extract.rows"))],
+    );
     let left = listing(&dir);
     assert_eq!(left.len(), 1, "{left:?}");
     assert!(
@@ -347,9 +387,10 @@ fn a_killed_shard_leaves_only_its_temporary_and_its_rerun_completes_the_merge() 
     merge(&s, "plan.json")
         .assert_code(1)
         .assert_stderr_contains("shard-0: missing");
+    // Its rerun removes both partials' temporaries (the aggregate's and the extract's).
     shard(&s, "plan.json", 0)
         .assert_success()
-        .assert_stderr_contains("removed 1 temporary file(s) of an earlier attempt");
+        .assert_stderr_contains("removed 2 temporary file(s) of an earlier attempt");
     shard(&s, "plan.json", 1).assert_success();
     assert_eq!(listing(&dir), ["shard-0", "shard-1"]);
     merge(&s, "plan.json").assert_success();
@@ -367,17 +408,25 @@ fn two_attempts_of_one_shard_commit_one_partial_and_both_succeed() {
     let (a, b) = (finish(a), finish(b));
     a.assert_success();
     b.assert_success();
-    assert_eq!(listing(&stage_dir(&s, &hash)), ["shard-0"]);
-    let created = [&a, &b]
-        .iter()
-        .filter(|o| o.stderr.contains("shard-0: committed"))
-        .count();
-    assert!(
-        created <= 1,
-        "both said they committed:\n{}\n{}",
-        a.stderr,
-        b.stderr
-    );
+    // Each partial is whole on its own, so the attempts may each commit some of them; none is
+    // committed twice.
+    for folder in ["stats", "extract.rows"] {
+        let dir = s.path(&format!("shared/{hash}/{folder}"));
+        assert_eq!(listing(&dir), ["shard-0"], "{folder}");
+        let created = [&a, &b]
+            .iter()
+            .filter(|o| o.stderr.contains(&format!("{folder}/shard-0: committed")))
+            .count();
+        assert!(
+            created <= 1,
+            "both said they committed {folder}:\n{}\n{}",
+            a.stderr,
+            b.stderr
+        );
+    }
+    merge(&s, "plan.json").assert_success();
+    single_node(&s);
+    assert_same_outputs(&s);
 }
 
 #[test]
@@ -418,10 +467,11 @@ fn a_merge_refuses_a_missing_shard_and_a_partial_of_another_plan() {
 }
 
 #[test]
-fn shards_need_an_index_a_matching_pipeline_and_no_rows_sink() {
+fn shards_need_an_index_a_matching_pipeline_and_no_rejects_file() {
     let s = Scratch::new();
     generate(&s, 2);
-    s.write("p.toml", pipeline().toml());
+    // Planned without the extract.
+    s.write("p.toml", Pipeline::standard("in/*.csv").toml());
     plan(&s, 2, "plan.json", &[]);
     s.sweep(&["run", "p.toml", "--plan", "plan.json"])
         .assert_code(2)
@@ -442,21 +492,36 @@ fn shards_need_an_index_a_matching_pipeline_and_no_rows_sink() {
     ])
     .assert_code(2)
     .assert_stderr_contains("the pipeline does not match the plan");
-    // A rows sink is refused by the plan, a shard and the merge alike.
+    // A rows sink added after planning: the plan has no folder for its rows, so a shard and
+    // the merge refuse it alike.
     s.write(
         "p.toml",
-        pipeline().sink("extract", "out/orders.csv.gz").toml(),
+        Pipeline::standard("in/*.csv")
+            .sink("extract", "out/orders.csv.gz")
+            .toml(),
     );
     for args in [
-        &["plan", "p.toml", "--shards", "2", "--shared", "shared"][..],
-        &["run", "p.toml", "--plan", "plan.json", "--shard-index", "0"],
+        &["run", "p.toml", "--plan", "plan.json", "--shard-index", "0"][..],
         &["merge", "p.toml", "--plan", "plan.json"],
     ] {
         s.sweep(args)
             .case(args[0])
             .assert_code(2)
-            .assert_stderr_contains("rows sink `extract`");
+            .assert_stderr_contains(
+                "the pipeline does not match the plan: its rows sinks are extract, the plan's \
+                 none (make a new plan)",
+            );
     }
+    // A rejects file is one file in input order written by the reader: refused.
+    s.write(
+        "p.toml",
+        Pipeline::standard("in/*.csv")
+            .rejects("out/rejects.csv")
+            .toml(),
+    );
+    s.sweep(&["plan", "p.toml", "--shards", "2", "--shared", "shared"])
+        .assert_code(2)
+        .assert_stderr_contains("writes its rejected rows to out/rejects.csv");
 }
 
 /// `scontrol show job ID` as (array task id or none, JobState, Restarts), one per job or task.
@@ -632,11 +697,11 @@ fn the_k8s_manifests_decode_and_their_pods_commands_merge_to_the_bytes_of_one_no
     single_node(&s);
     let root = s.dir.path().to_path_buf();
     let abs = |rel: &str| root.join(rel).display().to_string();
-    let sets = [
+    let mut sets = vec![
+        "--set".to_string(),
         format!("readers.orders.path={}", abs("in/*.csv")),
-        format!("sinks.tables.path={}", abs("merged")),
-        format!("monitor.report={}", abs("merged/execution_metrics.json")),
     ];
+    sets.extend(outputs_in(&abs("merged")));
     let mut args = vec![
         "plan".to_string(),
         "p.toml".into(),
@@ -657,9 +722,7 @@ fn the_k8s_manifests_decode_and_their_pods_commands_merge_to_the_bytes_of_one_no
         "--binary".into(),
         env!("CARGO_BIN_EXE_sweep").into(),
     ];
-    for x in &sets {
-        args.extend(["--set".to_string(), x.clone()]);
-    }
+    args.extend(sets);
     let out = s.sweep(&args.iter().map(String::as_str).collect::<Vec<_>>());
     out.assert_success();
     let list: serde_json::Value = serde_json::from_str(&out.stdout).expect("JSON");

@@ -9,8 +9,8 @@ use std::time::Duration;
 use crate::common::Scratch;
 use crate::shard::{
     assert_completed, assert_same_files, finish, generate_days, kill_shard_0_mid_run, listing,
-    merge, plan, requeue_first_running, require_slurm, run_pod, shard, single_node, slurm_jobs,
-    slurm_script, spawn, spawn_shards, submit, wait_for_jobs,
+    merge, outputs_in, plan, requeue_first_running, require_slurm, run_pod, shard, single_node,
+    slurm_jobs, slurm_script, spawn, spawn_shards, submit, wait_for_jobs,
 };
 
 /// One generated orders and trades pair per entry of `rows` (order rows), a trading day each,
@@ -19,8 +19,9 @@ fn generate_pairs(s: &Scratch, rows: &[usize]) {
     generate_days(s, rows, true);
 }
 
-/// The sweep analysis over `in/`, writing CSV and Parquet. A 1 MiB budget makes the plan cut
-/// the ids into many partitions and makes each map shard spill.
+/// The sweep analysis over `in/`, writing its tables in CSV and Parquet, an extract of the
+/// order events as Parquet in a folder per date, and a report page. A 1 MiB budget makes the plan cut the ids into many
+/// partitions and makes each map shard spill.
 const JOB: &str = r#"name = "sweeps"
 [runtime]
 workers = 2
@@ -36,13 +37,23 @@ memory_budget_mib = 1
 inputs = ["fills"]
 path = "out"
 formats = ["csv", "parquet"]
+[sinks.extract]
+inputs = ["orders"]
+path = "out/extract"
+format = "parquet"
+partition_by = ["date"]
+[sinks.report]
+inputs = ["fills"]
+path = "out/report.html"
 [monitor]
 progress = "off"
 report = "out/execution_metrics.json"
 "#;
 
-/// Four tables in two formats.
-const FILES: usize = 8;
+/// Four tables in two formats, and the extract's part file of each of `days` dates.
+fn files(days: usize) -> usize {
+    8 + days
+}
 
 /// `sweep run p.toml --plan PLAN --shard-index I --stage reduce`.
 fn reduce_args<'a>(plan: &'a str, i: &'a str) -> [&'a str; 8] {
@@ -124,7 +135,7 @@ fn map_and_reduce_shards_merge_to_the_bytes_of_one_node() {
         sweep_rows += said;
     }
     merge(&s, "plan.json").assert_success();
-    assert_same_files(&s, FILES);
+    assert_same_files(&s, files(3));
     // Every sweep row came from exactly one reduce shard.
     let lines = s.read("single/sweeps.csv").lines().count() as u64;
     assert_eq!(sweep_rows, lines - 1);
@@ -142,8 +153,10 @@ fn a_killed_map_shard_racing_reduce_attempts_and_foreign_partials() {
     single_node(&s);
     let hash = plan(&s, 2, "plan.json", &[]);
     let orders = folder(&s, &hash, "fills.orders");
+    let trades = folder(&s, &hash, "fills.trades");
     // Shard 0 holds the largest orders file.
-    kill_shard_0_mid_run(&s, &orders);
+    let extract = folder(&s, &hash, "extract.rows");
+    kill_shard_0_mid_run(&s, &[orders.clone(), trades.clone(), extract]);
     let left = listing(&orders);
     assert!(
         left.len() == 1 && left[0].starts_with(".shard-0.tmp-"),
@@ -153,18 +166,10 @@ fn a_killed_map_shard_racing_reduce_attempts_and_foreign_partials() {
     reduce(&s, "plan.json", 0)
         .assert_code(1)
         .assert_stderr_contains("fills.orders/shard-0: missing");
-    let trades = folder(&s, &hash, "fills.trades");
-    assert!(
-        listing(&trades)
-            .iter()
-            .any(|n| n.starts_with(".shard-0.tmp-")),
-        "{:?}",
-        listing(&trades)
-    );
-    // Its rerun removes both kinds' temporaries.
+    // Its rerun removes the temporaries of all three partials (order events, trades, extract).
     shard(&s, "plan.json", 0)
         .assert_success()
-        .assert_stderr_contains("removed 2 temporary file(s) of an earlier attempt");
+        .assert_stderr_contains("removed 3 temporary file(s) of an earlier attempt");
     shard(&s, "plan.json", 1).assert_success();
 
     // Two attempts of one reduce shard at once: one partial, both succeed.
@@ -199,7 +204,7 @@ fn a_killed_map_shard_racing_reduce_attempts_and_foreign_partials() {
     std::fs::write(&mine, kept).unwrap();
     reduce(&s, "plan.json", 1).assert_success();
     merge(&s, "plan.json").assert_success();
-    assert_same_files(&s, FILES);
+    assert_same_files(&s, files(2));
 }
 
 /// The sweep job over one generated pair on a real (single-host) Slurm cluster, from the
@@ -226,7 +231,7 @@ fn a_slurm_map_array_and_reduce_array_with_requeues_merge_to_the_bytes_of_one_no
     let merged = slurm_jobs(merge);
     assert_eq!(merged.len(), 1);
     assert_eq!(merged[0].1, "COMPLETED", "the merge: {merged:?}");
-    assert_same_files(&s, FILES);
+    assert_same_files(&s, files(1));
 }
 
 /// `sweep plan --emit k8s` of the sweep job: the manifests decode as Kubernetes' own types, with
@@ -263,14 +268,10 @@ fn the_k8s_reduce_job_waits_for_the_map_and_the_pods_merge_to_the_bytes_of_one_n
         ("--plan-mount", abs("etc-sweep")),
         ("--set", format!("readers.orders.path={}", abs("in/o*.csv"))),
         ("--set", format!("readers.trades.path={}", abs("in/t*.csv"))),
-        ("--set", format!("sinks.tables.path={}", abs("merged"))),
-        (
-            "--set",
-            format!("monitor.report={}", abs("merged/execution_metrics.json")),
-        ),
     ] {
         args.extend([k.to_string(), v]);
     }
+    args.extend(outputs_in(&abs("merged")));
     let out = s.sweep(&args.iter().map(String::as_str).collect::<Vec<_>>());
     out.assert_success();
     let list: serde_json::Value = serde_json::from_str(&out.stdout).expect("JSON");
@@ -312,5 +313,5 @@ fn the_k8s_reduce_job_waits_for_the_map_and_the_pods_merge_to_the_bytes_of_one_n
         finish(p).assert_success();
     }
     finish(merging).assert_success();
-    assert_same_files(&s, FILES);
+    assert_same_files(&s, files(2));
 }

@@ -10,15 +10,13 @@ use std::collections::BTreeMap;
 
 use actix::prelude::*;
 use arrow_array::RecordBatch;
-use arrow_schema::Schema;
 use tokio::sync::watch;
 
-use super::writer::{RowWriter, RowsWritten};
-use crate::batch::Batch;
+use super::extract::{Extract, Handover, project};
+use crate::batch::{Batch, JobId};
 use crate::config::RowSinkSpec;
 use crate::flow::edge::Envelope;
-use crate::flow::{ErrorKind, Inbox, Outlets, ReportGuard, StageCtx, Start, Wiring};
-use crate::schema;
+use crate::flow::{Capture, ErrorKind, Inbox, Outlets, ReportGuard, StageCtx, Start, Wiring};
 
 impl Start for RowSinkSpec {
     fn start(&self, w: &mut Wiring, ctx: StageCtx, _: Outlets) -> Inbox {
@@ -33,10 +31,21 @@ impl Start for RowSinkSpec {
             gates[r] = Some(w.gate_on(r));
         }
         let (spec, report) = (self.clone(), w.reports.clone());
+        // A shard of a sharded run hands its rows over instead: the merge writes the extract.
+        let handover = w.shard.then(|| w.capture.clone()).flatten();
         let addr = SyncArbiter::start(1, move || RowSinkWorker {
             report: ReportGuard::new(&ctx, spec.path.clone(), report.clone()),
+            out: match &handover {
+                Some(capture) => match Handover::new() {
+                    Ok(h) => Out::Handover(Box::new(h), capture.clone()),
+                    Err(e) => {
+                        ctx.fail(ErrorKind::Output, format!("sink `{}`: {e}", ctx.name));
+                        Out::Failed
+                    }
+                },
+                None => Out::Extract(Extract::new(&spec)),
+            },
             spec: spec.clone(),
-            writer: None,
             pending: BTreeMap::new(),
             next: vec![0; gates.len()],
             gates: gates.clone(),
@@ -47,11 +56,18 @@ impl Start for RowSinkSpec {
     }
 }
 
+/// Where the rows go once in order.
+enum Out {
+    Extract(Extract),
+    Handover(Box<Handover>, Capture),
+    Failed,
+}
+
 struct RowSinkWorker {
     spec: RowSinkSpec,
-    writer: Option<RowWriter>,
-    /// Batches waiting for an earlier sequence number, by (reader stage, seq).
-    pending: BTreeMap<(usize, u64), RecordBatch>,
+    out: Out,
+    /// Batches waiting for an earlier sequence number, with their job, by (reader stage, seq).
+    pending: BTreeMap<(usize, u64), (JobId, RecordBatch)>,
     /// Next sequence number to write, per reader stage index.
     next: Vec<u64>,
     /// Where the next numbers are published, per reader stage index.
@@ -62,40 +78,19 @@ struct RowSinkWorker {
 }
 
 impl RowSinkWorker {
-    fn project(&self, rows: &RecordBatch) -> Result<RecordBatch, String> {
-        let Some(cols) = &self.spec.columns else {
-            return Ok(rows.clone());
-        };
-        let schema = rows.schema();
-        let idx: Result<Vec<usize>, String> = cols
-            .iter()
-            .map(|c| {
-                schema.index_of(c).map_err(|_| {
-                    format!("sink `{}`: column `{c}` is not in its input", self.ctx.name)
-                })
-            })
-            .collect();
-        rows.project(&idx?).map_err(|e| e.to_string())
-    }
-
-    fn write(&mut self, rows: &RecordBatch) -> Result<(), String> {
-        let rows = self.project(rows)?;
-        if self.writer.is_none() {
-            self.writer =
-                Some(RowWriter::create(&self.spec, rows.schema()).map_err(|e| e.to_string())?);
+    fn write(&mut self, job: JobId, rows: &RecordBatch) -> Result<(), String> {
+        let rows = project(&self.spec, &self.ctx.name, rows)?;
+        match &mut self.out {
+            Out::Extract(e) => e.write(&rows),
+            Out::Handover(h, _) => h.write(job, &rows),
+            Out::Failed => Ok(()),
         }
-        if let Some(w) = self.writer.as_mut()
-            && rows.num_rows() > 0
-        {
-            w.write(&rows).map_err(|e| e.to_string())?;
-        }
-        Ok(())
     }
 
     fn drain(&mut self) -> Result<(), String> {
         for reader in 0..self.next.len() {
-            while let Some(rows) = self.pending.remove(&(reader, self.next[reader])) {
-                self.write(&rows)?;
+            while let Some((job, rows)) = self.pending.remove(&(reader, self.next[reader])) {
+                self.write(job, &rows)?;
                 self.next[reader] += 1;
             }
             if let Some(Some(g)) = self.gates.get(reader) {
@@ -108,11 +103,11 @@ impl RowSinkWorker {
     fn fail(&mut self, msg: String) {
         self.ctx.fail(ErrorKind::Output, msg.clone());
         self.failed = Some(msg);
-        self.writer = None;
+        self.out = Out::Failed;
         self.pending.clear();
     }
 
-    fn finish(&mut self) -> Result<RowsWritten, String> {
+    fn finish(&mut self) -> Result<String, String> {
         if let Some(f) = &self.failed {
             return Err(f.clone());
         }
@@ -120,24 +115,23 @@ impl RowSinkWorker {
             return Err("not written: the run failed".to_string());
         }
         // Gaps are left only by a failed run; write what remains in order.
-        let rest: Vec<RecordBatch> = std::mem::take(&mut self.pending).into_values().collect();
-        for rows in &rest {
-            self.write(rows)?;
+        let rest: Vec<(JobId, RecordBatch)> =
+            std::mem::take(&mut self.pending).into_values().collect();
+        for (job, rows) in &rest {
+            self.write(*job, rows)?;
         }
-        if self.writer.is_none() {
-            // No batch arrived (no input rows, no header): write an empty file with the
-            // columns we know of.
-            let cols = self.spec.columns.clone().unwrap_or_default();
-            let schema = if cols.is_empty() {
-                std::sync::Arc::new(Schema::empty())
-            } else {
-                schema::arrow_schema(&cols)
-            };
-            self.writer = Some(RowWriter::create(&self.spec, schema).map_err(|e| e.to_string())?);
-        }
-        match self.writer.take() {
-            Some(w) => w.commit().map_err(|e| e.to_string()),
-            None => Ok(RowsWritten::default()),
+        match std::mem::replace(&mut self.out, Out::Failed) {
+            Out::Extract(e) => e
+                .commit()
+                .map(|s| format!("{} rows in {} file(s), {} bytes", s.rows, s.files, s.bytes)),
+            Out::Handover(h, capture) => {
+                let handed = h.finish()?;
+                let batches = handed.jobs.len();
+                // The receiver is the shard, which outlives the run.
+                let _ = capture.send((self.ctx.index, Box::new(handed)));
+                Ok(format!("{batches} batch(es) handed over to the merge"))
+            }
+            Out::Failed => Err("not written: the run failed".to_string()),
         }
     }
 }
@@ -146,9 +140,7 @@ impl Actor for RowSinkWorker {
     type Context = SyncContext<Self>;
 
     fn stopped(&mut self, _: &mut Self::Context) {
-        let outcome = self
-            .finish()
-            .map(|s| format!("{} rows in {} file(s), {} bytes", s.rows, s.files, s.bytes));
+        let outcome = self.finish();
         self.report.set(outcome);
     }
 }
@@ -174,7 +166,8 @@ impl Handler<Envelope<Batch>> for RowSinkWorker {
             self.next.resize(job.reader + 1, 0);
         }
         let rows = batch.num_rows() as u64;
-        self.pending.insert((job.reader, batch.seq), batch.rows);
+        self.pending
+            .insert((job.reader, batch.seq), (batch.job, batch.rows));
         if let Err(e) = self.drain() {
             return self.fail(e);
         }

@@ -3,7 +3,11 @@
 //! formats and the atomic file; `partition` the partitioned folder.
 
 mod actor;
+mod extract;
 mod partition;
 #[cfg(test)]
 mod tests;
 mod writer;
+
+pub(crate) use extract::Extract;
+pub use extract::HandedRows;
