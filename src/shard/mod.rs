@@ -2,17 +2,21 @@
 //! `sweep run --plan` runs one shard and leaves its mergeable state in a shared folder, and
 //! `sweep merge` checks that every shard is there and writes the outputs `sweep run` would have.
 //!
-//! The contract holds for pipelines whose table stages are aggregators: their state merges
-//! exactly whatever split of the files built it (`aggregators::state`), so the unit of work is
-//! the input file. Kinds that cannot take part say why in `StageKind::shard_refusal`.
+//! The unit of work is the input file. Aggregators' state merges exactly whatever split of the
+//! files built it (`aggregators::state`); a sweep analysis is a map over the files and a reduce
+//! over order-id partitions (`sweeps`); a rows sink's batches are handed to the merge, which
+//! writes the extract (`extracts`). Kinds that cannot take part would say why in
+//! `StageKind::shard_refusal`.
 //!
 //! - `plan`: the work units (files, with size and a fingerprint of their head), their balanced
 //!   assignment, and the plan hash that names the run in the shared folder;
 //! - `partial`: one shard's state for one aggregator, as a self-describing Arrow IPC file, and
 //!   its exactly-once commit (`SHARED/<plan-hash>/<stage>/shard-<I>`);
 //! - `run`: one shard through the batch runtime, capturing state instead of writing tables;
-//! - `merge`: the folder listing checked against the plan, the states merged, the tables and
-//!   the run report written through the same code as `sweep run`;
+//! - `sweeps`: a sweep analysis's map partials, its reduce shards and its merged tables;
+//! - `extracts`: rows sinks' batches handed over, and replayed into the extract by the merge;
+//! - `merge`: the folder listing checked against the plan, the states merged, the tables,
+//!   extracts, pages and the run report written through the same code as `sweep run`;
 //! - `emit`: the plan as a Slurm submission (a job array, then the merge on `afterok`).
 
 mod emit;
@@ -145,13 +149,16 @@ pub(crate) fn refusals(p: &Pipeline) -> Vec<String> {
             ));
         }
     }
-    if !p
-        .stages
-        .iter()
-        .any(|s| matches!(s.kind, StageKind::Aggregator(_) | StageKind::Sweeps(_)))
-    {
+    if !p.stages.iter().any(|s| {
+        matches!(
+            s.kind,
+            StageKind::Aggregator(_) | StageKind::Sweeps(_) | StageKind::RowSink(_)
+        )
+    }) {
         reasons.push(
-            "it has no aggregator or sweep analysis, so shards would have nothing to merge".into(),
+            "it has no aggregator, sweep analysis or rows sink, so shards would have nothing to \
+             merge"
+                .into(),
         );
     }
     reasons
