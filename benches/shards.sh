@@ -45,7 +45,8 @@ done
 case "$job" in standard|sweeps) ;; *) echo "--job is standard or sweeps" >&2; exit 2 ;; esac
 now() { date +%s.%N; }
 secs() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", b - a }'; }
-bytes_of() { find "$@" -name 'shard-*' -type f -printf '%s\n' 2>/dev/null | awk '{s+=$1} END {print s+0}'; }
+# Bytes of the committed partials below the given folders (none there: 0).
+bytes_of() { { find "$@" -name 'shard-*' -type f -printf '%s\n' 2>/dev/null || true; } | awk '{s+=$1} END {print s+0}'; }
 
 # The pipeline of the round, its inputs in $1/in, its outputs wherever --set sends them.
 pipeline() {
