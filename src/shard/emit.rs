@@ -1,8 +1,9 @@
 //! The plan as a cluster engine's job. `sweep plan --shards N --emit slurm` prints a bash script
-//! that submits the shards as one Slurm job array (at most K at once) and the merge as a job that
-//! waits for every shard to succeed (`afterok`); `--emit k8s` prints a Kubernetes `List` of the
-//! plan as a ConfigMap, the shards as an Indexed Job and the merge as a Job that waits for the
-//! shards' partials (Kubernetes has no dependency between Jobs). The engine only starts indexed
+//! that submits the shards as one Slurm job array (at most K at once), a sweep analysis's reduce
+//! shards as a second array, and the merge as a job that waits for every shard to succeed
+//! (`afterok`); `--emit k8s` prints a Kubernetes `List` of the plan as a ConfigMap, the shards
+//! (and reduce shards) as Indexed Jobs and the merge as a Job, the later ones waiting for the
+//! partials they need (Kubernetes has no dependency between Jobs). The engine only starts indexed
 //! copies of a command and retries them; the exactly-once commit of each shard's partial and the
 //! merge's check of the folder listing are sweep's, so nothing here trusts the engine's
 //! bookkeeping.

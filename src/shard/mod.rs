@@ -17,7 +17,8 @@
 //! - `extracts`: rows sinks' batches handed over, and replayed into the extract by the merge;
 //! - `merge`: the folder listing checked against the plan, the states merged, the tables,
 //!   extracts, pages and the run report written through the same code as `sweep run`;
-//! - `emit`: the plan as a Slurm submission (a job array, then the merge on `afterok`).
+//! - `emit`: the plan as a Slurm submission (job arrays, then the merge on `afterok`) or as
+//!   Kubernetes Jobs.
 
 mod emit;
 mod extracts;
