@@ -27,16 +27,38 @@ use crate::sinks::atomic::{AtomicWriter, OutputError};
 impl Start for ReaderSpec {
     fn start(&self, w: &mut Wiring, ctx: StageCtx, out: Outlets) -> Inbox {
         // The build phase has checked that the rejects folder takes a file, so this fails only
-        // if the file system changed since; the run then fails, and consumers see no input.
+        // if the file system changed since; the run then fails, and consumers see no input. A
+        // shard of a sharded run writes its rejects to a folder of its own and hands them over
+        // to the merge, which writes the rejects file (`shard::rejects`).
+        let handover = w.shard.then(|| w.capture.clone()).flatten();
         let rejects = match (&self.rejects, self.on_error) {
-            (Some(path), OnError::Reject) => match Rejects::create(path) {
-                Ok(r) => Some(r),
-                Err(e) => {
-                    ctx.fail(ErrorKind::Output, e);
-                    return Inbox::None;
+            (Some(path), OnError::Reject) => {
+                let local = match &handover {
+                    Some(_) => match tempfile::Builder::new().prefix(".sweep-rejects-").tempdir() {
+                        Ok(dir) => Some(dir),
+                        Err(e) => {
+                            ctx.fail(ErrorKind::Output, format!("a folder for the rejects: {e}"));
+                            return Inbox::None;
+                        }
+                    },
+                    None => None,
+                };
+                let at = local
+                    .as_ref()
+                    .map_or_else(|| path.clone(), |d| d.path().join("rejects.csv"));
+                match Rejects::create(&at) {
+                    Ok(r) => Some((r, local)),
+                    Err(e) => {
+                        ctx.fail(ErrorKind::Output, e);
+                        return Inbox::None;
+                    }
                 }
-            },
+            }
             _ => None,
+        };
+        let (rejects, local) = match rejects {
+            Some((r, local)) => (Some(r), local),
+            None => (None, None),
         };
         let shared = Arc::new(ReaderShared {
             spec: self.clone(),
@@ -71,10 +93,18 @@ impl Start for ReaderSpec {
         let sh = shared.clone();
         w.finish_with(async move {
             let _ = done_rx.await;
-            if let Some(rj) = &sh.rejects
-                && let Err(e) = rj.commit()
-            {
-                sh.ctx.fail(ErrorKind::Output, e);
+            if let Some(rj) = &sh.rejects {
+                match rj.commit() {
+                    Err(e) => sh.ctx.fail(ErrorKind::Output, e),
+                    Ok(()) => {
+                        if let (Some(capture), Some(dir)) = (handover, local) {
+                            let file = rj.path.clone();
+                            // The receiver is the shard, which outlives the run.
+                            let _ =
+                                capture.send((sh.ctx.index, Box::new(HandedRejects { dir, file })));
+                        }
+                    }
+                }
             }
         });
         ReaderActor::start_in_arbiter(&w.arbiter(), move |_| {
@@ -93,17 +123,27 @@ struct RawBlock {
     block: Arc<Block>,
 }
 
-/// The rejects file of a reader with `on_error = "reject"`.
-struct Rejects {
+/// A shard's rejected rows, for the merge to write into the rejects file: the rejects file as
+/// the reader wrote it, in a temporary folder removed when this is dropped.
+pub struct HandedRejects {
+    pub dir: tempfile::TempDir,
+    pub file: PathBuf,
+}
+
+/// The columns of a rejects file, in order.
+pub(crate) const REJECTS_HEADER: [&str; 5] = ["file", "line", "column", "reason", "row"];
+
+/// The rejects file of a reader with `on_error = "reject"` (and of a sharded run's merge).
+pub(crate) struct Rejects {
     path: PathBuf,
     out: Mutex<Option<csv::Writer<AtomicWriter>>>,
 }
 
 impl Rejects {
-    fn create(path: &Path) -> Result<Self, OutputError> {
+    pub(crate) fn create(path: &Path) -> Result<Self, OutputError> {
         let file = AtomicWriter::create(path)?;
         let mut w = csv::Writer::from_writer(file);
-        w.write_record(["file", "line", "column", "reason", "row"])
+        w.write_record(REJECTS_HEADER)
             .map_err(|e| OutputError::new(path, e.into()))?;
         Ok(Rejects {
             path: path.to_path_buf(),
@@ -131,9 +171,20 @@ impl Rejects {
         Ok(())
     }
 
+    /// Appends one rejected row as a shard recorded it (the columns of [`REJECTS_HEADER`]).
+    pub(crate) fn write_record(&self, record: &[&str; 5]) -> Result<(), OutputError> {
+        let mut guard = self.out.lock().unwrap_or_else(|e| e.into_inner());
+        match guard.as_mut() {
+            Some(w) => w
+                .write_record(record)
+                .map_err(|e| OutputError::new(&self.path, e.into())),
+            None => Ok(()),
+        }
+    }
+
     /// Makes the rejects file visible. Called whatever the run's outcome: the rows it lists were
     /// rejected either way.
-    fn commit(&self) -> Result<(), OutputError> {
+    pub(crate) fn commit(&self) -> Result<(), OutputError> {
         let taken = self.out.lock().unwrap_or_else(|e| e.into_inner()).take();
         let Some(w) = taken else { return Ok(()) };
         let file = w

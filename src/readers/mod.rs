@@ -11,6 +11,9 @@ pub(crate) mod discover;
 pub(crate) mod parquet;
 pub mod source;
 
+pub use actor::HandedRejects;
+pub(crate) use actor::{REJECTS_HEADER, Rejects};
+
 use std::path::PathBuf;
 
 /// Everything that can go wrong between a path and a batch.

@@ -12,7 +12,10 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use super::extracts::{read_rows_header, rows_folder, write_extracts};
+use super::extracts::{
+    read_rejects_header, read_rows_header, rejects_folder, rows_folder, write_extracts,
+    write_rejects,
+};
 use super::partial::{self, Header, LedgerEntry, is_temp_name, parse_final_name, stage_dir};
 use super::{ShardError, ShardPlan, Stage, sweeps};
 use crate::aggregators::{AggSnapshot, AggState};
@@ -59,8 +62,9 @@ fn file_name(path: &Path) -> String {
 struct Collected {
     /// Each aggregator's partials, in shard order.
     aggregates: BTreeMap<String, Vec<(Header, AggSnapshot)>>,
-    /// Each sweep analysis's map partials, by folder (its order events', its trades'), and
-    /// each rows sink's (`<sink>.rows`), in shard order.
+    /// Each sweep analysis's map partials, by folder (its order events', its trades'), each
+    /// rows sink's (`<sink>.rows`) and each reader's rejects (`<reader>.rejects`), in shard
+    /// order.
     maps: BTreeMap<String, Vec<(Header, PathBuf)>>,
     /// Each sweep analysis's reduce partials, in shard order.
     reduced: BTreeMap<String, Vec<(Header, Sums, PathBuf)>>,
@@ -143,11 +147,20 @@ fn collect(
         }
         out.reduced.insert(w.name.clone(), reduced);
     }
-    for sink in &plan.extracts {
-        let folder = rows_folder(sink);
+    type ReadHeader = fn(&Path) -> Result<Header, ShardError>;
+    let handed = plan
+        .extracts
+        .iter()
+        .map(|s| (rows_folder(s), read_rows_header as ReadHeader))
+        .chain(
+            plan.rejects
+                .iter()
+                .map(|r| (rejects_folder(r), read_rejects_header as ReadHeader)),
+        );
+    for (folder, read_header) in handed {
         let mut parts = Vec::new();
         for (i, path) in listed(plan, &folder, &mut problems, leftovers) {
-            match read_rows_header(&path) {
+            match read_header(&path) {
                 Err(e) => problems.push(e.to_string()),
                 Ok(h) => match check_header(plan, &folder, i, &h, files(i)) {
                     Err(why) => problems.push(format!("{}: {why}", path.display())),
@@ -389,7 +402,16 @@ pub fn merge(p: &Pipeline, plan: &ShardPlan) -> Result<MergeOutcome, ShardError>
         })
         .collect();
     let mut extracts = write_extracts(p, plan, &handed)?.into_iter();
-    let mut written = Vec::new();
+    let rejected: BTreeMap<String, Vec<(Header, PathBuf)>> = plan
+        .rejects
+        .iter()
+        .map(|r| {
+            let parts = maps.get(&rejects_folder(r)).cloned().unwrap_or_default();
+            (r.clone(), parts)
+        })
+        .collect();
+    // Rejects files are written whatever else happens, as `sweep run` commits them.
+    let mut written = write_rejects(p, plan, &rejected)?;
     let mut sinks = Vec::new();
     let mut pages = Vec::new();
     for s in &p.stages {

@@ -137,18 +137,6 @@ pub(crate) fn refusals(p: &Pipeline) -> Vec<String> {
         if let Some(why) = s.kind.shard_refusal() {
             reasons.push(format!("{} `{}`: {why}", s.kind.label(), s.name));
         }
-        if let StageKind::Reader(r) = &s.kind
-            && let Some(rejects) = &r.rejects
-        {
-            // The rejects file is a rows output like an extract: one file in input order.
-            reasons.push(format!(
-                "reader `{}` writes its rejected rows to {}, one file in input order, which \
-                 shards cannot write together; drop `rejects` (use on_error = \"fail\") or run \
-                 it with `sweep run`",
-                s.name,
-                rejects.display()
-            ));
-        }
     }
     if !p.stages.iter().any(|s| {
         matches!(
@@ -198,6 +186,18 @@ pub(crate) fn extract_names(p: &Pipeline) -> Vec<String> {
         .stages
         .iter()
         .filter(|s| matches!(s.kind, StageKind::RowSink(_)))
+        .map(|s| s.name.clone())
+        .collect();
+    names.sort_unstable();
+    names
+}
+
+/// The readers with a rejects file, sorted: each shard hands over its rejected rows for each.
+pub(crate) fn rejects_names(p: &Pipeline) -> Vec<String> {
+    let mut names: Vec<String> = p
+        .stages
+        .iter()
+        .filter(|s| matches!(&s.kind, StageKind::Reader(r) if r.rejects.is_some()))
         .map(|s| s.name.clone())
         .collect();
     names.sort_unstable();

@@ -11,9 +11,11 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use super::extracts::rows_folder;
+use super::extracts::{rejects_folder, rows_folder};
 use super::sweeps::{REDUCE_THREADS, map_folders, reduce_folder};
-use super::{ShardError, aggregator_names, check_shardable, extract_names, sweeps_stages};
+use super::{
+    ShardError, aggregator_names, check_shardable, extract_names, rejects_names, sweeps_stages,
+};
 use crate::config::outputs::{Resolved, claims};
 use crate::config::{Pipeline, StageKind};
 use crate::daemon::digest::digest;
@@ -90,12 +92,14 @@ impl SweepsPlan {
 }
 
 /// What the shards of a plan hand over, by stage name: each aggregator's state, each sweep
-/// analysis's rows (with its partition count), each rows sink's rows.
+/// analysis's rows (with its partition count), each rows sink's rows, each reader's rejects.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Work {
     pub aggregators: Vec<String>,
     pub sweeps: Vec<(String, usize)>,
     pub extracts: Vec<String>,
+    /// The readers with a rejects file.
+    pub rejects: Vec<String>,
 }
 
 /// The plan `sweep plan --shards N --json` prints and `sweep run --plan`/`sweep merge` read.
@@ -113,6 +117,9 @@ pub struct ShardPlan {
     /// Names the run: `SHARED/<plan_hash>/…` holds its partials.
     pub plan_hash: String,
     pub shards: Vec<Shard>,
+    /// The readers with a rejects file, sorted: each shard hands its rejected rows to the merge.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rejects: Vec<String>,
     pub shared: String,
     /// The aggregator stages, sorted: each shard leaves one partial per stage.
     pub stages: Vec<String>,
@@ -133,6 +140,8 @@ struct Hashed<'a> {
     extracts: &'a [String],
     format: &'a str,
     pipeline_digest: &'a str,
+    #[serde(skip_serializing_if = "<[String]>::is_empty")]
+    rejects: &'a [String],
     shards: usize,
     stages: &'a [String],
     /// Left out when empty, so plans without a sweep analysis keep the hash they had.
@@ -156,6 +165,8 @@ impl ShardPlan {
         stages.sort_unstable();
         let mut extracts = work.extracts.clone();
         extracts.sort_unstable();
+        let mut rejects = work.rejects.clone();
+        rejects.sort_unstable();
         let mut sweeps: Vec<SweepsPlan> = work
             .sweeps
             .iter()
@@ -174,6 +185,7 @@ impl ShardPlan {
             extracts: &extracts,
             format: PLAN_FORMAT,
             pipeline_digest,
+            rejects: &rejects,
             shards,
             stages: &stages,
             sweeps: &sweeps,
@@ -188,6 +200,7 @@ impl ShardPlan {
             pipeline: pipeline.into(),
             pipeline_digest: pipeline_digest.into(),
             plan_hash,
+            rejects,
             shards: assign(&units, shards),
             shared: shared.into(),
             stages,
@@ -214,6 +227,7 @@ impl ShardPlan {
         let mut v = self.stages.clone();
         v.extend(self.sweeps.iter().flat_map(|s| map_folders(&s.name)));
         v.extend(self.extracts.iter().map(|s| rows_folder(s)));
+        v.extend(self.rejects.iter().map(|s| rejects_folder(s)));
         v
     }
 
@@ -227,6 +241,7 @@ impl ShardPlan {
                 .map(|s| (s.name.clone(), s.partitions))
                 .collect(),
             extracts: self.extracts.clone(),
+            rejects: self.rejects.clone(),
         }
     }
 
@@ -253,6 +268,11 @@ impl ShardPlan {
             ("aggregators", aggregator_names(p), &self.stages),
             ("sweep analyses", sweeps, &planned_sweeps),
             ("rows sinks", extract_names(p), &self.extracts),
+            (
+                "readers with a rejects file",
+                rejects_names(p),
+                &self.rejects,
+            ),
         ] {
             if &have != planned {
                 let list = |v: &[String]| {
@@ -419,6 +439,7 @@ pub fn make_plan(p: &Pipeline, shards: usize, shared: &str) -> Result<ShardPlan,
         aggregators: aggregator_names(p),
         sweeps,
         extracts: extract_names(p),
+        rejects: rejects_names(p),
     };
     Ok(ShardPlan::build(
         &p.name,

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use super::extracts::{commit_rows, rows_folder};
+use super::extracts::{commit_rejects, commit_rows, rejects_folder, rows_folder};
 use super::partial::{
     self, Committed, Header, LedgerEntry, PathLedger, create_temp, final_name, remove_stale_temps,
     stage_dir,
@@ -16,6 +16,7 @@ use crate::aggregators::AggState;
 use crate::batch::JobId;
 use crate::config::{Pipeline, Stage, StageKind};
 use crate::daemon::watch::fingerprint;
+use crate::readers::HandedRejects;
 use crate::runtime::{self, RunOptions};
 use crate::sinks::rows::HandedRows;
 use crate::sweeps::Partitioned;
@@ -165,6 +166,7 @@ pub fn run_shard(p: &Pipeline, plan: &ShardPlan, index: usize) -> Result<ShardOu
         states,
         rows,
         extracts,
+        rejects,
         unit_of,
         ledger,
         rows_read,
@@ -230,6 +232,33 @@ pub fn run_shard(p: &Pipeline, plan: &ShardPlan, index: usize) -> Result<ShardOu
         let how = commit_rows(handed, &unit_of, &h, temp, &target)?;
         partials.push((target, how));
     }
+    for reader in &plan.rejects {
+        let folder = rejects_folder(reader);
+        let target = stage_dir(&run_dir, &folder).join(final_name(index));
+        let Some(temp) = temps.remove(&folder) else {
+            partials.push((target, Committed::AlreadyThere));
+            continue;
+        };
+        let files: HashMap<String, usize> = plan
+            .units
+            .iter()
+            .filter(|u| &u.reader == reader)
+            .map(|u| (u.path.clone(), u.index))
+            .collect();
+        let rows = ledger
+            .iter()
+            .filter(|e| &e.reader == reader)
+            .map(|e| e.rows_rejected)
+            .sum();
+        let how = commit_rejects(
+            rejects.get(reader),
+            &files,
+            &header(&folder, rows),
+            temp,
+            &target,
+        )?;
+        partials.push((target, how));
+    }
     for (stage, target) in targets {
         if !plan.stages.contains(&stage) {
             continue;
@@ -264,8 +293,9 @@ pub fn run_shard(p: &Pipeline, plan: &ShardPlan, index: usize) -> Result<ShardOu
 struct Ran {
     states: HashMap<String, AggState>,
     rows: HashMap<String, Partitioned>,
-    /// Each rows sink's rows, and the plan's unit of each run job.
+    /// Each rows sink's rows, each reader's rejected rows, and the plan's unit of each run job.
     extracts: HashMap<String, HandedRows>,
+    rejects: HashMap<String, HandedRejects>,
     unit_of: HashMap<JobId, usize>,
     ledger: Vec<LedgerEntry>,
     rows_read: u64,
@@ -329,6 +359,7 @@ fn run_units(p: &Pipeline, plan: &ShardPlan, index: usize) -> Result<Ran, ShardE
     let mut states = HashMap::new();
     let mut rows = HashMap::new();
     let mut extracts = HashMap::new();
+    let mut rejects = HashMap::new();
     while let Ok((i, st)) = rx.try_recv() {
         let name = sub.stages[i].name.clone();
         match st.downcast::<AggState>() {
@@ -343,6 +374,11 @@ fn run_units(p: &Pipeline, plan: &ShardPlan, index: usize) -> Result<Ran, ShardE
             Err(st) if st.is::<HandedRows>() => {
                 if let Ok(r) = st.downcast::<HandedRows>() {
                     extracts.insert(name, *r);
+                }
+            }
+            Err(st) if st.is::<HandedRejects>() => {
+                if let Ok(r) = st.downcast::<HandedRejects>() {
+                    rejects.insert(name, *r);
                 }
             }
             Err(_) => {
@@ -395,6 +431,7 @@ fn run_units(p: &Pipeline, plan: &ShardPlan, index: usize) -> Result<Ran, ShardE
         states,
         rows,
         extracts,
+        rejects,
         unit_of: job_units,
         ledger,
         rows_read: outcome.report.totals.rows_read,

@@ -512,16 +512,101 @@ fn shards_need_an_index_a_matching_pipeline_and_no_rejects_file() {
                  none (make a new plan)",
             );
     }
-    // A rejects file is one file in input order written by the reader: refused.
+    // So is a reader made to reject bad rows after planning (its digest changes).
     s.write(
         "p.toml",
         Pipeline::standard("in/*.csv")
             .rejects("out/rejects.csv")
             .toml(),
     );
-    s.sweep(&["plan", "p.toml", "--shards", "2", "--shared", "shared"])
+    s.sweep(&["run", "p.toml", "--plan", "plan.json", "--shard-index", "0"])
         .assert_code(2)
-        .assert_stderr_contains("writes its rejected rows to out/rejects.csv");
+        .assert_stderr_contains("the pipeline does not match the plan");
+}
+
+/// A reader that rejects bad rows, sharded: the tables equal one node's, and the merge writes
+/// the rejects file with every row one node rejected, ordered by file (as one node reads them)
+/// then line, which one node's parse workers do not promise.
+#[test]
+fn rejected_rows_are_handed_over_and_written_by_file_and_line() {
+    let s = Scratch::new();
+    generate(&s, 4);
+    // Every 97th row of two files gets a price that is not a number.
+    for f in ["in/f01.csv", "in/f03.csv"] {
+        let text = s.read(f);
+        let bad: Vec<String> = text
+            .lines()
+            .enumerate()
+            .map(|(i, l)| {
+                if i > 0 && i % 97 == 0 {
+                    let mut cells: Vec<&str> = l.split(',').collect();
+                    cells[4] = "x";
+                    cells.join(",")
+                } else {
+                    l.to_string()
+                }
+            })
+            .collect();
+        s.write(f, bad.join("\n") + "\n");
+    }
+    let job = Pipeline::standard("in/*.csv").rejects("out/rejects.csv");
+    s.write("p.toml", job.toml());
+    // The tables, the run report and the rejects file into `dir`.
+    let into = |verb: &[&str], dir: &str| {
+        let mut args: Vec<String> = verb.iter().map(|a| a.to_string()).collect();
+        for set in [
+            format!("sinks.tables.path={dir}"),
+            format!("monitor.report={dir}/execution_metrics.json"),
+            format!("readers.orders.rejects={dir}/rejects.csv"),
+        ] {
+            args.extend(["--set".to_string(), set]);
+        }
+        s.sweep(&args.iter().map(String::as_str).collect::<Vec<_>>())
+    };
+    into(&["run", "p.toml"], "single").assert_success();
+    let hash = plan(&s, 2, "plan.json", &[]);
+    for i in 0..2 {
+        shard(&s, "plan.json", i).assert_success();
+    }
+    assert_eq!(
+        listing(&s.path(&format!("shared/{hash}/orders.rejects"))),
+        ["shard-0", "shard-1"]
+    );
+    into(&["merge", "p.toml", "--plan", "plan.json"], "merged")
+        .assert_success()
+        .assert_stderr_contains("orders -> merged/rejects.csv: 26 rejected row(s)");
+    for t in ["by_security.csv", "summary.csv", "daily.csv"] {
+        assert_eq!(
+            s.read(&format!("single/{t}")),
+            s.read(&format!("merged/{t}")),
+            "{t}"
+        );
+    }
+    let (one, merged) = (s.read("single/rejects.csv"), s.read("merged/rejects.csv"));
+    let sorted = |t: &str| {
+        let mut v: Vec<String> = t.lines().skip(1).map(str::to_string).collect();
+        v.sort();
+        v
+    };
+    assert_eq!(sorted(&one), sorted(&merged));
+    assert_eq!(merged.lines().next(), Some("file,line,column,reason,row"));
+    // By file, then line.
+    let keys: Vec<(String, u64)> = merged
+        .lines()
+        .skip(1)
+        .map(|l| {
+            let mut f = l.splitn(3, ',');
+            (
+                f.next().unwrap().to_string(),
+                f.next().unwrap().parse().unwrap(),
+            )
+        })
+        .collect();
+    let mut in_order = keys.clone();
+    in_order.sort();
+    assert_eq!(keys, in_order);
+    assert_eq!(keys.len(), 26);
+    assert_eq!(keys[0], ("in/f01.csv".to_string(), 98));
 }
 
 /// `scontrol show job ID` as (array task id or none, JobState, Restarts), one per job or task.
