@@ -136,7 +136,16 @@ pub(crate) fn run_with(p: &Pipeline, opts: RunOptions) -> Result<RunOutcome, Bui
     let inputs = build::inputs(p, &opts)?;
     // The recorder must be in place before stages create their metric handles.
     if let Some(addr) = p.monitor.prometheus.filter(|_| !opts.metrics_installed) {
-        monitor::metrics::install(addr).map_err(|e| BuildError::Outputs(vec![e]))?;
+        match monitor::metrics::install(addr) {
+            Ok(()) => {}
+            // Shards of one plan often share a node (a Slurm array packs its tasks), each with
+            // the pipeline's one address: the first serves it, the others run without metrics
+            // rather than fail.
+            Err(e) if opts.shard && std::net::TcpListener::bind(addr).is_err() => {
+                tracing::warn!("{e}: this shard runs without its metrics endpoint");
+            }
+            Err(e) => return Err(BuildError::Outputs(vec![e])),
+        }
     }
     let (ordinal, filter_names) = build::filter_ordinals(p);
     let stats = Arc::new(RunStats {

@@ -524,6 +524,35 @@ fn shards_need_an_index_a_matching_pipeline_and_no_rejects_file() {
         .assert_stderr_contains("the pipeline does not match the plan");
 }
 
+/// Shards sharing a node share the pipeline's metrics address: a shard that finds it taken runs
+/// without its endpoint, where `sweep run` fails.
+#[test]
+fn a_shard_whose_metrics_address_is_taken_runs_without_it() {
+    let s = Scratch::new();
+    generate(&s, 2);
+    s.write("p.toml", pipeline().toml());
+    plan(&s, 1, "plan.json", &[]);
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap();
+    let metrics = format!("monitor.prometheus={addr}");
+    s.sweep(&[
+        "run",
+        "p.toml",
+        "--plan",
+        "plan.json",
+        "--shard-index",
+        "0",
+        "--set",
+        &metrics,
+    ])
+    .assert_success()
+    .assert_stderr_contains("this shard runs without its metrics endpoint")
+    .assert_stderr_contains("stats/shard-0: committed");
+    s.sweep(&["run", "p.toml", "--set", &metrics])
+        .assert_code(2)
+        .assert_stderr_contains(&format!("cannot serve metrics on {addr}"));
+}
+
 /// A reader that rejects bad rows, sharded: the tables equal one node's, and the merge writes
 /// the rejects file with every row one node rejected, ordered by file (as one node reads them)
 /// then line, which one node's parse workers do not promise.
