@@ -236,36 +236,16 @@ pub fn merge(p: &Pipeline, plan: &ShardPlan) -> Result<MergeOutcome, ShardError>
         }
         merged.insert(s.name.as_str(), state);
     }
-    let mut written = Vec::new();
-    let mut sinks = Vec::new();
-    for s in &p.stages {
-        let StageKind::TableSink(t) = &s.kind else {
-            continue;
-        };
-        let mut names = Vec::new();
-        for &j in &s.inputs {
-            let stage = &p.stages[j].name;
-            let Some(state) = merged.get(stage.as_str()) else {
-                continue;
-            };
-            let set = TableSet {
-                stage: stage.clone(),
-                rows: state.rows(),
-                tables: state.finish(),
-            };
-            names.extend(
-                write_tables(&t.path, &t.formats, &p.name, &set)
-                    .map_err(|e| ShardError::Outputs(vec![format!("sink `{}`: {e}", s.name)]))?,
-            );
-        }
-        sinks.push(SinkSummary {
+    let written = write_merged(p, &merged).map_err(|e| ShardError::Outputs(vec![e]))?;
+    let sinks = written
+        .iter()
+        .map(|(name, path, names)| SinkSummary {
             detail: format!("{} file(s)", names.len()),
-            name: s.name.clone(),
-            path: t.path.display().to_string(),
+            name: name.clone(),
+            path: path.display().to_string(),
             status: "written",
-        });
-        written.push((s.name.clone(), t.path.clone(), names));
-    }
+        })
+        .collect();
     // Every stage's ledger covers the same files (checked against the plan above); the first
     // stage's is the run's.
     let ledger: Vec<&LedgerEntry> = partials
@@ -292,6 +272,39 @@ pub fn merge(p: &Pipeline, plan: &ShardPlan) -> Result<MergeOutcome, ShardError>
         written,
         leftovers,
     })
+}
+
+/// Writes every tables sink of `p` from merged states (by aggregator name), through the tables
+/// sink's own code; each sink with where it wrote and what. Used by `sweep merge` and by the
+/// daemons sharing a bus, whose outputs are a merge of committed partials too.
+pub(crate) fn write_merged(
+    p: &Pipeline,
+    merged: &BTreeMap<&str, AggState>,
+) -> Result<Vec<(String, PathBuf, Vec<String>)>, String> {
+    let mut written = Vec::new();
+    for s in &p.stages {
+        let StageKind::TableSink(t) = &s.kind else {
+            continue;
+        };
+        let mut names = Vec::new();
+        for &j in &s.inputs {
+            let stage = &p.stages[j].name;
+            let Some(state) = merged.get(stage.as_str()) else {
+                continue;
+            };
+            let set = TableSet {
+                stage: stage.clone(),
+                rows: state.rows(),
+                tables: state.finish(),
+            };
+            names.extend(
+                write_tables(&t.path, &t.formats, &p.name, &set)
+                    .map_err(|e| format!("sink `{}`: {e}", s.name))?,
+            );
+        }
+        written.push((s.name.clone(), t.path.clone(), names));
+    }
+    Ok(written)
 }
 
 fn rate(n: f64, secs: f64) -> f64 {

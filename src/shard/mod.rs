@@ -17,7 +17,7 @@
 
 mod emit;
 mod merge;
-mod partial;
+pub(crate) mod partial;
 mod plan;
 mod run;
 #[cfg(test)]
@@ -26,6 +26,7 @@ mod tests;
 use std::path::PathBuf;
 
 pub use emit::{Launch, Pods, k8s, logs_path, plan_path, slurm};
+pub(crate) use merge::write_merged;
 pub use merge::{MergeOutcome, merge, wait_for_shards};
 pub use partial::Committed;
 pub use plan::{ShardPlan, Unit, load_plan, make_plan};
