@@ -437,7 +437,19 @@ fn dashboard_and_alert_expressions_return_data_in_prometheus() {
     let daemon_pid = procs.children.last().map(|c| c.1.id()).expect("daemon");
 
     // A daemon of a bus ([daemon.nats]) on a nats-server of the test's own, for the bus row and
-    // its backlog alert: it announces and folds one file.
+    // its backlog alert: it folds a clean file, and gives up on the dirty one (a bad row fails
+    // it) at its second delivery.
+    s.sweep(&[
+        "generate",
+        "--orders",
+        "clean.csv",
+        "--rows",
+        "2000",
+        "--seed",
+        "2",
+    ])
+    .case("generate clean")
+    .assert_success();
     let nats = NatsServer::start(&s.path("nats"));
     let bus_job = Pipeline::standard("busin/*.csv")
         .set("monitor", &format!("prometheus = \"127.0.0.1:{bus_port}\""))
@@ -449,7 +461,10 @@ fn dashboard_and_alert_expressions_return_data_in_prometheus() {
                 "poll_secs = 0.2",
             ],
         )
-        .section("daemon.nats", &[&format!("urls = [\"{}\"]", nats.url)]);
+        .section(
+            "daemon.nats",
+            &[&format!("urls = [\"{}\"]", nats.url), "max_deliver = 2"],
+        );
     s.write("b.toml", bus_job.toml());
     procs.spawn(
         "sweep bus daemon",
@@ -466,11 +481,17 @@ fn dashboard_and_alert_expressions_return_data_in_prometheus() {
         "bus daemon metrics",
         || get(&agent(), &bus_metrics, &[]).map(drop),
     );
-    s.write(
-        "busin/.a.csv.tmp",
-        std::fs::read(s.path("orders.csv")).unwrap(),
-    );
-    std::fs::rename(s.path("busin/.a.csv.tmp"), s.path("busin/a.csv")).unwrap();
+    for (from, to) in [("clean.csv", "a.csv"), ("orders.csv", "dirty.csv")] {
+        s.write(
+            &format!("busin/.{to}.tmp"),
+            std::fs::read(s.path(from)).unwrap(),
+        );
+        std::fs::rename(
+            s.path(&format!("busin/.{to}.tmp")),
+            s.path(&format!("busin/{to}")),
+        )
+        .unwrap();
+    }
 
     let http = agent();
     let daemon_metrics = format!("http://127.0.0.1:{daemon_port}/metrics");
@@ -739,7 +760,8 @@ fn dashboard_and_alert_expressions_return_data_in_prometheus() {
         assert_eq!(sample(&dm, series), Some(want), "{series}:\n{dm}");
     }
 
-    // The bus daemon's series: one file announced and folded, nothing left pending.
+    // The bus daemon's series: two files announced, one folded, one given up at its second
+    // delivery, nothing left pending.
     let bm = wait_for(
         &mut procs,
         Duration::from_secs(20),
@@ -747,6 +769,7 @@ fn dashboard_and_alert_expressions_return_data_in_prometheus() {
         || {
             let (_, bm) = get(&http, &bus_metrics, &[])?;
             let done = sample(&bm, "sweep_daemon_files_total{outcome=\"ingested\"}") == Some(1.0)
+                && sample(&bm, "sweep_bus_notices_total{outcome=\"terminated\"}") == Some(1.0)
                 && sample(&bm, "sweep_bus_consumer_pending") == Some(0.0);
             if done { Ok(bm) } else { Err(bm) }
         },
@@ -758,10 +781,11 @@ fn dashboard_and_alert_expressions_return_data_in_prometheus() {
         );
     }
     for (series, want) in [
-        ("sweep_bus_notices_total{outcome=\"published\"}", 1.0),
+        ("sweep_bus_notices_total{outcome=\"published\"}", 2.0),
         ("sweep_bus_notices_total{outcome=\"deduped\"}", 0.0),
-        ("sweep_bus_notices_total{outcome=\"redelivered\"}", 0.0),
-        ("sweep_bus_notices_total{outcome=\"terminated\"}", 0.0),
+        ("sweep_bus_notices_total{outcome=\"redelivered\"}", 1.0),
+        ("sweep_bus_notices_total{outcome=\"terminated\"}", 1.0),
+        ("sweep_daemon_files_total{outcome=\"failed\"}", 1.0),
     ] {
         assert_eq!(sample(&bm, series), Some(want), "{series}:\n{bm}");
     }
