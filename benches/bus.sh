@@ -57,7 +57,10 @@ start_daemons() { # N
     done
 }
 
-committed() { find "$run/shared/partials/stats" -maxdepth 1 -type f ! -name '.*' 2>/dev/null | wc -l; }
+committed() {
+    local d=$run/shared/partials/stats
+    if [ -d "$d" ]; then find "$d" -maxdepth 1 -type f ! -name '.*' | wc -l; else echo 0; fi
+}
 
 case $mode in
 prepare)

@@ -156,3 +156,53 @@ pub(crate) fn resolve(cx: &mut Ctx, n: &NatsConfig) -> NatsSpec {
         credentials: n.credentials.as_ref().map(|c| PathBuf::from(c.get_ref())),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(nats: &str) -> Result<NatsSpec, Vec<String>> {
+        let text = format!(
+            "[readers.o]\npath = \"in/*.csv\"\n[aggregators.s]\ninputs = [\"o\"]\n\
+             [sinks.t]\ninputs = [\"s\"]\npath = \"out\"\n[daemon]\nstate = \"shared\"\n\
+             [daemon.nats]\n{nats}"
+        );
+        crate::config::load("p.toml", &text, &[])
+            .map(|p| p.daemon.and_then(|d| d.nats).expect("a nats section"))
+            .map_err(|e| e.lines())
+    }
+
+    #[test]
+    fn defaults_are_those_the_readme_gives() {
+        let s = spec("urls = [\"nats://a:4222\", \"tls://b:4222\"]\n").unwrap();
+        assert_eq!(
+            s,
+            NatsSpec {
+                urls: vec!["nats://a:4222".into(), "tls://b:4222".into()],
+                stream: "SWEEP_FILES".into(),
+                subject: "sweep.files".into(),
+                consumer: "sweep-workers".into(),
+                bucket: "sweep_files".into(),
+                ack_wait: Duration::from_secs(30),
+                max_deliver: 5,
+                duplicate_window: Duration::from_secs(120),
+                replicas: 1,
+                lease: Duration::from_secs(10),
+                credentials: None,
+            }
+        );
+    }
+
+    #[test]
+    fn bad_values_name_their_key_with_line_and_column() {
+        assert_eq!(
+            spec("urls = []\nbucket = \"a.b\"\n").unwrap_err(),
+            [
+                "p.toml:11:8: `urls` is empty; name at least one server, e.g. \"nats://127.0.0.1:4222\"",
+                "p.toml:12:10: `bucket` is \"a.b\"; use letters, digits, `-` and `_` only",
+            ]
+        );
+        assert!(spec("urls = [\"nats://a:1,nats://b:1\"]\n").is_err());
+        assert!(spec("stream = \"S\"\n").unwrap_err()[0].contains("missing field `urls`"));
+    }
+}

@@ -54,12 +54,20 @@ pub(super) fn aggregators(p: &Pipeline) -> Vec<String> {
 /// Handles one delivered notice. Errors talking to the bus are logged: the notice is then
 /// delivered again, and the partials make a second handling harmless.
 pub(super) async fn handle(cx: &Ctx<'_>, bus: &Bus, msg: jetstream::Message) {
-    let (delivered, published_ns) = msg.info().map_or((1, None), |i| {
-        (
+    let (delivered, published_ns) = match msg.info() {
+        Ok(i) => (
             i.delivered.max(1) as u64,
             Some(i.published.unix_timestamp_nanos()),
-        )
-    });
+        ),
+        Err(e) => {
+            // Counted as a first delivery: the server still stops at its own max_deliver.
+            tracing::warn!(
+                "a notice's delivery information is unreadable ({e}; reply subject {:?})",
+                msg.reply
+            );
+            (1, None)
+        }
+    };
     let notice: Notice = match serde_json::from_slice(&msg.payload) {
         Ok(n) => n,
         Err(e) => {
@@ -126,7 +134,12 @@ pub(super) async fn handle(cx: &Ctx<'_>, bus: &Bus, msg: jetstream::Message) {
                 t0.elapsed().as_secs_f64()
             );
         }
-        Err(reason) if delivered >= cx.max_deliver => {
+        Err(Fold::Abandoned) => {
+            // A stop's deadline, not the file's fault: it goes to another daemon, uncounted.
+            tracing::warn!("{path}: abandoned at the shutdown deadline; delivered again");
+            ack(&msg, AckKind::Nak(None), "nak").await;
+        }
+        Err(Fold::Failed(reason)) if delivered >= cx.max_deliver => {
             tracing::error!(
                 "{path}: not ingested after {delivered} deliveries, terminated: {reason}"
             );
@@ -139,7 +152,7 @@ pub(super) async fn handle(cx: &Ctx<'_>, bus: &Bus, msg: jetstream::Message) {
                 m::file("failed");
             }
         }
-        Err(reason) => {
+        Err(Fold::Failed(reason)) => {
             tracing::warn!(
                 "{path}: delivery {delivered} of at most {} failed, retried: {reason}",
                 cx.max_deliver
@@ -149,36 +162,45 @@ pub(super) async fn handle(cx: &Ctx<'_>, bus: &Bus, msg: jetstream::Message) {
     }
 }
 
+/// Why a fold gave no state.
+enum Fold {
+    /// Its run was cancelled by a second stop signal or the shutdown deadline.
+    Abandoned,
+    /// The file could not be folded: why.
+    Failed(String),
+}
+
 /// Folds the file on a thread of its own (the batch runtime runs its own actix system), sending
 /// progress acks every third of `ack_wait` while it runs, so a long file is not redelivered to
 /// another daemon while this one is still on it.
-async fn fold(cx: &Ctx<'_>, msg: &jetstream::Message, n: &Notice) -> Result<Ingested, String> {
+async fn fold(cx: &Ctx<'_>, msg: &jetstream::Message, n: &Notice) -> Result<Ingested, Fold> {
     let reader =
         cx.p.stages
             .iter()
             .position(|s| s.name == n.reader && matches!(s.kind, StageKind::Reader(_)))
-            .ok_or_else(|| format!("the pipeline has no reader `{}`", n.reader))?;
+            .ok_or_else(|| Fold::Failed(format!("the pipeline has no reader `{}`", n.reader)))?;
     let file = PathBuf::from(&n.path);
-    let now = fingerprint(&file).map_err(|e| format!("{}: {e}", n.path))?;
+    let now = fingerprint(&file).map_err(|e| Fold::Failed(format!("{}: {e}", n.path)))?;
     if now.key() != n.fingerprint {
-        return Err(format!(
+        return Err(Fold::Failed(format!(
             "its content changed since the notice ({} now, {} then)",
             now.key(),
             n.fingerprint
-        ));
+        )));
     }
     let control = Arc::new(Control::default());
     *cx.current.lock().unwrap_or_else(|e| e.into_inner()) = Some(control.clone());
     let (tx, mut rx) = tokio::sync::oneshot::channel();
     let (p, stats, metrics_on) = (cx.p.clone(), cx.stats.clone(), cx.metrics_on);
+    let run_control = control.clone();
     let thread = std::thread::Builder::new()
         .name("sweep-fold".into())
         .spawn(move || {
-            let r = ingest::ingest(&p, reader, &file, 0, control, stats, metrics_on);
+            let r = ingest::ingest(&p, reader, &file, 0, run_control, stats, metrics_on);
             let _ = tx.send(r);
         });
     if let Err(e) = thread {
-        return Err(format!("cannot start a thread: {e}"));
+        return Err(Fold::Failed(format!("cannot start a thread: {e}")));
     }
     let mut tick = tokio::time::interval(cx.ack_wait / 3);
     tick.tick().await;
@@ -193,7 +215,11 @@ async fn fold(cx: &Ctx<'_>, msg: &jetstream::Message, n: &Notice) -> Result<Inge
     if cx.metrics_on {
         m::between_files();
     }
-    result
+    match result {
+        // A run that finished before the cancel reached any stage is whole, and is committed.
+        Err(_) if control.cancelled() => Err(Fold::Abandoned),
+        other => other.map_err(Fold::Failed),
+    }
 }
 
 /// Commits one partial per aggregator, each created once: one already there (an earlier
