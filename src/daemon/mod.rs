@@ -80,6 +80,8 @@ pub enum DaemonError {
     Metrics(String),
     #[error("cannot handle signals: {0}")]
     Signals(std::io::Error),
+    #[error("cannot start the bus client's runtime: {0}")]
+    Runtime(std::io::Error),
     #[error(
         "daemons sharing a bus ([daemon.nats]) commit per-file partials, which this pipeline \
          cannot:\n  {}",
@@ -99,7 +101,9 @@ impl DaemonError {
     /// 2 for what the operator must fix before starting (configuration, state), 1 otherwise.
     pub fn exit_code(&self) -> u8 {
         match self {
-            DaemonError::State(StateError::Io { .. }) | DaemonError::Signals(_) => 1,
+            DaemonError::State(StateError::Io { .. })
+            | DaemonError::Signals(_)
+            | DaemonError::Runtime(_) => 1,
             _ => 2,
         }
     }

@@ -424,5 +424,11 @@ fn three_daemons_killed_ten_times_count_every_file_once() {
     assert!(!logs.contains("terminated"), "a notice was terminated");
     fleet.stop_all();
     assert_out_equals_batch(&s, || fleet.all_logs());
+    // Another filter would mix two pipelines' results in the shared folder: refused at start.
+    let other = bus_pipeline(&urls, 1).set("filters.cp", "exchange_order_types = [64]");
+    s.write("other.toml", other.toml());
+    s.sweep(&["daemon", "other.toml"])
+        .assert_code(2)
+        .assert_stderr_contains("this state was built by a pipeline with other readers");
     drop(server);
 }

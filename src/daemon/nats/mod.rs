@@ -64,6 +64,15 @@ pub(super) fn run(p: Pipeline, spec: DaemonSpec, nats: NatsSpec) -> Result<(), D
     if !refusals.is_empty() {
         return Err(DaemonError::BusRefused(refusals));
     }
+    let digest = digest(&p);
+    // The same rule as one daemon's state: partials are only extended by the pipeline that
+    // made them, or the merge would mix two pipelines' results.
+    if let Some(why) = foreign_partial(&p, &spec.state, &digest) {
+        return Err(DaemonError::Mismatch {
+            dir: spec.state.clone(),
+            why,
+        });
+    }
     let metrics_on = p.monitor.prometheus.is_some();
     if let Some(addr) = p.monitor.prometheus {
         metrics::install(addr).map_err(DaemonError::Metrics)?;
@@ -79,9 +88,9 @@ pub(super) fn run(p: Pipeline, spec: DaemonSpec, nats: NatsSpec) -> Result<(), D
         .worker_threads(2)
         .enable_all()
         .build()
-        .map_err(DaemonError::Signals)?;
+        .map_err(DaemonError::Runtime)?;
     let mut d = BusDaemon {
-        digest: digest(&p),
+        digest,
         p: Arc::new(p),
         spec,
         nats,
@@ -309,6 +318,25 @@ impl BusDaemon {
             Err(e) => tracing::error!("outputs: {e}; retried at the next interval"),
         }
     }
+}
+
+/// Why the shared folder's partials are another pipeline's (the first partial of each stage is
+/// read), or `None` when they are this one's or there are none.
+fn foreign_partial(p: &Pipeline, shared: &Path, digest: &str) -> Option<String> {
+    worker::aggregators(p).iter().find_map(|s| {
+        let dir = partials_dir(shared, s);
+        let first = committed(&dir).into_iter().next()?;
+        let path = dir.join(first);
+        match partial::read(&path) {
+            Ok((h, _)) if h.pipeline_digest == digest => None,
+            Ok((h, _)) => Some(format!(
+                "{} has pipeline digest {}, this pipeline's is {digest}",
+                path.display(),
+                h.pipeline_digest
+            )),
+            Err(e) => Some(e.to_string()),
+        }
+    })
 }
 
 /// The committed partials' names in `dir`, sorted (temporaries are hidden names).
