@@ -231,4 +231,6 @@ pub(crate) struct DaemonConfig {
     /// Seconds a shutdown waits for the file being ingested before abandoning it (it is then
     /// ingested again from the start at the next start). Default 30.
     pub shutdown_timeout_secs: Option<Spanned<f64>>,
+    /// `[daemon.nats]`: share the work with other daemons through NATS JetStream.
+    pub nats: Option<crate::daemon::nats::NatsConfig>,
 }

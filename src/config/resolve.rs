@@ -264,6 +264,7 @@ fn daemon(cx: &mut Ctx, d: &model::DaemonConfig) -> DaemonSpec {
             0.0..=86400.0,
             Duration::from_secs(30),
         ),
+        nats: d.nats.as_ref().map(|n| crate::daemon::nats::resolve(cx, n)),
         state,
     }
 }

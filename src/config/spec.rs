@@ -459,6 +459,8 @@ pub struct DaemonSpec {
     pub bad_files: BadFiles,
     pub quarantine: PathBuf,
     pub shutdown_timeout: Duration,
+    /// `[daemon.nats]`, when the daemon shares its work through a bus.
+    pub nats: Option<crate::daemon::nats::NatsSpec>,
 }
 
 /// `"127.0.0.1:9898"`, `"[::1]:9898"`, `":9898"` or `"9898"` (the last two bind loopback).

@@ -21,6 +21,8 @@ pub struct Ingested {
     /// Aggregator name → the file's partial state.
     pub states: Vec<(String, AggState)>,
     pub rows: RowCounts,
+    /// Bytes read, after decompression.
+    pub bytes_read: u64,
     /// The final path of every part written; each waits at its [`staged`] path until published.
     pub parts: Vec<PathBuf>,
 }
@@ -222,6 +224,7 @@ pub fn ingest(
     Ok(Ingested {
         states,
         rows,
+        bytes_read: t.bytes_read,
         parts,
     })
 }

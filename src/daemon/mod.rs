@@ -20,6 +20,7 @@
 
 pub(crate) mod digest;
 pub mod ingest;
+pub mod nats;
 mod recover;
 mod signals;
 pub mod state;
@@ -79,6 +80,14 @@ pub enum DaemonError {
     Metrics(String),
     #[error("cannot handle signals: {0}")]
     Signals(std::io::Error),
+    #[error("cannot start the bus client's runtime: {0}")]
+    Runtime(std::io::Error),
+    #[error(
+        "daemons sharing a bus ([daemon.nats]) commit per-file partials, which this pipeline \
+         cannot:\n  {}",
+        .0.join("\n  ")
+    )]
+    BusRefused(Vec<String>),
     #[error("{path}: {kind} `{stage}` cannot run in the daemon yet: {why}")]
     Unsupported {
         path: String,
@@ -92,7 +101,9 @@ impl DaemonError {
     /// 2 for what the operator must fix before starting (configuration, state), 1 otherwise.
     pub fn exit_code(&self) -> u8 {
         match self {
-            DaemonError::State(StateError::Io { .. }) | DaemonError::Signals(_) => 1,
+            DaemonError::State(StateError::Io { .. })
+            | DaemonError::Signals(_)
+            | DaemonError::Runtime(_) => 1,
             _ => 2,
         }
     }
@@ -167,6 +178,9 @@ struct Daemon {
 /// Runs the daemon until SIGTERM or SIGINT.
 pub fn run(path: &Path, overrides: &[String]) -> Result<(), DaemonError> {
     let (p, spec) = load(path, overrides)?;
+    if let Some(n) = spec.nats.clone() {
+        return nats::run(p, spec, n);
+    }
     let digest = digest(&p);
     let opened = StateStore::open(&spec.state)?;
     for w in &opened.warnings {

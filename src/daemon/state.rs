@@ -70,6 +70,14 @@ pub struct Fingerprint {
     pub size: u64,
 }
 
+impl Fingerprint {
+    /// The fingerprint as a name: `<head as 32 hex digits>-<size>`. It is a NATS message id, a
+    /// key-value key and a file name alike (no `:`, `.` or `/`).
+    pub fn key(&self) -> String {
+        format!("{:032x}-{}", self.head, self.size)
+    }
+}
+
 impl std::fmt::Display for Fingerprint {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{:032x}:{}", self.head, self.size)

@@ -34,6 +34,8 @@ pub(crate) mod name {
     pub(crate) const DAEMON_STATE_VERSION: &str = "sweep_daemon_state_version";
     pub(crate) const DAEMON_PENDING: &str = "sweep_daemon_pending_files";
     pub(crate) const DAEMON_RELOADS: &str = "sweep_daemon_reloads_total";
+    pub(crate) const BUS_NOTICES: &str = "sweep_bus_notices_total";
+    pub(crate) const BUS_PENDING: &str = "sweep_bus_consumer_pending";
     pub(crate) const SPILLED_BYTES: &str = "sweep_spilled_bytes_total";
     pub(crate) const SPILL_PARTITIONS: &str = "sweep_spill_partitions";
 }

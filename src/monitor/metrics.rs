@@ -127,6 +127,16 @@ fn describe() {
         "SIGHUP reloads, by result: applied or rejected (the old pipeline kept running)."
     );
     describe_counter!(
+        name::BUS_NOTICES,
+        "File notices on the bus, by what happened: published, deduped (the server dropped a \
+         repeated id, or the fingerprint was claimed before), redelivered (a delivery after the \
+         first), terminated (given up after max_deliver, or unreadable)."
+    );
+    describe_gauge!(
+        name::BUS_PENDING,
+        "Notices the shared consumer has not had acknowledged: waiting or in flight."
+    );
+    describe_counter!(
         name::SPILLED_BYTES,
         Unit::Bytes,
         "Bytes a stage wrote to its spill files (compressed), past its memory budget."
@@ -223,5 +233,32 @@ pub(crate) mod daemon {
 
     pub(crate) fn reload(result: &'static str) {
         counter!(name::DAEMON_RELOADS, "result" => result).increment(1);
+    }
+}
+
+/// The series of daemons sharing a bus (`[daemon.nats]`).
+pub(crate) mod bus {
+    use metrics::{counter, gauge};
+
+    use crate::flow::metrics::name;
+
+    /// The `outcome` labels of `sweep_bus_notices_total`.
+    pub(crate) const NOTICE_OUTCOMES: [&str; 4] =
+        ["published", "deduped", "redelivered", "terminated"];
+
+    /// Every series at 0 from the start, so the first redelivery is an increase.
+    pub(crate) fn init() {
+        for outcome in NOTICE_OUTCOMES {
+            counter!(name::BUS_NOTICES, "outcome" => outcome).increment(0);
+        }
+        pending(0);
+    }
+
+    pub(crate) fn notice(outcome: &'static str) {
+        counter!(name::BUS_NOTICES, "outcome" => outcome).increment(1);
+    }
+
+    pub(crate) fn pending(n: u64) {
+        gauge!(name::BUS_PENDING).set(n as f64);
     }
 }

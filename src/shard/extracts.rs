@@ -75,7 +75,7 @@ pub(crate) fn commit_rows(
         .iter()
         .map(|(k, v)| (k.as_str(), v.clone()))
         .collect();
-    commit_with(temp, target, index, &mut |file, path| {
+    commit_with(temp, target, &mut |file, path| {
         let file = file.try_clone().map_err(|e| ShardError::io(path, e))?;
         let source = handed.and_then(|h| h.file.as_deref());
         let schema = match source {
@@ -253,7 +253,7 @@ pub(crate) fn commit_rejects(
         .iter()
         .map(|(k, v)| (k.as_str(), v.clone()))
         .collect();
-    commit_with(temp, target, index, &mut |file, path| {
+    commit_with(temp, target, &mut |file, path| {
         let file = file.try_clone().map_err(|e| ShardError::io(path, e))?;
         let mut w = RunWriter::from_file(file, path, &rejects_schema())
             .map_err(|e| failed(path, e.to_string()))?;

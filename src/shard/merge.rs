@@ -413,28 +413,22 @@ pub fn merge(p: &Pipeline, plan: &ShardPlan) -> Result<MergeOutcome, ShardError>
     // Rejects files are written whatever else happens, as `sweep run` commits them.
     let mut written = write_rejects(p, plan, &rejected)?;
     let mut sinks = Vec::new();
+    for (name, path, names) in
+        write_table_sinks(p, &sets).map_err(|e| ShardError::Outputs(vec![e]))?
+    {
+        let detail = format!("{} file(s)", names.len());
+        sinks.push(SinkSummary {
+            detail: detail.clone(),
+            name: name.clone(),
+            path: path.display().to_string(),
+            status: "written",
+        });
+        written.push((name, path, detail));
+    }
     let mut pages = Vec::new();
     for s in &p.stages {
         let inputs = s.inputs.iter().filter_map(|&j| sets.get(&p.stages[j].name));
         match &s.kind {
-            StageKind::TableSink(t) => {
-                let mut names = Vec::new();
-                for set in inputs {
-                    names.extend(
-                        write_tables(&t.path, &t.formats, &p.name, set).map_err(|e| {
-                            ShardError::Outputs(vec![format!("sink `{}`: {e}", s.name)])
-                        })?,
-                    );
-                }
-                let detail = format!("{} file(s)", names.len());
-                written.push((s.name.clone(), t.path.clone(), detail.clone()));
-                sinks.push(SinkSummary {
-                    detail,
-                    name: s.name.clone(),
-                    path: t.path.display().to_string(),
-                    status: "written",
-                });
-            }
             StageKind::RowSink(r) => {
                 if let Some(summary) = extracts.next() {
                     written.push((s.name.clone(), r.path.clone(), summary.detail.clone()));
@@ -500,6 +494,50 @@ pub fn merge(p: &Pipeline, plan: &ShardPlan) -> Result<MergeOutcome, ShardError>
         written,
         leftovers,
     })
+}
+
+/// Writes every tables sink of `p` from merged states (by aggregator name), through the tables
+/// sink's own code; each sink with where it wrote and what. Used by the daemons sharing a bus,
+/// whose outputs are a merge of committed partials too.
+pub(crate) fn write_merged(
+    p: &Pipeline,
+    merged: &BTreeMap<&str, AggState>,
+) -> Result<Vec<(String, PathBuf, Vec<String>)>, String> {
+    let sets: BTreeMap<String, TableSet> = merged
+        .iter()
+        .map(|(stage, state)| {
+            let set = TableSet {
+                stage: stage.to_string(),
+                rows: state.rows(),
+                tables: state.finish(),
+            };
+            (stage.to_string(), set)
+        })
+        .collect();
+    write_table_sinks(p, &sets)
+}
+
+/// Writes every tables sink of `p` from the finished tables of the stages it takes (`sets`, by
+/// stage name); each sink with where it wrote and the files.
+fn write_table_sinks(
+    p: &Pipeline,
+    sets: &BTreeMap<String, TableSet>,
+) -> Result<Vec<(String, PathBuf, Vec<String>)>, String> {
+    let mut written = Vec::new();
+    for s in &p.stages {
+        let StageKind::TableSink(t) = &s.kind else {
+            continue;
+        };
+        let mut names = Vec::new();
+        for set in s.inputs.iter().filter_map(|&j| sets.get(&p.stages[j].name)) {
+            names.extend(
+                write_tables(&t.path, &t.formats, &p.name, set)
+                    .map_err(|e| format!("sink `{}`: {e}", s.name))?,
+            );
+        }
+        written.push((s.name.clone(), t.path.clone(), names));
+    }
+    Ok(written)
 }
 
 fn rate(n: f64, secs: f64) -> f64 {

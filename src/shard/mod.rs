@@ -23,7 +23,7 @@
 mod emit;
 mod extracts;
 mod merge;
-mod partial;
+pub(crate) mod partial;
 mod plan;
 mod run;
 mod sweeps;
@@ -33,6 +33,7 @@ mod tests;
 use std::path::PathBuf;
 
 pub use emit::{Launch, Pods, k8s, logs_path, plan_path, slurm};
+pub(crate) use merge::write_merged;
 pub use merge::{MergeOutcome, merge, wait_for_shards};
 pub use partial::Committed;
 pub use plan::{ReduceShard, ShardPlan, SweepsPlan, Unit, load_plan, make_plan};

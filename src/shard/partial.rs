@@ -106,9 +106,10 @@ pub(crate) fn final_name(index: usize) -> String {
     format!("shard-{index}")
 }
 
-/// The prefix of shard `index`'s temporaries: hidden, and named for the shard they belong to.
-pub(crate) fn temp_prefix(index: usize) -> String {
-    format!(".shard-{index}.tmp-")
+/// The prefix of the temporaries of the partial committed as `name`: hidden, and named for the
+/// partial they belong to (`.shard-3.tmp-`, or a bus partial's `.<fingerprint>.tmp-`).
+pub(crate) fn temp_prefix(name: &str) -> String {
+    format!(".{name}.tmp-")
 }
 
 /// The shard index a committed name stands for: `shard-<I>` with `I` written canonically
@@ -128,11 +129,11 @@ pub(crate) fn is_temp_name(name: &str) -> bool {
         .is_some_and(|(i, _)| !i.is_empty() && i.bytes().all(|b| b.is_ascii_digit()))
 }
 
-/// Removes the temporaries earlier attempts of shard `index` left in `dir` (a kill -9 leaves
+/// Removes the temporaries earlier attempts of the partial `name` left in `dir` (a kill -9 leaves
 /// them). An attempt racing this one may lose its temporary here; it then writes a new one
 /// ([`commit`] retries), so removing them is always safe. Returns how many went.
-pub(crate) fn remove_stale_temps(dir: &Path, index: usize) -> usize {
-    let prefix = temp_prefix(index);
+pub(crate) fn remove_stale_temps(dir: &Path, name: &str) -> usize {
+    let prefix = temp_prefix(name);
     let Ok(rd) = std::fs::read_dir(dir) else {
         return 0;
     };
@@ -142,10 +143,10 @@ pub(crate) fn remove_stale_temps(dir: &Path, index: usize) -> usize {
         .count()
 }
 
-/// Opens a temporary for shard `index` in `dir`, readable by others (the merge may run as
+/// Opens a temporary for the partial `name` in `dir`, readable by others (the merge may run as
 /// another user on another node).
-pub(crate) fn create_temp(dir: &Path, index: usize) -> Result<tempfile::NamedTempFile, ShardError> {
-    let prefix = temp_prefix(index);
+pub(crate) fn create_temp(dir: &Path, name: &str) -> Result<tempfile::NamedTempFile, ShardError> {
+    let prefix = temp_prefix(name);
     let mut b = tempfile::Builder::new();
     b.prefix(&prefix);
     b.permissions(std::os::unix::fs::PermissionsExt::from_mode(0o644));
@@ -296,9 +297,8 @@ pub(crate) fn commit(
     temp: tempfile::NamedTempFile,
     bytes: &[u8],
     target: &Path,
-    index: usize,
 ) -> Result<Committed, ShardError> {
-    commit_with(temp, target, index, &mut |file, path| {
+    commit_with(temp, target, &mut |file, path| {
         file.write_all(bytes).map_err(|e| ShardError::io(path, e))
     })
 }
@@ -308,10 +308,13 @@ pub(crate) fn commit(
 pub(crate) fn commit_with(
     mut temp: tempfile::NamedTempFile,
     target: &Path,
-    index: usize,
     write: &mut dyn FnMut(&mut File, &Path) -> Result<(), ShardError>,
 ) -> Result<Committed, ShardError> {
     let dir = target.parent().unwrap_or(Path::new("."));
+    let name = target
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     for _ in 0..5 {
         if target.exists() {
             return Ok(Committed::AlreadyThere);
@@ -335,7 +338,7 @@ pub(crate) fn commit_with(
                 return Ok(Committed::AlreadyThere);
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound && dir.is_dir() => {
-                temp = create_temp(dir, index)?;
+                temp = create_temp(dir, &name)?;
             }
             Err(e) => return Err(ShardError::io(target, e)),
         }

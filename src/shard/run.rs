@@ -140,9 +140,9 @@ pub fn run_shard(p: &Pipeline, plan: &ShardPlan, index: usize) -> Result<ShardOu
     for (stage, target) in &targets {
         let dir = stage_dir(&run_dir, stage);
         std::fs::create_dir_all(&dir).map_err(|e| ShardError::io(&dir, e))?;
-        temps_removed += remove_stale_temps(&dir, index);
+        temps_removed += remove_stale_temps(&dir, &final_name(index));
         if !target.exists() {
-            temps.insert(stage.clone(), create_temp(&dir, index)?);
+            temps.insert(stage.clone(), create_temp(&dir, &final_name(index))?);
         }
     }
     // The files must be those planned: a rewritten file would make this shard's part of the
@@ -274,7 +274,7 @@ pub fn run_shard(p: &Pipeline, plan: &ShardPlan, index: usize) -> Result<ShardOu
             )],
         })?;
         let bytes = partial::encode(&header(&stage, state.rows()), state)?;
-        let how = partial::commit(temp, &bytes, &target, index)?;
+        let how = partial::commit(temp, &bytes, &target)?;
         partials.push((target, how));
     }
     Ok(ShardOutcome {

@@ -98,7 +98,7 @@ pub(crate) fn commit_map(
     })?;
     let index = header.shard_index;
     let count = rows.spilled().0;
-    commit_with(temp, target, index, &mut |file, path| {
+    commit_with(temp, target, &mut |file, path| {
         let failed = |e: String| ShardError::Job {
             index,
             reasons: vec![format!("{}: {e}", path.display())],
@@ -196,12 +196,12 @@ pub fn run_reduce(
     for (sweeps, target) in plan.sweeps.iter().zip(targets) {
         let dir = target.parent().unwrap_or(&run_dir).to_path_buf();
         std::fs::create_dir_all(&dir).map_err(|e| ShardError::io(&dir, e))?;
-        temps_removed += remove_stale_temps(&dir, index);
+        temps_removed += remove_stale_temps(&dir, &final_name(index));
         if target.exists() {
             partials.push((target, Committed::AlreadyThere));
             continue;
         }
-        let temp = create_temp(&dir, index)?;
+        let temp = create_temp(&dir, &final_name(index))?;
         let spec = specs.get(&sweeps.name).ok_or_else(|| ShardError::Job {
             index,
             reasons: vec![format!(
@@ -242,7 +242,7 @@ pub fn run_reduce(
         let mut meta =
             partial::header_metadata(&header, REDUCED_ENCODING).map_err(|why| bad(&target, why))?;
         meta.push((SUMS.to_string(), sums));
-        let how = commit_with(temp, &target, index, &mut |file, path| {
+        let how = commit_with(temp, &target, &mut |file, path| {
             write_runs(file, path, &runs, &meta).map_err(|e| ShardError::Job {
                 index,
                 reasons: vec![format!("{}: {e}", path.display())],

@@ -297,9 +297,9 @@ fn a_partial_describes_itself_and_round_trips() {
     let state = stats_state();
     let bytes = partial::encode(&header(2), &state).unwrap();
     let target = dir.path().join("shard-2");
-    let temp = partial::create_temp(dir.path(), 2).unwrap();
+    let temp = partial::create_temp(dir.path(), "shard-2").unwrap();
     assert_eq!(
-        partial::commit(temp, &bytes, &target, 2).unwrap(),
+        partial::commit(temp, &bytes, &target).unwrap(),
         Committed::Created
     );
     let (h, snap) = partial::read(&target).unwrap();
@@ -325,8 +325,8 @@ fn racing_commits_leave_exactly_one_partial() {
                 let (dir, target, state) = (dir.path(), &target, &state);
                 s.spawn(move || {
                     let bytes = partial::encode(&header(1), state).unwrap();
-                    let temp = partial::create_temp(dir, 1).unwrap();
-                    partial::commit(temp, &bytes, target, 1).unwrap()
+                    let temp = partial::create_temp(dir, "shard-1").unwrap();
+                    partial::commit(temp, &bytes, target).unwrap()
                 })
             })
             .collect();
@@ -340,11 +340,11 @@ fn racing_commits_leave_exactly_one_partial() {
     assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
     // A temporary removed under a live attempt (a later attempt's clean-up) is written again.
     let other = dir.path().join("shard-3");
-    let temp = partial::create_temp(dir.path(), 3).unwrap();
-    assert_eq!(partial::remove_stale_temps(dir.path(), 3), 1);
+    let temp = partial::create_temp(dir.path(), "shard-3").unwrap();
+    assert_eq!(partial::remove_stale_temps(dir.path(), "shard-3"), 1);
     let bytes = partial::encode(&header(3), &state).unwrap();
     assert_eq!(
-        partial::commit(temp, &bytes, &other, 3).unwrap(),
+        partial::commit(temp, &bytes, &other).unwrap(),
         Committed::Created
     );
     assert!(partial::read(&other).is_ok());

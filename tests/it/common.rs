@@ -436,3 +436,59 @@ pub fn wait_for<T>(
         }
     }
 }
+
+/// The `nats-server` binary (Debian's package puts it in /usr/sbin, which root's PATH may lack).
+/// The tests that need it fail without it: `.ci/deps` installs it.
+pub fn nats_server_bin() -> PathBuf {
+    on_path("nats-server")
+        .or_else(|| Some(PathBuf::from("/usr/sbin/nats-server")).filter(|p| p.is_file()))
+        .expect("nats-server is not installed; `bash .ci/deps` installs Debian's nats-server")
+}
+
+/// A nats-server with JetStream on a free loopback port, its store in a folder of its own,
+/// killed by its process id when dropped (also when the test fails).
+pub struct NatsServer {
+    child: Child,
+    pub url: String,
+    pub log: PathBuf,
+}
+
+impl NatsServer {
+    /// Starts one in `dir` (store `dir/store`, log `dir/nats.log`) and waits until it listens.
+    pub fn start(dir: &Path) -> NatsServer {
+        std::fs::create_dir_all(dir).expect("nats dir");
+        let [port] = free_ports();
+        let log = dir.join("nats.log");
+        let out = std::fs::File::create(&log).expect("nats log");
+        let child = Command::new(nats_server_bin())
+            .args(["-js", "-a", "127.0.0.1", "-p", &port.to_string(), "-sd"])
+            .arg(dir.join("store"))
+            .stdin(Stdio::null())
+            .stdout(out.try_clone().expect("log"))
+            .stderr(out)
+            .spawn()
+            .expect("start nats-server");
+        let server = NatsServer {
+            child,
+            url: format!("nats://127.0.0.1:{port}"),
+            log,
+        };
+        let t0 = Instant::now();
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                t0.elapsed() < Duration::from_secs(10),
+                "nats-server did not listen on {port}:\n{}",
+                tail(&server.log, 20).unwrap_or_default()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        server
+    }
+}
+
+impl Drop for NatsServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -31,7 +31,7 @@ fn daemon_pipeline() -> Pipeline {
 }
 
 /// Generates `n` small order files, one trading day each, as `src/fNN.csv.gz`.
-fn generate(s: &Scratch, n: usize, rows: u64) -> Vec<String> {
+pub(crate) fn generate(s: &Scratch, n: usize, rows: u64) -> Vec<String> {
     std::fs::create_dir_all(s.path("src")).unwrap();
     (0..n)
         .map(|i| {
@@ -225,7 +225,7 @@ fn gz_rows(path: &Path) -> u64 {
 
 /// Every table the daemon wrote to `out/` equals the one `sweep run` wrote to `batch/`;
 /// `context()` is shown on a difference.
-fn assert_out_equals_batch(s: &Scratch, context: impl Fn() -> String) {
+pub(crate) fn assert_out_equals_batch(s: &Scratch, context: impl Fn() -> String) {
     for t in TABLES {
         let (daemon, batch) = (
             s.read(&format!("out/{t}.csv")),

@@ -1,5 +1,10 @@
 //! Integration tests: the `sweep` binary end to end, one test binary with shared helpers.
 
+/// Three daemons sharing a real nats-server (`[daemon.nats]`): SIGKILLs at random moments and
+/// in mid-commit, a notice published twice inside the dedupe window and once outside it, and
+/// the tables equal to `sweep run` over the distinct files; and a JetStream cluster in network
+/// namespaces that loses its stream leader mid-run.
+mod bus;
 /// Shared helpers: scratch folders, running the binary and asserting on its output, the pipeline
 /// builder, order-file builders, the output contract's table and measure names, and free ports,
 /// programs on PATH and a guard over the processes a test starts.

@@ -1,11 +1,11 @@
 //! The observability assets in `grafana/` against a real Prometheus (issue 5).
 //!
-//! A throttled `sweep run` and a `sweep daemon` serve `/metrics` on ports of their own while a
-//! Prometheus of the test's own (1 s scrapes, temp storage, `grafana/alerts.yml` as its rules)
-//! scrapes both. Every PromQL
+//! A throttled `sweep run`, a `sweep daemon` and a daemon of a bus (`[daemon.nats]`, on a
+//! nats-server of the test's own) serve `/metrics` on ports of their own while a Prometheus of
+//! the test's own (1 s scrapes, temp storage, `grafana/alerts.yml` as its rules) scrapes them. Every PromQL
 //! expression of the dashboard and of the alert rules must then return data through Prometheus's
 //! HTTP API, `promtool check rules` must pass, and sweep's own `/metrics` must render every metric
-//! the dashboard and alerts are built on. Both processes are killed when the test ends, pass or
+//! the dashboard and alerts are built on. Every process is killed when the test ends, pass or
 //! fail. Everything listens on 127.0.0.1 only.
 //!
 //! Without a `prometheus` binary on PATH the test fails under CI (`.ci/run` installs Debian's
@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 use crate::common::{
-    HEADER, Pipeline, Processes, Row, Scratch, free_ports, on_path, syd, wait_for,
+    HEADER, NatsServer, Pipeline, Processes, Row, Scratch, free_ports, on_path, syd, wait_for,
 };
 
 /// Every metric family sweep's exporter renders, as Prometheus text names.
@@ -53,6 +53,9 @@ const DAEMON_METRICS: [&str; 7] = [
     "sweep_daemon_pending_files",
     "sweep_daemon_reloads_total",
 ];
+
+/// The series of daemons sharing a bus.
+const BUS_METRICS: [&str; 2] = ["sweep_bus_notices_total", "sweep_bus_consumer_pending"];
 
 /// What Grafana's interval variables stand for when an expression is run outside Grafana: several
 /// 1 s scrapes, as `$__rate_interval` would be for this scrape interval.
@@ -320,7 +323,7 @@ fn dashboard_and_alert_expressions_return_data_in_prometheus() {
     assert!(!alert_names.is_empty(), "alerts.yml has no alert rules");
 
     let s = Scratch::new();
-    let [sweep_port, prom_port, daemon_port] = free_ports();
+    let [sweep_port, prom_port, daemon_port, bus_port] = free_ports();
     let generated = s.sweep(&[
         "generate",
         "--orders",
@@ -367,7 +370,8 @@ fn dashboard_and_alert_expressions_return_data_in_prometheus() {
             "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\n  evaluation_interval: 1s\n\
              rule_files:\n  - alerts.yml\n\
              scrape_configs:\n  - job_name: sweep\n    static_configs:\n      \
-             - targets: [\"127.0.0.1:{sweep_port}\", \"127.0.0.1:{daemon_port}\"]\n"
+             - targets: [\"127.0.0.1:{sweep_port}\", \"127.0.0.1:{daemon_port}\", \
+             \"127.0.0.1:{bus_port}\"]\n"
         ),
     );
     s.write("alerts.yml", &alerts_yml);
@@ -432,6 +436,63 @@ fn dashboard_and_alert_expressions_return_data_in_prometheus() {
     );
     let daemon_pid = procs.children.last().map(|c| c.1.id()).expect("daemon");
 
+    // A daemon of a bus ([daemon.nats]) on a nats-server of the test's own, for the bus row and
+    // its backlog alert: it folds a clean file, and gives up on the dirty one (a bad row fails
+    // it) at its first delivery (max_deliver = 1).
+    s.sweep(&[
+        "generate",
+        "--orders",
+        "clean.csv",
+        "--rows",
+        "2000",
+        "--seed",
+        "2",
+    ])
+    .case("generate clean")
+    .assert_success();
+    let nats = NatsServer::start(&s.path("nats"));
+    let bus_job = Pipeline::standard("busin/*.csv")
+        .set("monitor", &format!("prometheus = \"127.0.0.1:{bus_port}\""))
+        .section(
+            "daemon",
+            &[
+                "state = \"bstate\"",
+                "complete = \"rename\"",
+                "poll_secs = 0.2",
+            ],
+        )
+        .section(
+            "daemon.nats",
+            &[&format!("urls = [\"{}\"]", nats.url), "max_deliver = 1"],
+        );
+    s.write("b.toml", bus_job.toml());
+    procs.spawn(
+        "sweep bus daemon",
+        Command::new(env!("CARGO_BIN_EXE_sweep"))
+            .args(["daemon", "b.toml", "--set", "sinks.tables.path=out/bus"])
+            .current_dir(s.dir.path())
+            .env("SWEEP_LOG", "info"),
+        s.path("bus-daemon.log"),
+    );
+    let bus_metrics = format!("http://127.0.0.1:{bus_port}/metrics");
+    wait_for(
+        &mut procs,
+        Duration::from_secs(20),
+        "bus daemon metrics",
+        || get(&agent(), &bus_metrics, &[]).map(drop),
+    );
+    for (from, to) in [("clean.csv", "a.csv"), ("orders.csv", "dirty.csv")] {
+        s.write(
+            &format!("busin/.{to}.tmp"),
+            std::fs::read(s.path(from)).unwrap(),
+        );
+        std::fs::rename(
+            s.path(&format!("busin/.{to}.tmp")),
+            s.path(&format!("busin/{to}")),
+        )
+        .unwrap();
+    }
+
     let http = agent();
     let daemon_metrics = format!("http://127.0.0.1:{daemon_port}/metrics");
     wait_for(
@@ -463,7 +524,7 @@ fn dashboard_and_alert_expressions_return_data_in_prometheus() {
                 .cloned()
                 .unwrap_or_default();
             match targets.iter().find(|t| t["health"] != "up") {
-                _ if targets.len() < 2 => Err(format!("{} active target(s)", targets.len())),
+                _ if targets.len() < 3 => Err(format!("{} active target(s)", targets.len())),
                 None => Ok(()),
                 Some(t) => Err(format!("target {}: {}", t["health"], t["lastError"])),
             }
@@ -698,7 +759,38 @@ fn dashboard_and_alert_expressions_return_data_in_prometheus() {
     ] {
         assert_eq!(sample(&dm, series), Some(want), "{series}:\n{dm}");
     }
+
+    // The bus daemon's series: two files announced, one folded, one given up, nothing left
+    // pending.
+    let bm = wait_for(
+        &mut procs,
+        Duration::from_secs(20),
+        "the bus daemon's file folded and its backlog read as empty",
+        || {
+            let (_, bm) = get(&http, &bus_metrics, &[])?;
+            let done = sample(&bm, "sweep_daemon_files_total{outcome=\"ingested\"}") == Some(1.0)
+                && sample(&bm, "sweep_bus_notices_total{outcome=\"terminated\"}") == Some(1.0)
+                && sample(&bm, "sweep_bus_consumer_pending") == Some(0.0);
+            if done { Ok(bm) } else { Err(bm) }
+        },
+    );
+    for name in BUS_METRICS {
+        assert!(
+            bm.contains(name),
+            "bus daemon /metrics has no {name}:\n{bm}"
+        );
+    }
+    for (series, want) in [
+        ("sweep_bus_notices_total{outcome=\"published\"}", 2.0),
+        ("sweep_bus_notices_total{outcome=\"deduped\"}", 0.0),
+        ("sweep_bus_notices_total{outcome=\"redelivered\"}", 0.0),
+        ("sweep_bus_notices_total{outcome=\"terminated\"}", 1.0),
+        ("sweep_daemon_files_total{outcome=\"failed\"}", 1.0),
+    ] {
+        assert_eq!(sample(&bm, series), Some(want), "{series}:\n{bm}");
+    }
     drop(procs);
+    drop(nats);
     let _ = writeln!(
         std::io::stderr(),
         "prometheus test: took {:.1} s",

@@ -135,9 +135,74 @@ colour = "blue"
 }
 
 #[test]
+fn daemon_nats_mistakes_are_reported_with_positions() {
+    let s = Scratch::new();
+    let head = r#"[readers.orders]
+path = "in/*.csv"
+[aggregators.stats]
+inputs = ["orders"]
+[sinks.tables]
+inputs = ["stats"]
+path = "out"
+[daemon]
+state = "shared"
+[daemon.nats]
+"#;
+    s.write(
+        "d.toml",
+        format!("{head}urls = [\"nats://h:4222\"]\nack_wait = 3\n"),
+    );
+    let out = s.sweep(&["validate", "d.toml"]);
+    out.assert_code(2);
+    assert!(
+        out.stderr.contains("d.toml:12:1: unknown field `ack_wait`"),
+        "{}",
+        out.stderr
+    );
+    s.write(
+        "d.toml",
+        format!(
+            "{head}urls = [\"h:4222\"]\nstream = \"sweep files\"\nsubject = \"a.*\"\n\
+             max_deliver = 0\nreplicas = 7\nack_wait_secs = 0\n"
+        ),
+    );
+    let out = s.sweep(&["validate", "d.toml"]);
+    let lines: Vec<&str> = out.stderr.lines().collect();
+    assert_eq!(
+        lines,
+        [
+            "d.toml has 6 errors:",
+            "  d.toml:11:9: \"h:4222\" is not a server URL; write \"nats://HOST:PORT\" or \"tls://HOST:PORT\"",
+            "  d.toml:12:10: `stream` is \"sweep files\"; use letters, digits, `-` and `_` only",
+            "  d.toml:13:11: `subject` is \"a.*\"; use dot-separated tokens without `*` or `>`",
+            "  d.toml:14:15: max_deliver must be between 1 and 1000, not 0",
+            "  d.toml:15:12: replicas must be between 1 and 5, not 7",
+            "  d.toml:16:17: ack_wait_secs must be between 1 and 3600, not 0",
+        ]
+    );
+    // Daemons of a bus commit per-file partials: a rows sink is refused before connecting.
+    s.write(
+        "d.toml",
+        format!(
+            "{head}urls = [\"nats://127.0.0.1:9\"]\n[sinks.rows]\ninputs = [\"orders\"]\n\
+             path = \"out/rows.csv\"\n"
+        ),
+    );
+    s.sweep(&["validate", "d.toml"]).assert_success();
+    s.sweep(&["daemon", "d.toml"])
+        .assert_code(2)
+        .assert_stderr_contains("daemons sharing a bus ([daemon.nats]) commit per-file partials");
+}
+
+#[test]
 fn the_shipped_pipelines_are_valid() {
     let s = Scratch::new();
-    for p in ["centrepoint", "bench", "centrepoint-daemon"] {
+    for p in [
+        "centrepoint",
+        "bench",
+        "centrepoint-daemon",
+        "centrepoint-bus",
+    ] {
         let path = format!("{}/pipelines/{p}.toml", env!("CARGO_MANIFEST_DIR"));
         s.sweep(&["validate", &path])
             .case(p)
