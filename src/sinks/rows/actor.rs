@@ -13,12 +13,14 @@ use arrow_array::RecordBatch;
 use arrow_schema::Schema;
 use tokio::sync::watch;
 
-use super::writer::{RowWriter, RowsWritten};
+use super::sort::{SortKey, Sorter};
+use super::writer::{RowWriter, RowsError, RowsWritten};
 use crate::batch::Batch;
 use crate::config::RowSinkSpec;
 use crate::flow::edge::Envelope;
 use crate::flow::{ErrorKind, Inbox, Outlets, ReportGuard, StageCtx, Start, Wiring};
 use crate::schema;
+use crate::sinks::format::PartitionKey;
 
 impl Start for RowSinkSpec {
     fn start(&self, w: &mut Wiring, ctx: StageCtx, _: Outlets) -> Inbox {
@@ -37,6 +39,7 @@ impl Start for RowSinkSpec {
             report: ReportGuard::new(&ctx, spec.path.clone(), report.clone()),
             spec: spec.clone(),
             writer: None,
+            sorter: None,
             pending: BTreeMap::new(),
             next: vec![0; gates.len()],
             gates: gates.clone(),
@@ -50,6 +53,8 @@ impl Start for RowSinkSpec {
 struct RowSinkWorker {
     spec: RowSinkSpec,
     writer: Option<RowWriter>,
+    /// With `sort = true`: the rows, until the input ends.
+    sorter: Option<Sorter>,
     /// Batches waiting for an earlier sequence number, by (reader stage, seq).
     pending: BTreeMap<(usize, u64), RecordBatch>,
     /// Next sequence number to write, per reader stage index.
@@ -83,10 +88,28 @@ impl RowSinkWorker {
         if self.writer.is_none() {
             self.writer =
                 Some(RowWriter::create(&self.spec, rows.schema()).map_err(|e| e.to_string())?);
+            if let Some(sort) = &self.spec.sort {
+                let zone = self
+                    .spec
+                    .partition_by
+                    .contains(&PartitionKey::Date)
+                    .then_some(self.spec.zone);
+                let key = SortKey::for_schema(&rows.schema(), zone).map_err(|detail| {
+                    RowsError::SortColumns {
+                        path: self.spec.path.clone(),
+                        detail,
+                    }
+                    .to_string()
+                })?;
+                self.sorter = Some(Sorter::new(sort, key, self.spec.path.clone()));
+            }
         }
-        if let Some(w) = self.writer.as_mut()
-            && rows.num_rows() > 0
-        {
+        if rows.num_rows() == 0 {
+            return Ok(());
+        }
+        if let Some(s) = self.sorter.as_mut() {
+            s.push(rows).map_err(|e| e.to_string())?;
+        } else if let Some(w) = self.writer.as_mut() {
             w.write(&rows).map_err(|e| e.to_string())?;
         }
         Ok(())
@@ -109,6 +132,7 @@ impl RowSinkWorker {
         self.ctx.fail(ErrorKind::Output, msg.clone());
         self.failed = Some(msg);
         self.writer = None;
+        self.sorter = None;
         self.pending.clear();
     }
 
@@ -134,6 +158,9 @@ impl RowSinkWorker {
                 schema::arrow_schema(&cols)
             };
             self.writer = Some(RowWriter::create(&self.spec, schema).map_err(|e| e.to_string())?);
+        }
+        if let (Some(sorter), Some(w)) = (self.sorter.take(), self.writer.as_mut()) {
+            sorter.finish(w).map_err(|e| e.to_string())?;
         }
         match self.writer.take() {
             Some(w) => w.commit().map_err(|e| e.to_string()),
