@@ -20,6 +20,7 @@ use crate::batch::column;
 use crate::config::SortSpec;
 use crate::schema::{col, trade};
 use crate::table::{RunError, RunKey, RunWriter, Runs};
+
 use crate::time::{LocalClock, Zone};
 
 /// Rows per batch of a spilled run: the merge holds one batch of each run, so this bounds its
@@ -101,15 +102,24 @@ impl RunKey for SortKey {
     }
 }
 
+/// Runs merged at once: each holds a batch in memory while merged, so the final merge of many
+/// runs (a large input over a small budget) first merges them in groups of this many into
+/// longer runs, keeping the merge's memory bounded whatever the input's size.
+const FAN_IN: usize = 16;
+
 /// Rows being sorted for one extract.
 pub(crate) struct Sorter {
     key: SortKey,
     spec: SortSpec,
     /// The extract's path, for messages.
     path: PathBuf,
+    schema: Option<SchemaRef>,
     held: Vec<RecordBatch>,
     held_bytes: usize,
-    runs: Option<Runs<SortKey>>,
+    /// Spilled runs: file and rows, in input order.
+    runs: Vec<(PathBuf, u64)>,
+    /// Files written to the spill folder so far, for names.
+    files: usize,
     spill: Option<Arc<tempfile::TempDir>>,
 }
 
@@ -119,9 +129,11 @@ impl Sorter {
             key,
             spec: spec.clone(),
             path,
+            schema: None,
             held: Vec::new(),
             held_bytes: 0,
-            runs: None,
+            runs: Vec::new(),
+            files: 0,
             spill: None,
         }
     }
@@ -138,10 +150,8 @@ impl Sorter {
         if rows.num_rows() == 0 {
             return Ok(());
         }
-        if self.runs.is_none() {
-            let runs = Runs::keyed(self.key.clone(), rows.schema(), None)
-                .map_err(|e| self.run_error(e))?;
-            self.runs = Some(runs);
+        if self.schema.is_none() {
+            self.schema = Some(rows.schema());
         }
         self.held_bytes += rows.get_array_memory_size();
         self.held.push(rows);
@@ -182,10 +192,8 @@ impl Sorter {
         Ok(())
     }
 
-    fn spill_held(&mut self) -> Result<(), RowsError> {
-        if self.held.is_empty() {
-            return Ok(());
-        }
+    /// A new run file in the spill folder, created on first use.
+    fn run_file(&mut self) -> Result<PathBuf, RowsError> {
         let dir = match &self.spill {
             Some(d) => d.clone(),
             None => {
@@ -203,47 +211,108 @@ impl Sorter {
                 d
             }
         };
-        let schema = self.held[0].schema();
-        let n = self.runs.as_ref().map_or(0, Runs::count);
-        let file = dir.path().join(format!("run-{n:06}.arrow"));
-        let sort_err = |path: &PathBuf| {
-            let path = path.clone();
-            move |source| RowsError::Sort { path, source }
+        self.files += 1;
+        Ok(dir.path().join(format!("run-{:06}.arrow", self.files)))
+    }
+
+    /// Writes batches as one run; returns its rows.
+    fn write_run(
+        &mut self,
+        file: &std::path::Path,
+        fill: impl FnOnce(
+            &mut Self,
+            &mut dyn FnMut(RecordBatch) -> Result<(), RowsError>,
+        ) -> Result<(), RowsError>,
+    ) -> Result<u64, RowsError> {
+        let Some(schema) = self.schema.clone() else {
+            return Ok(0);
         };
-        let mut w = RunWriter::create(&file, &schema).map_err(sort_err(&self.path))?;
-        let mut rows = 0u64;
         let shown = self.path.clone();
-        self.drain_sorted(RUN_BATCH_ROWS, |b| {
+        let sort_err = |source| RowsError::Sort {
+            path: shown.clone(),
+            source,
+        };
+        let mut w = RunWriter::create(file, &schema).map_err(sort_err)?;
+        let mut rows = 0u64;
+        fill(self, &mut |b: RecordBatch| {
             rows += b.num_rows() as u64;
-            w.write(&b).map_err(sort_err(&shown))
+            w.write(&b).map_err(sort_err)
         })?;
-        w.finish(&[]).map_err(sort_err(&self.path))?;
-        if let Some(runs) = self.runs.as_mut() {
-            runs.push_file(file, rows);
+        w.finish(&[]).map_err(sort_err)?;
+        Ok(rows)
+    }
+
+    fn spill_held(&mut self) -> Result<(), RowsError> {
+        if self.held.is_empty() {
+            return Ok(());
+        }
+        let file = self.run_file()?;
+        let rows = self.write_run(&file, |me, each| me.drain_sorted(RUN_BATCH_ROWS, each))?;
+        self.runs.push((file, rows));
+        Ok(())
+    }
+
+    /// The runs `runs` as one merge.
+    fn merge_of(&self, runs: &[(PathBuf, u64)]) -> Result<Runs<SortKey>, RowsError> {
+        let schema = self
+            .schema
+            .clone()
+            .unwrap_or_else(|| Arc::new(arrow_schema::Schema::empty()));
+        let mut m = Runs::keyed(self.key.clone(), schema, None).map_err(|e| self.run_error(e))?;
+        for (f, rows) in runs {
+            m.push_file(f.clone(), *rows);
+        }
+        Ok(m)
+    }
+
+    /// Merges groups of [`FAN_IN`] runs into longer runs until at most that many are left.
+    /// Runs stay in input order, so equal keys keep their input order.
+    fn reduce_runs(&mut self) -> Result<(), RowsError> {
+        while self.runs.len() > FAN_IN {
+            let groups: Vec<Vec<(PathBuf, u64)>> =
+                self.runs.chunks(FAN_IN).map(<[_]>::to_vec).collect();
+            let mut next = Vec::with_capacity(groups.len());
+            for group in groups {
+                let merge = self.merge_of(&group)?;
+                let file = self.run_file()?;
+                let rows = self.write_run(&file, |me, each| {
+                    for b in merge.merged(RUN_BATCH_ROWS).map_err(|e| me.run_error(e))? {
+                        each(b.map_err(|e| me.run_error(e))?)?;
+                    }
+                    Ok(())
+                })?;
+                for (f, _) in &group {
+                    // A merged run is not needed again; the folder goes at the end anyway.
+                    let _ = std::fs::remove_file(f);
+                }
+                next.push((file, rows));
+            }
+            self.runs = next;
         }
         Ok(())
     }
 
     /// Writes every row, in key order, to `writer`.
     pub(crate) fn finish(mut self, writer: &mut RowWriter) -> Result<(), RowsError> {
-        if self.spill.is_some() {
+        let merge = if self.spill.is_some() {
             self.spill_held()?;
-        } else if !self.held.is_empty() {
+            self.reduce_runs()?;
+            self.merge_of(&self.runs)?
+        } else {
             // Nothing spilled: one run, in memory.
             let mut sorted = Vec::new();
             self.drain_sorted(OUT_BATCH_ROWS, |b| {
                 sorted.push(b);
                 Ok(())
             })?;
-            if let Some(runs) = self.runs.as_mut() {
-                runs.push_memory(sorted);
-            }
-        }
-        let Some(runs) = self.runs.take() else {
-            return Ok(());
+            let mut m = self.merge_of(&[])?;
+            m.push_memory(sorted);
+            m
         };
-        let merged = runs.merged(OUT_BATCH_ROWS).map_err(|e| self.run_error(e))?;
-        for b in merged {
+        for b in merge
+            .merged(OUT_BATCH_ROWS)
+            .map_err(|e| self.run_error(e))?
+        {
             writer.write(&b.map_err(|e| self.run_error(e))?)?;
         }
         Ok(())
