@@ -86,8 +86,17 @@ impl RowSinkWorker {
     fn write(&mut self, rows: &RecordBatch) -> Result<(), String> {
         let rows = self.project(rows)?;
         if self.writer.is_none() {
-            self.writer =
-                Some(RowWriter::create(&self.spec, rows.schema()).map_err(|e| e.to_string())?);
+            // Sorted rows come partition by partition (the date leads the sort key), so one
+            // file open at a time is enough; each open Parquet file would hold a row group.
+            let spec = RowSinkSpec {
+                max_open_files: if self.spec.sort.is_some() {
+                    1
+                } else {
+                    self.spec.max_open_files
+                },
+                ..self.spec.clone()
+            };
+            self.writer = Some(RowWriter::create(&spec, rows.schema()).map_err(|e| e.to_string())?);
             if let Some(sort) = &self.spec.sort {
                 let zone = self
                     .spec
