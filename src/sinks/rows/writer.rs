@@ -29,6 +29,8 @@ use crate::sinks::format::{DEFAULT_LEVEL, FormatError, PartitionKey, RowFormat};
 const PARQUET_BUFFER_BUDGET: usize = 256 << 20;
 const MIN_ROW_GROUP_BYTES: usize = 1 << 20;
 const MAX_ROW_GROUP_BYTES: usize = 64 << 20;
+/// Rows per data page with `row_group_rows` set.
+const QUERY_PAGE_ROWS: usize = 4096;
 /// Why an extract could not be written. Every message names the path it concerns.
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum RowsError {
@@ -259,7 +261,12 @@ impl Codec {
                 // Row groups of a fixed row count, or cut by their size in memory.
                 let row_group_bytes = match spec.row_group_rows {
                     Some(n) => {
-                        props = props.set_max_row_group_row_count(Some(n));
+                        // The layout for querying: small pages, so that a row group a filter
+                        // cannot rule out still skips the pages it can (a security's hours
+                        // outside trading hours, in a file sorted by security and time).
+                        props = props
+                            .set_max_row_group_row_count(Some(n))
+                            .set_data_page_row_count_limit(QUERY_PAGE_ROWS);
                         usize::MAX
                     }
                     None => (PARQUET_BUFFER_BUDGET / open)
