@@ -13,6 +13,7 @@
 pub mod aggregators;
 pub mod batch;
 pub mod config;
+pub mod convert;
 pub mod daemon;
 pub mod filters;
 pub mod flow;

@@ -78,6 +78,9 @@ enum Command {
     },
     /// Generate realistic synthetic order events (and the trades that match them).
     Generate(sweep::generate::GenerateArgs),
+    /// Convert order or trade files into Parquet laid out for querying: sorted by security and
+    /// time, row groups of a fixed size, statistics and page index, optionally one folder per date.
+    Convert(sweep::convert::ConvertArgs),
     /// Show what a run would do: hardware, derived settings, jobs and an ETA. Reads no data.
     Plan {
         #[command(flatten)]
@@ -202,11 +205,31 @@ fn load(path: &Path, set: &[String]) -> Result<Pipeline, ExitCode> {
 }
 
 fn run(path: &Path, set: &[String]) -> anyhow::Result<ExitCode> {
-    let pipeline = match load(path, set) {
-        Ok(p) => p,
-        Err(code) => return Ok(code),
+    match load(path, set) {
+        Ok(p) => run_loaded(&p),
+        Err(code) => Ok(code),
+    }
+}
+
+fn convert(args: &sweep::convert::ConvertArgs) -> anyhow::Result<ExitCode> {
+    let text = match sweep::convert::pipeline(args) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("sweep: convert: {e}");
+            return Ok(ExitCode::from(USAGE));
+        }
     };
-    let outcome = match runtime::run_interruptible(&pipeline) {
+    match config::load("sweep convert", &text, &args.set) {
+        Ok(p) => run_loaded(&p),
+        Err(errs) => {
+            eprint!("{errs}");
+            Ok(ExitCode::from(USAGE))
+        }
+    }
+}
+
+fn run_loaded(pipeline: &Pipeline) -> anyhow::Result<ExitCode> {
+    let outcome = match runtime::run_interruptible(pipeline) {
         Ok(o) => o,
         Err(e) => {
             eprintln!("sweep: cannot start `{}`: {e}", pipeline.name);
@@ -542,6 +565,7 @@ fn main() -> anyhow::Result<ExitCode> {
                 Ok(ExitCode::from(1))
             }
         },
+        Command::Convert(args) => convert(&args).context("convert failed"),
         Command::Bench(BenchCommand::Decode { file }) => bench_decode(&file),
         Command::Report {
             dir,

@@ -1,4 +1,5 @@
-//! `sweep plan`: what a run would do, without reading any data. It reports the hardware
+//! `sweep plan`: what a run would do, without reading any rows (of a Parquet input it reads the
+//! footer and page index, to estimate the row groups and pages its filters skip). It reports the hardware
 //! (sysinfo), the settings derived from it and why, the job matrix (every input file and, when a
 //! filter names securities and dates, the security × date partitions), an estimate of peak
 //! memory, and an ETA from a measured rate: the previous run's report when there is one, else the
@@ -7,8 +8,11 @@
 use serde::Serialize;
 
 use crate::config::{ColumnNeed, Compression, Output, Pipeline, StageKind};
+use crate::flow::stats::ParquetScan;
 use crate::readers::actor::is_parquet;
 use crate::readers::discover::discover;
+use crate::readers::parquet::estimate;
+use crate::readers::prune::Pushdown;
 use crate::readers::source::compression_of;
 use crate::runtime;
 
@@ -42,6 +46,10 @@ pub struct InputFile {
     pub format: String,
     #[serde(skip)]
     pub kind: InputKind,
+    /// A Parquet file's row groups and pages its reader's filters let it skip, from its footer
+    /// and page index, and the compressed bytes it would decode.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub parquet: Option<ParquetScan>,
 }
 
 #[derive(Debug, Serialize)]
@@ -136,12 +144,20 @@ pub fn plan(p: &Pipeline) -> Plan {
                         } else {
                             InputKind::Csv(compression_of(&f, r.compression))
                         };
+                        let parquet = (kind == InputKind::Parquet)
+                            .then(|| {
+                                let push = Pushdown::new(r.pushdown.iter().map(|(_, f)| f));
+                                estimate(&f, &r.columns, &r.need, &push)
+                                    .map_err(|e| problems.push(format!("reader `{}`: {e}", s.name)))
+                            })
+                            .and_then(Result::ok);
                         jobs.push(InputFile {
                             reader: s.name.clone(),
                             path: f.display().to_string(),
                             bytes,
                             format: kind.label().to_string(),
                             kind,
+                            parquet,
                         });
                     }
                 }
@@ -321,6 +337,19 @@ impl std::fmt::Display for Plan {
                 j.path,
                 j.reader
             )?;
+            if let Some(p) = &j.parquet {
+                writeln!(
+                    f,
+                    "  {:>12}  row groups {} read, {} skipped; pages {} read, {} skipped; {} rows skipped; {} to decode",
+                    "",
+                    p.row_groups_read,
+                    p.row_groups_skipped,
+                    p.pages_read,
+                    p.pages_skipped,
+                    p.rows_skipped,
+                    mib(p.bytes_read)
+                )?;
+            }
         }
         if !self.partitions.is_empty() {
             writeln!(

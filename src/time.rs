@@ -108,6 +108,25 @@ impl Zone {
     }
 }
 
+/// The earliest and latest UTC instants whose local time in `zone` can be `tod` nanoseconds
+/// after local midnight of `day` (days since 1970-01-01): `local − offset` for every offset the
+/// zone has within a day either side, saturating at the ends of the i64 range. A wall time that
+/// occurs twice (a fold) lies between the two; one that never occurs (a gap) gives bounds that
+/// still hold every instant after it. Used to turn local dates and hours into timestamp ranges
+/// for pruning, where a bound may be loose but must never be tight.
+pub(crate) fn utc_bounds(zone: Zone, day: i32, tod: i64) -> (i64, i64) {
+    let local = i64::from(day).saturating_mul(DAY_NS).saturating_add(tod);
+    // Offsets change at most once in two days in every real zone, so probing every six hours
+    // across the window sees each offset in force near `local`.
+    let (mut min, mut max) = (i64::MAX, i64::MIN);
+    for k in -4..=4 {
+        let off = zone.offset_ns(local.saturating_add(k * 6 * HOUR_NS));
+        min = min.min(off);
+        max = max.max(off);
+    }
+    (local.saturating_sub(max), local.saturating_sub(min))
+}
+
 /// Converts UTC nanosecond timestamps to local days, hours and times of day, caching the offset
 /// per UTC hour.
 ///

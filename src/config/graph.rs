@@ -8,7 +8,7 @@ use serde_spanned::Spanned;
 
 use super::ConfigError;
 use super::model::SinkConfig;
-use super::spec::{ColumnNeed, Output, Stage, StageKind};
+use super::spec::{ColumnNeed, FilterSpec, Output, Stage, StageKind};
 use crate::schema::{ORDERS_COLUMNS, TRADES_COLUMNS, col};
 use crate::sinks::format::PartitionKey;
 
@@ -203,7 +203,31 @@ pub(super) fn check(
         })
         .collect();
     column_needs(&mut stages);
+    pushdown(&mut stages);
     stages
+}
+
+/// Each reader's pushdown: its consumers' filters, when every consumer is a filter (a row that
+/// none of them keeps then reaches no stage at all).
+fn pushdown(stages: &mut [Stage]) {
+    for r in 0..stages.len() {
+        if !matches!(stages[r].kind, StageKind::Reader(_)) {
+            continue;
+        }
+        let consumers: Vec<usize> = (0..stages.len())
+            .filter(|&i| stages[i].inputs.contains(&r))
+            .collect();
+        let filters: Option<Vec<(usize, FilterSpec)>> = consumers
+            .iter()
+            .map(|&i| match &stages[i].kind {
+                StageKind::Filter(f) => Some((i, f.clone())),
+                _ => None,
+            })
+            .collect();
+        if let StageKind::Reader(spec) = &mut stages[r].kind {
+            spec.pushdown = filters.filter(|f| !f.is_empty()).unwrap_or_default();
+        }
+    }
 }
 
 fn output_of(n: &Node) -> Output {

@@ -176,6 +176,17 @@ pub(crate) struct SinkConfig {
     /// Sleep this many milliseconds per batch: throttles the sink to demonstrate and test
     /// back-pressure. Default 0.
     pub pause_per_batch_ms: Option<Spanned<u64>>,
+    /// Rows only: write the rows sorted by security, then timestamp and sequence (within a
+    /// `date` partition, by date first), in bounded memory, spilling sorted runs to disk.
+    /// Default false: input-file order.
+    pub sort: Option<Spanned<bool>>,
+    /// Rows only, with `sort`: memory the sort may hold before it spills a run. Default 64.
+    pub memory_budget_mib: Option<Spanned<u64>>,
+    /// Rows only, with `sort`: where its runs are spilled. Default the system's temporary
+    /// folder.
+    pub spill_dir: Option<Spanned<String>>,
+    /// Rows only, Parquet: rows per row group. Default: row groups cut by size in memory.
+    pub row_group_rows: Option<Spanned<u64>>,
 }
 
 /// `[monitor]`: progress and the run report.

@@ -279,6 +279,8 @@ fn placeholder_sink() -> RowSinkSpec {
         max_open_files: 64,
         zone: Zone::default(),
         pause_per_batch: Duration::ZERO,
+        sort: None,
+        row_group_rows: None,
     }
 }
 

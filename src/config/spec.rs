@@ -253,6 +253,11 @@ pub struct ReaderSpec {
     pub kind: FileKind,
     /// Filled in by the graph check from what downstream stages use.
     pub need: ColumnNeed,
+    /// The filters every row of this reader goes through first, by stage index, when each of
+    /// its consumers is a filter: a Parquet file's row groups and pages that none of them can
+    /// match are skipped (`readers::prune`). Empty when any consumer takes every row. Filled in
+    /// by the graph check.
+    pub pushdown: Vec<(usize, FilterSpec)>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -366,6 +371,19 @@ pub struct RowSinkSpec {
     pub max_open_files: usize,
     pub zone: Zone,
     pub pause_per_batch: Duration,
+    /// Sort the rows (by date partition, security, timestamp, sequence) in bounded memory.
+    pub sort: Option<SortSpec>,
+    /// Parquet: rows per row group, or row groups cut by their size in memory.
+    pub row_group_rows: Option<usize>,
+}
+
+/// The rows sink's external sort.
+#[derive(Debug, Clone)]
+pub struct SortSpec {
+    /// Bytes of rows held before a sorted run is spilled.
+    pub memory_budget: usize,
+    /// Where the runs are spilled (in a hidden folder removed at the end).
+    pub spill_dir: PathBuf,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

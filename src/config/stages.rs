@@ -62,6 +62,7 @@ pub(super) fn reader(cx: &mut Ctx, r: &model::ReaderConfig) -> ReaderSpec {
         rejects: r.rejects.as_ref().map(|p| PathBuf::from(p.get_ref())),
         kind,
         need: ColumnNeed::Some(Vec::new()),
+        pushdown: Vec::new(),
     }
 }
 
@@ -293,7 +294,40 @@ pub(super) fn sink(cx: &mut Ctx, s: &model::SinkConfig, rows: bool) -> StageKind
                 None
             }
         };
+        let sort = s.sort.as_ref().is_some_and(|b| *b.get_ref());
+        if !sort {
+            for (key, span) in [
+                (
+                    "memory_budget_mib",
+                    s.memory_budget_mib.as_ref().map(|v| v.span()),
+                ),
+                ("spill_dir", s.spill_dir.as_ref().map(|v| v.span())),
+            ] {
+                if let Some(span) = span {
+                    cx.err(span, format!("`{key}` applies only with `sort = true`"));
+                }
+            }
+        }
+        let sort = sort.then(|| SortSpec {
+            memory_budget: cx.count(&s.memory_budget_mib, "memory_budget_mib", 1..=1 << 20, 64)
+                << 20,
+            spill_dir: s
+                .spill_dir
+                .as_ref()
+                .map_or_else(std::env::temp_dir, |d| PathBuf::from(d.get_ref())),
+        });
+        let row_group_rows = s.row_group_rows.as_ref().map(|r| {
+            if format != RowFormat::Parquet {
+                cx.err(
+                    r.span(),
+                    format!("`row_group_rows` applies only to Parquet, not {format}"),
+                );
+            }
+            cx.count(&s.row_group_rows, "row_group_rows", 1..=1 << 30, 100_000)
+        });
         StageKind::RowSink(RowSinkSpec {
+            sort,
+            row_group_rows,
             path,
             format,
             partition_by,
@@ -384,6 +418,16 @@ fn rows_keys_absent(cx: &mut Ctx, s: &model::SinkConfig, kind: &str) {
         (
             "pause_per_batch_ms",
             s.pause_per_batch_ms.as_ref().map(|v| v.span()),
+        ),
+        ("sort", s.sort.as_ref().map(|v| v.span())),
+        (
+            "memory_budget_mib",
+            s.memory_budget_mib.as_ref().map(|v| v.span()),
+        ),
+        ("spill_dir", s.spill_dir.as_ref().map(|v| v.span())),
+        (
+            "row_group_rows",
+            s.row_group_rows.as_ref().map(|v| v.span()),
         ),
     ];
     for (key, span) in present {

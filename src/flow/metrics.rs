@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use metrics::{Counter, Histogram, counter, histogram};
 
+use super::stats::ParquetScan;
 use super::{ErrorKind, Kind};
 
 /// The names of sweep's series. The dashboards and alert rules in `grafana/` query these.
@@ -38,6 +39,9 @@ pub(crate) mod name {
     pub(crate) const BUS_PENDING: &str = "sweep_bus_consumer_pending";
     pub(crate) const SPILLED_BYTES: &str = "sweep_spilled_bytes_total";
     pub(crate) const SPILL_PARTITIONS: &str = "sweep_spill_partitions";
+    pub(crate) const PARQUET_ROW_GROUPS: &str = "sweep_parquet_row_groups_total";
+    pub(crate) const PARQUET_PAGES: &str = "sweep_parquet_pages_total";
+    pub(crate) const PARQUET_BYTES: &str = "sweep_parquet_bytes_read_total";
 }
 
 /// One stage's metric handles.
@@ -108,6 +112,28 @@ impl StageMetrics {
         if let Some(c) = &self.input_bytes {
             c.absolute(n);
         }
+    }
+
+    /// A reader's scan of one Parquet file: row groups and pages `read` and `skipped`, and the
+    /// bytes taken from the file.
+    pub(crate) fn parquet_scan(&self, scan: &ParquetScan) {
+        let l = |state: &'static str| {
+            [
+                ("component_id", self.id.clone()),
+                ("component_kind", self.kind.as_str().to_string()),
+                ("state", state.to_string()),
+            ]
+        };
+        counter!(name::PARQUET_ROW_GROUPS, &l("read")).increment(scan.row_groups_read);
+        counter!(name::PARQUET_ROW_GROUPS, &l("skipped")).increment(scan.row_groups_skipped);
+        counter!(name::PARQUET_PAGES, &l("read")).increment(scan.pages_read);
+        counter!(name::PARQUET_PAGES, &l("skipped")).increment(scan.pages_skipped);
+        counter!(
+            name::PARQUET_BYTES,
+            "component_id" => self.id.clone(),
+            "component_kind" => self.kind.as_str()
+        )
+        .increment(scan.bytes_read);
     }
 
     pub(crate) fn error(&self, kind: ErrorKind) {

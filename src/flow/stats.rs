@@ -29,6 +29,30 @@ pub struct FilterCounts {
     pub dropped: AtomicU64,
 }
 
+/// What reading one Parquet file decoded and skipped: row groups, the data pages of the columns
+/// decoded (counted where the file has a page index), the rows the skipped parts hold (read by
+/// the ledger's count and filtered out), and the bytes taken from the file.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct ParquetScan {
+    pub bytes_read: u64,
+    pub pages_read: u64,
+    pub pages_skipped: u64,
+    pub row_groups_read: u64,
+    pub row_groups_skipped: u64,
+    pub rows_skipped: u64,
+}
+
+impl ParquetScan {
+    pub(crate) fn add(&mut self, o: &ParquetScan) {
+        self.bytes_read += o.bytes_read;
+        self.pages_read += o.pages_read;
+        self.pages_skipped += o.pages_skipped;
+        self.row_groups_read += o.row_groups_read;
+        self.row_groups_skipped += o.row_groups_skipped;
+        self.rows_skipped += o.rows_skipped;
+    }
+}
+
 /// One input file.
 #[derive(Debug)]
 pub struct JobStats {
@@ -51,6 +75,8 @@ pub struct JobStats {
     pub reading_done: AtomicBool,
     /// One entry per filter stage, by filter ordinal.
     pub filters: Vec<FilterCounts>,
+    /// A Parquet file's scan, once read.
+    pub scan: Mutex<Option<ParquetScan>>,
     pub state: Mutex<JobState>,
     pub started: Mutex<Option<Instant>>,
     pub finished: Mutex<Option<Instant>>,
@@ -96,6 +122,14 @@ impl JobStats {
         lock(&self.error).clone()
     }
 
+    pub(crate) fn set_scan(&self, scan: ParquetScan) {
+        *lock(&self.scan) = Some(scan);
+    }
+
+    pub(crate) fn scan(&self) -> Option<ParquetScan> {
+        *lock(&self.scan)
+    }
+
     pub(crate) fn duration(&self) -> Duration {
         let start = *lock(&self.started);
         let end = lock(&self.finished).unwrap_or_else(Instant::now);
@@ -127,6 +161,14 @@ impl StageStats {
             latency: Mutex::new(new_histogram()),
             metrics: StageMetrics::new(name, kind),
         })
+    }
+
+    /// Records rows a filter dropped without seeing them: the reader skipped them, in Parquet
+    /// row groups or pages that the filter's statistics rule out.
+    pub(crate) fn skipped(&self, rows: u64) {
+        self.rows_in.fetch_add(rows, Ordering::Relaxed);
+        self.metrics.batch(rows, 0, Duration::ZERO);
+        self.metrics.filtered(rows);
     }
 
     /// Records one batch: rows in and out and the time it took.
@@ -212,6 +254,7 @@ impl RunStats {
                 .iter()
                 .map(|_| FilterCounts::default())
                 .collect(),
+            scan: Mutex::new(None),
             state: Mutex::new(JobState::Pending),
             started: Mutex::new(None),
             finished: Mutex::new(None),

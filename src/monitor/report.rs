@@ -15,7 +15,7 @@ use serde::Serialize;
 
 use super::{Resources, Topology};
 use crate::flow::SinkReport;
-use crate::flow::stats::{Control, JobState, JobStats, RunStats};
+use crate::flow::stats::{Control, JobState, JobStats, ParquetScan, RunStats};
 
 /// Whether a run succeeded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -71,6 +71,9 @@ pub struct Totals {
     pub jobs_failed: usize,
     pub jobs_not_started: usize,
     pub mb_per_sec: f64,
+    /// The Parquet files' scans summed, when any was read.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub parquet: Option<ParquetScan>,
     pub rows_filtered_out: u64,
     pub rows_kept: u64,
     pub rows_per_sec: f64,
@@ -88,6 +91,9 @@ impl Totals {
             self.rows_rejected += j.rows_rejected;
             self.bytes_read += j.bytes_read;
             self.file_bytes += j.file_bytes;
+            if let Some(p) = &j.parquet {
+                self.parquet.get_or_insert_default().add(p);
+            }
         }
     }
 }
@@ -102,6 +108,9 @@ pub struct JobReport {
     pub file_bytes: u64,
     pub job: u32,
     pub mb_per_sec: f64,
+    /// A Parquet file's row groups and pages read and skipped, and bytes read from it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub parquet: Option<ParquetScan>,
     /// Each filter path, when the reader feeds more than one.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub paths: Option<Vec<PathCounts>>,
@@ -222,6 +231,7 @@ fn job_report(job: &JobStats, topo: &Topology, filter_names: &[String]) -> JobRe
         file_bytes: job.file_bytes,
         job: job.id,
         mb_per_sec: per_sec(bytes_read as f64 / 1e6, d),
+        parquet: job.scan(),
         paths: (counts.len() > 1).then_some(counts),
         reader: topo.stages.get(job.reader).map(|s| s.0.clone()),
         rows_filtered_out: filtered,

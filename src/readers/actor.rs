@@ -15,6 +15,7 @@ use actix::prelude::*;
 use tokio::sync::watch;
 
 use super::csv::{ParsePlan, RowError, parse_block};
+use super::prune::Pushdown;
 use super::source::{self, Block, BlockPool, BlockReader};
 use super::{ReaderError, parquet};
 use crate::batch::{Batch, JobId};
@@ -60,7 +61,14 @@ impl Start for ReaderSpec {
             Some((r, local)) => (Some(r), local),
             None => (None, None),
         };
+        let pushdown = self
+            .pushdown
+            .iter()
+            .filter_map(|(stage, _)| Some((*stage, *w.filter_ordinal.get(stage)?)))
+            .collect();
         let shared = Arc::new(ReaderShared {
+            prune: Pushdown::new(self.pushdown.iter().map(|(_, f)| f)),
+            pushdown,
             spec: self.clone(),
             rejects,
             ctx: ctx.clone(),
@@ -197,6 +205,10 @@ impl Rejects {
 /// What the reader stage shares between its actor and its parse workers.
 struct ReaderShared {
     spec: ReaderSpec,
+    prune: Pushdown,
+    /// The pushdown's filters: stage index and filter ordinal, where the rows a Parquet scan
+    /// skips are counted as filtered out.
+    pushdown: Vec<(usize, usize)>,
     rejects: Option<Rejects>,
     ctx: StageCtx,
     block_bytes: usize,
@@ -480,8 +492,9 @@ async fn read_parquet(
     let mapping = sh.spec.columns.clone();
     let need = sh.spec.need.clone();
     let rows_per_batch = (sh.block_bytes / 128).max(1024);
+    let prune = sh.prune.clone();
     let decode = tokio::task::spawn_blocking(move || {
-        parquet::read(&path, &mapping, &need, rows_per_batch, |b| {
+        parquet::read(&path, &mapping, &need, rows_per_batch, &prune, |b| {
             tx.blocking_send(b).is_ok()
         })
     });
@@ -507,8 +520,23 @@ async fn read_parquet(
         }
     }
     drop(rx);
-    decode.await.map_err(|e| ReaderError::Parquet {
+    let scan = decode.await.map_err(|e| ReaderError::Parquet {
         file: job.path.display().to_string(),
         reason: e.to_string(),
-    })?
+    })??;
+    // Skipped rows were read as far as the ledger goes (the footer counts them) and filtered
+    // out by every filter the reader feeds: none of them could keep one.
+    job.rows_read
+        .fetch_add(scan.rows_skipped, Ordering::Relaxed);
+    for &(stage, ordinal) in &sh.pushdown {
+        if let Some(c) = job.filters.get(ordinal) {
+            c.dropped.fetch_add(scan.rows_skipped, Ordering::Relaxed);
+        }
+        if let Some(st) = sh.ctx.run.stages.get(stage) {
+            st.skipped(scan.rows_skipped);
+        }
+    }
+    sh.ctx.stats.metrics.parquet_scan(&scan);
+    job.set_scan(scan);
+    Ok(())
 }

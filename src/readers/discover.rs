@@ -86,14 +86,9 @@ fn expand(entries: &[String], strict: bool, skip: Skip) -> (Vec<PathBuf>, Vec<Re
             match std::fs::metadata(&p) {
                 Err(e) if !strict && e.kind() == std::io::ErrorKind::NotFound => {}
                 Err(e) => errors.push(ReaderError::Open { path: p, source: e }),
-                Ok(m) if m.is_dir() => match std::fs::read_dir(&p) {
+                Ok(m) if m.is_dir() => match folder_files(&p, skip, &mut found) {
                     Err(e) => errors.push(ReaderError::Open { path: p, source: e }),
-                    Ok(rd) => {
-                        found.extend(
-                            rd.filter_map(Result::ok)
-                                .map(|e| e.path())
-                                .filter(|p| p.is_file() && is_data_file(p) && !skip(p)),
-                        );
+                    Ok(()) => {
                         if found.is_empty() && strict {
                             errors.push(ReaderError::FolderEmpty(p));
                         }
@@ -110,6 +105,20 @@ fn expand(entries: &[String], strict: bool, skip: Skip) -> (Vec<PathBuf>, Vec<Re
         }
     }
     (files, errors)
+}
+
+/// A folder's data files, and those of its partition folders (`name=value`, as a partitioned
+/// rows sink writes them: `date=2024-10-01/part-00000.parquet`), at any depth.
+fn folder_files(dir: &Path, skip: Skip, found: &mut Vec<PathBuf>) -> std::io::Result<()> {
+    for e in std::fs::read_dir(dir)?.filter_map(Result::ok) {
+        let p = e.path();
+        if p.is_file() && is_data_file(&p) && !skip(&p) {
+            found.push(p);
+        } else if p.is_dir() && e.file_name().to_string_lossy().contains('=') {
+            folder_files(&p, skip, found)?;
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]

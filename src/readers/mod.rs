@@ -2,13 +2,15 @@
 //!
 //! `discover` expands paths into jobs (one per file); `source` opens a file through its
 //! decompressor and cuts it into blocks of whole records; `csv` parses blocks into batches;
-//! `parquet` decodes Parquet files into the same batches; `actor` runs it all as the reader
+//! `parquet` decodes Parquet files into the same batches, skipping with `prune` the row groups
+//! and pages the reader's filters cannot keep; `actor` runs it all as the reader
 //! stage, with parsing spread over a pool of workers.
 
 pub(crate) mod actor;
 pub mod csv;
 pub(crate) mod discover;
 pub(crate) mod parquet;
+pub(crate) mod prune;
 pub mod source;
 
 pub use actor::HandedRejects;

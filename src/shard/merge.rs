@@ -566,6 +566,8 @@ fn merged_report(
             file_bytes: e.file_bytes,
             job: e.unit as u32,
             mb_per_sec: rate(e.bytes_read as f64 / 1e6, e.duration_sec),
+            // A shard's ledger does not carry its Parquet scans.
+            parquet: None,
             paths: e.paths.as_ref().map(|ps| {
                 ps.iter()
                     .map(|p| PathCounts {

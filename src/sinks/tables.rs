@@ -95,8 +95,21 @@ pub(crate) fn write_tables(
         .iter()
         .map(|f| f.target().display().to_string())
         .collect();
-    for f in files {
-        f.commit().map_err(|e| e.to_string())?;
+    // Each file is synced before it is renamed into place; syncing them at once, rather than
+    // one after another, costs one disk flush's latency instead of eight (most of a small
+    // run's wall time).
+    let results: Vec<Result<(), OutputError>> = std::thread::scope(|scope| {
+        let running: Vec<_> = files
+            .into_iter()
+            .map(|f| scope.spawn(move || f.commit()))
+            .collect();
+        running
+            .into_iter()
+            .map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+            .collect()
+    });
+    for r in results {
+        r.map_err(|e| e.to_string())?;
     }
     Ok(names)
 }

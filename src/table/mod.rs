@@ -76,7 +76,7 @@ impl fmt::Display for Cell {
     }
 }
 
-pub use runs::{RunError, RunWriter, Runs, read_run, write_run};
+pub use runs::{RunError, RunKey, RunWriter, Runs, read_run, write_run};
 
 /// A finished table.
 #[derive(Debug)]

@@ -1,7 +1,9 @@
 //! A table too large to hold as cells: its rows as Arrow batches in sorted runs, each run in
 //! memory or in an Arrow IPC file, merged into one order as the table is written. The sweep
 //! analysis makes one run per partition (each sorted by order id, the partitions hashed by it),
-//! so that writing `sweeps.csv` holds one batch per run, never the whole table.
+//! so that writing `sweeps.csv` holds one batch per run, never the whole table. The rows sink's
+//! external sort (`sinks::rows::sort`) merges its spilled runs the same way, by its own key
+//! ([`RunKey`]).
 
 use std::any::Any;
 use std::cmp::Reverse;
@@ -12,9 +14,9 @@ use std::io::{BufReader, BufWriter};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use arrow_array::RecordBatch;
 use arrow_array::cast::AsArray;
 use arrow_array::types::UInt64Type;
-use arrow_array::{RecordBatch, UInt64Array};
 use arrow_ipc::CompressionType;
 use arrow_ipc::reader::FileReader;
 use arrow_ipc::writer::{FileWriter, IpcWriteOptions};
@@ -32,6 +34,39 @@ pub enum RunError {
     Arrow { path: PathBuf, source: ArrowError },
     #[error("a run's first column must be UInt64 (the key it is sorted by), not {0}")]
     Key(DataType),
+    #[error("a run's sort key {0}")]
+    Column(String),
+}
+
+/// What runs are sorted by: the key of each row of a batch.
+pub trait RunKey: Clone + Send + Sync + 'static {
+    type Key: Ord + Copy + Send;
+    /// Checks that a schema holds the key's columns.
+    fn check(&self, schema: &SchemaRef) -> Result<(), RunError>;
+    /// The keys of `batch`'s rows, in row order.
+    fn keys(&self, batch: &RecordBatch) -> Result<Vec<Self::Key>, RunError>;
+}
+
+/// The first column, an unsigned id (the sweeps table's order id).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct FirstColumn;
+
+impl RunKey for FirstColumn {
+    type Key = u64;
+
+    fn check(&self, schema: &SchemaRef) -> Result<(), RunError> {
+        match schema.fields().first().map(|f| f.data_type()) {
+            Some(DataType::UInt64) => Ok(()),
+            other => Err(RunError::Key(other.cloned().unwrap_or(DataType::Null))),
+        }
+    }
+
+    fn keys(&self, batch: &RecordBatch) -> Result<Vec<u64>, RunError> {
+        match batch.column(0).as_primitive_opt::<UInt64Type>() {
+            Some(k) => Ok(k.values().to_vec()),
+            None => Err(RunError::Key(batch.column(0).data_type().clone())),
+        }
+    }
 }
 
 /// One sorted run.
@@ -40,10 +75,11 @@ enum Run {
     File(PathBuf),
 }
 
-/// Rows in runs, each sorted ascending by its first column (an unsigned key such as an order
-/// id); [`Runs::merged`] gives them in one ascending order. Keys are expected to be unique
-/// across runs; equal keys come out in the order their runs were added.
-pub struct Runs {
+/// Rows in runs, each sorted ascending by its key (by default its first column, an unsigned key
+/// such as an order id); [`Runs::merged`] gives them in one ascending order. Equal keys come out
+/// in the order their runs were added, so a merge of stably sorted runs is stable.
+pub struct Runs<K: RunKey = FirstColumn> {
+    key: K,
     schema: SchemaRef,
     runs: Vec<Run>,
     rows: u64,
@@ -51,7 +87,7 @@ pub struct Runs {
     keep: Option<Arc<dyn Any + Send + Sync>>,
 }
 
-impl fmt::Debug for Runs {
+impl<K: RunKey> fmt::Debug for Runs<K> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Runs")
             .field("columns", &self.schema.fields().len())
@@ -62,20 +98,31 @@ impl fmt::Debug for Runs {
 }
 
 impl Runs {
-    /// No runs yet. `keep` is held until the runs are dropped: the folder their files are in.
+    /// No runs yet, keyed by the first column. `keep` is held until the runs are dropped: the
+    /// folder their files are in.
     pub fn new(
         schema: SchemaRef,
         keep: Option<Arc<dyn Any + Send + Sync>>,
     ) -> Result<Self, RunError> {
-        match schema.fields().first().map(|f| f.data_type()) {
-            Some(DataType::UInt64) => Ok(Runs {
-                schema,
-                runs: Vec::new(),
-                rows: 0,
-                keep,
-            }),
-            other => Err(RunError::Key(other.cloned().unwrap_or(DataType::Null))),
-        }
+        Runs::keyed(FirstColumn, schema, keep)
+    }
+}
+
+impl<K: RunKey> Runs<K> {
+    /// No runs yet, sorted by `key`.
+    pub fn keyed(
+        key: K,
+        schema: SchemaRef,
+        keep: Option<Arc<dyn Any + Send + Sync>>,
+    ) -> Result<Self, RunError> {
+        key.check(&schema)?;
+        Ok(Runs {
+            key,
+            schema,
+            runs: Vec::new(),
+            rows: 0,
+            keep,
+        })
     }
 
     pub fn schema(&self) -> &SchemaRef {
@@ -84,6 +131,11 @@ impl Runs {
 
     pub fn rows(&self) -> u64 {
         self.rows
+    }
+
+    /// How many runs there are.
+    pub fn count(&self) -> usize {
+        self.runs.len()
     }
 
     /// Adds a sorted run held in memory.
@@ -99,7 +151,7 @@ impl Runs {
     }
 
     /// Takes another set's runs (of the same schema).
-    pub fn append(&mut self, other: Runs) {
+    pub fn append(&mut self, other: Runs<K>) {
         self.rows += other.rows;
         self.runs.extend(other.runs);
         if self.keep.is_none() {
@@ -109,7 +161,7 @@ impl Runs {
 
     /// The rows in ascending key order, in batches of at most `chunk` rows. Holds one batch of
     /// each run at a time.
-    pub fn merged(&self, chunk: usize) -> Result<Merge, RunError> {
+    pub fn merged(&self, chunk: usize) -> Result<Merge<K>, RunError> {
         let mut cursors = Vec::with_capacity(self.runs.len());
         for run in &self.runs {
             let source: Box<dyn Iterator<Item = Result<RecordBatch, RunError>> + Send> = match run {
@@ -125,9 +177,10 @@ impl Runs {
                 }
             };
             cursors.push(Cursor {
+                key: self.key.clone(),
                 source,
                 batch: None,
-                keys: UInt64Array::from(Vec::<u64>::new()),
+                keys: Vec::new(),
                 row: 0,
                 slot: None,
             });
@@ -148,16 +201,17 @@ impl Runs {
 }
 
 /// Where one run is read: its current batch and row.
-struct Cursor {
+struct Cursor<K: RunKey> {
+    key: K,
     source: Box<dyn Iterator<Item = Result<RecordBatch, RunError>> + Send>,
     batch: Option<RecordBatch>,
-    keys: UInt64Array,
+    keys: Vec<K::Key>,
     row: usize,
     /// The batch's index among the sources of the chunk being built, once it has given a row.
     slot: Option<usize>,
 }
 
-impl Cursor {
+impl<K: RunKey> Cursor<K> {
     /// Loads the next non-empty batch; false at the end of the run.
     fn advance_batch(&mut self) -> Result<bool, RunError> {
         self.slot = None;
@@ -167,10 +221,7 @@ impl Cursor {
             if b.num_rows() == 0 {
                 continue;
             }
-            let Some(keys) = b.column(0).as_primitive_opt::<UInt64Type>() else {
-                return Err(RunError::Key(b.column(0).data_type().clone()));
-            };
-            self.keys = keys.clone();
+            self.keys = self.key.keys(&b)?;
             self.batch = Some(b);
             return Ok(true);
         }
@@ -178,20 +229,20 @@ impl Cursor {
         Ok(false)
     }
 
-    fn key(&self) -> u64 {
-        self.keys.value(self.row)
+    fn key(&self) -> K::Key {
+        self.keys[self.row]
     }
 }
 
 /// The merge of a table's runs: an iterator of batches in ascending key order.
-pub struct Merge {
+pub struct Merge<K: RunKey = FirstColumn> {
     schema: SchemaRef,
-    cursors: Vec<Cursor>,
-    heap: BinaryHeap<Reverse<(u64, usize)>>,
+    cursors: Vec<Cursor<K>>,
+    heap: BinaryHeap<Reverse<(K::Key, usize)>>,
     chunk: usize,
 }
 
-impl Merge {
+impl<K: RunKey> Merge<K> {
     fn next_chunk(&mut self) -> Result<Option<RecordBatch>, RunError> {
         let mut sources: Vec<RecordBatch> = Vec::new();
         let mut picks: Vec<(usize, usize)> = Vec::with_capacity(self.chunk);
@@ -240,7 +291,7 @@ impl Merge {
     }
 }
 
-impl Iterator for Merge {
+impl<K: RunKey> Iterator for Merge<K> {
     type Item = Result<RecordBatch, RunError>;
 
     fn next(&mut self) -> Option<Self::Item> {
@@ -326,7 +377,7 @@ pub fn read_run(path: &Path) -> Result<FileReader<BufReader<File>>, RunError> {
 mod tests {
     use super::*;
     use crate::table::{Cell, Table};
-    use arrow_array::{Float64Array, StringArray};
+    use arrow_array::{Float64Array, StringArray, UInt64Array};
     use arrow_schema::{Field, Schema};
 
     fn schema() -> SchemaRef {

@@ -9,6 +9,9 @@ mod bus;
 /// builder, order-file builders, the output contract's table and measure names, and free ports,
 /// programs on PATH and a guard over the processes a test starts.
 mod common;
+/// `sweep convert` (sorted, row groups, page index, date folders, every row accounted for) and
+/// the Parquet reader's pushdown: filtered runs skip row groups and give the CSV's tables.
+mod convert;
 /// `sweep daemon`: SIGKILL at random moments, SIGTERM draining, corrupt files, reloads, renames
 /// and damaged state, each checked against `sweep run` over the same files.
 mod daemon;

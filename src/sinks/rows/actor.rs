@@ -43,7 +43,7 @@ impl Start for RowSinkSpec {
                         Out::Failed
                     }
                 },
-                None => Out::Extract(Extract::new(&spec)),
+                None => Out::Extract(Box::new(Extract::new(&spec))),
             },
             spec: spec.clone(),
             pending: BTreeMap::new(),
@@ -58,7 +58,7 @@ impl Start for RowSinkSpec {
 
 /// Where the rows go once in order.
 enum Out {
-    Extract(Extract),
+    Extract(Box<Extract>),
     Handover(Box<Handover>, Capture),
     Failed,
 }

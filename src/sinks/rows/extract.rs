@@ -8,10 +8,12 @@ use std::path::PathBuf;
 use arrow_array::RecordBatch;
 use arrow_schema::Schema;
 
-use super::writer::{RowWriter, RowsWritten};
+use super::sort::{SortKey, Sorter};
+use super::writer::{RowWriter, RowsError, RowsWritten};
 use crate::batch::JobId;
 use crate::config::RowSinkSpec;
 use crate::schema;
+use crate::sinks::format::PartitionKey;
 use crate::table::{RunError, RunWriter};
 
 /// `rows` with only the extract's `columns`, in their order (all of them when unset).
@@ -36,10 +38,12 @@ pub(crate) fn project(
 }
 
 /// An extract being written: opened by the first batch (whose columns it takes, even when the
-/// batch has no rows: a header-only file still names its columns), committed at the end.
+/// batch has no rows: a header-only file still names its columns), committed at the end. With
+/// `sort = true` the rows wait in a [`Sorter`] until the end.
 pub(crate) struct Extract {
     spec: RowSinkSpec,
     writer: Option<RowWriter>,
+    sorter: Option<Sorter>,
 }
 
 impl Extract {
@@ -47,18 +51,46 @@ impl Extract {
         Extract {
             spec: spec.clone(),
             writer: None,
+            sorter: None,
         }
     }
 
     /// Appends rows already projected to the extract's columns.
     pub(crate) fn write(&mut self, rows: &RecordBatch) -> Result<(), String> {
         if self.writer.is_none() {
-            self.writer =
-                Some(RowWriter::create(&self.spec, rows.schema()).map_err(|e| e.to_string())?);
+            // Sorted rows come partition by partition (the date leads the sort key), so one
+            // file open at a time is enough; each open Parquet file would hold a row group.
+            let spec = RowSinkSpec {
+                max_open_files: if self.spec.sort.is_some() {
+                    1
+                } else {
+                    self.spec.max_open_files
+                },
+                ..self.spec.clone()
+            };
+            self.writer = Some(RowWriter::create(&spec, rows.schema()).map_err(|e| e.to_string())?);
+            if let Some(sort) = &self.spec.sort {
+                let zone = self
+                    .spec
+                    .partition_by
+                    .contains(&PartitionKey::Date)
+                    .then_some(self.spec.zone);
+                let key = SortKey::for_schema(&rows.schema(), zone).map_err(|detail| {
+                    RowsError::SortColumns {
+                        path: self.spec.path.clone(),
+                        detail,
+                    }
+                    .to_string()
+                })?;
+                self.sorter = Some(Sorter::new(sort, key, self.spec.path.clone()));
+            }
         }
-        if let Some(w) = self.writer.as_mut()
-            && rows.num_rows() > 0
-        {
+        if rows.num_rows() == 0 {
+            return Ok(());
+        }
+        if let Some(s) = self.sorter.as_mut() {
+            s.push(rows.clone()).map_err(|e| e.to_string())?;
+        } else if let Some(w) = self.writer.as_mut() {
             w.write(rows).map_err(|e| e.to_string())?;
         }
         Ok(())
@@ -75,6 +107,9 @@ impl Extract {
                 schema::arrow_schema(&cols)
             };
             self.writer = Some(RowWriter::create(&self.spec, schema).map_err(|e| e.to_string())?);
+        }
+        if let (Some(sorter), Some(w)) = (self.sorter.take(), self.writer.as_mut()) {
+            sorter.finish(w).map_err(|e| e.to_string())?;
         }
         match self.writer.take() {
             Some(w) => w.commit().map_err(|e| e.to_string()),

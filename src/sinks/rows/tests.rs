@@ -61,6 +61,8 @@ fn spec(path: PathBuf, format: RowFormat, partition_by: &[PartitionKey]) -> RowS
         max_open_files: 64,
         columns: None,
         pause_per_batch: std::time::Duration::ZERO,
+        sort: None,
+        row_group_rows: None,
     }
 }
 

@@ -14,11 +14,13 @@ use flate2::write::GzEncoder;
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::errors::ParquetError;
-use parquet::file::properties::WriterProperties;
+use parquet::file::metadata::KeyValue;
+use parquet::file::properties::{EnabledStatistics, WriterProperties};
 
 use super::partition::Partitioned;
 use crate::batch::ColumnError;
 use crate::config::RowSinkSpec;
+use crate::readers::prune::DATE_ZONE_KEY;
 use crate::sinks::atomic::{AtomicWriter, OutputError};
 use crate::sinks::format::{DEFAULT_LEVEL, FormatError, PartitionKey, RowFormat};
 /// Memory that open Parquet writers may hold in encoded but unflushed row groups, shared among
@@ -27,6 +29,8 @@ use crate::sinks::format::{DEFAULT_LEVEL, FormatError, PartitionKey, RowFormat};
 const PARQUET_BUFFER_BUDGET: usize = 256 << 20;
 const MIN_ROW_GROUP_BYTES: usize = 1 << 20;
 const MAX_ROW_GROUP_BYTES: usize = 64 << 20;
+/// Rows per data page with `row_group_rows` set.
+const QUERY_PAGE_ROWS: usize = 4096;
 /// Why an extract could not be written. Every message names the path it concerns.
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum RowsError {
@@ -67,6 +71,14 @@ pub(crate) enum RowsError {
         #[source]
         source: ParquetError,
     },
+    #[error("{path}: sorting: {source}")]
+    Sort {
+        path: PathBuf,
+        #[source]
+        source: crate::table::RunError,
+    },
+    #[error("{path}: sorting {detail}")]
+    SortColumns { path: PathBuf, detail: &'static str },
     #[error(
         "{path}: an earlier write failed, so the extract is incomplete and cannot be committed"
     )]
@@ -234,14 +246,35 @@ impl Codec {
                 } else {
                     spec.max_open_files.max(1)
                 };
-                Codec::Parquet {
-                    props: Box::new(
-                        WriterProperties::builder()
-                            .set_compression(Compression::ZSTD(level))
-                            .build(),
-                    ),
-                    row_group_bytes: (PARQUET_BUFFER_BUDGET / open)
+                // Statistics per page (the column index) and the offset index are the
+                // crate's defaults; readers prune row groups and pages with them.
+                let mut props = WriterProperties::builder()
+                    .set_compression(Compression::ZSTD(level))
+                    .set_statistics_enabled(EnabledStatistics::Page);
+                if spec.partition_by.contains(&PartitionKey::Date) {
+                    // A reader trusts a `date=` folder's date only in the zone named here.
+                    props = props.set_key_value_metadata(Some(vec![KeyValue::new(
+                        DATE_ZONE_KEY.to_string(),
+                        spec.zone.to_string(),
+                    )]));
+                }
+                // Row groups of a fixed row count, or cut by their size in memory.
+                let row_group_bytes = match spec.row_group_rows {
+                    Some(n) => {
+                        // The layout for querying: small pages, so that a row group a filter
+                        // cannot rule out still skips the pages it can (a security's hours
+                        // outside trading hours, in a file sorted by security and time).
+                        props = props
+                            .set_max_row_group_row_count(Some(n))
+                            .set_data_page_row_count_limit(QUERY_PAGE_ROWS);
+                        usize::MAX
+                    }
+                    None => (PARQUET_BUFFER_BUDGET / open)
                         .clamp(MIN_ROW_GROUP_BYTES, MAX_ROW_GROUP_BYTES),
+                };
+                Codec::Parquet {
+                    props: Box::new(props.build()),
+                    row_group_bytes,
                 }
             }
         })
