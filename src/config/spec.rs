@@ -25,6 +25,45 @@ pub struct Pipeline {
     pub daemon: Option<DaemonSpec>,
 }
 
+impl Pipeline {
+    /// Some of this pipeline's stages, as the pipeline a part of a run executes (one file of the
+    /// daemon, one shard of a sharded run): `keep` gives each stage's kind in the part (changed
+    /// or not), or `None` to leave the stage out. Inputs are re-indexed and those left out
+    /// dropped. The part writes no run report and has no daemon: whoever runs it accounts for
+    /// it.
+    pub(crate) fn part(
+        &self,
+        mut keep: impl FnMut(usize, &Stage) -> Option<StageKind>,
+    ) -> Pipeline {
+        let mut index = std::collections::HashMap::new();
+        let mut stages = Vec::new();
+        for (i, s) in self.stages.iter().enumerate() {
+            let Some(kind) = keep(i, s) else {
+                continue;
+            };
+            index.insert(i, stages.len());
+            stages.push(Stage {
+                name: s.name.clone(),
+                inputs: s
+                    .inputs
+                    .iter()
+                    .filter_map(|j| index.get(j).copied())
+                    .collect(),
+                kind,
+            });
+        }
+        let mut monitor = self.monitor.clone();
+        monitor.report = None;
+        Pipeline {
+            name: self.name.clone(),
+            runtime: self.runtime.clone(),
+            stages,
+            monitor,
+            daemon: None,
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RuntimeSpec {
     /// `None` means one worker per core, decided at build time.

@@ -2,14 +2,13 @@
 //! captured as state instead of written as tables, and its row outputs (extracts, rejects)
 //! written as parts under staging names that a commit publishes.
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use super::state::RowCounts;
 use crate::aggregators::AggState;
 use crate::config::outputs::{parts_dir, split_name};
-use crate::config::{Pipeline, Stage, StageKind};
+use crate::config::{Pipeline, StageKind};
 use crate::flow::stats::{Control, RunStats};
 use crate::runtime::{self, RunOptions};
 
@@ -78,15 +77,12 @@ fn file_pipeline(p: &Pipeline, reader: usize, source: &Path, seq: u64) -> (Pipel
             keep[i] = true;
         }
     }
-    let mut index = HashMap::new();
-    let mut stages = Vec::new();
     let mut parts = Vec::new();
     let stem = part_stem(seq, source);
-    for (i, s) in p.stages.iter().enumerate() {
+    let mut sub = p.part(|i, s| {
         if !keep[i] {
-            continue;
+            return None;
         }
-        index.insert(i, stages.len());
         let mut kind = s.kind.clone();
         // Only the rows sinks and the rejects write per file (kinds the daemon does not run are
         // refused at load; tables sinks are not part of a file's pipeline).
@@ -108,27 +104,10 @@ fn file_pipeline(p: &Pipeline, reader: usize, source: &Path, seq: u64) -> (Pipel
             *j = staged(&part);
             parts.push(part);
         }
-        stages.push(Stage {
-            name: s.name.clone(),
-            inputs: s
-                .inputs
-                .iter()
-                .filter_map(|j| index.get(j).copied())
-                .collect(),
-            kind,
-        });
-    }
-    let mut monitor = p.monitor.clone();
-    monitor.report = None;
-    monitor.progress = crate::config::ProgressMode::Off;
-    monitor.hold = std::time::Duration::ZERO;
-    let sub = Pipeline {
-        name: p.name.clone(),
-        runtime: p.runtime.clone(),
-        stages,
-        monitor,
-        daemon: None,
-    };
+        Some(kind)
+    });
+    sub.monitor.progress = crate::config::ProgressMode::Off;
+    sub.monitor.hold = std::time::Duration::ZERO;
     (sub, parts)
 }
 

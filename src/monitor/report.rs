@@ -123,8 +123,9 @@ pub struct JobReport {
     pub status: JobState,
 }
 
-/// Kept and filtered-out rows along one chain of filters.
-#[derive(Debug, Clone, Serialize)]
+/// Kept and filtered-out rows along one chain of filters. A shard's ledger carries them too
+/// (`shard::partial::LedgerEntry`), hence `Deserialize`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct PathCounts {
     pub filters: Vec<String>,
     pub rows_filtered_out: u64,

@@ -23,9 +23,7 @@ use crate::batch::TableSet;
 use crate::config::outputs::{Resolved, claims};
 use crate::config::{Pipeline, StageKind};
 use crate::flow::stats::JobState;
-use crate::monitor::report::{
-    JobReport, PathCounts, ProcessReport, RunReport, RunStatus, SinkSummary, Totals,
-};
+use crate::monitor::report::{JobReport, ProcessReport, RunReport, RunStatus, SinkSummary, Totals};
 use crate::monitor::{Resources, Sampler};
 use crate::report::Section;
 use crate::sinks::atomic::write_atomic;
@@ -568,15 +566,7 @@ fn merged_report(
             mb_per_sec: rate(e.bytes_read as f64 / 1e6, e.duration_sec),
             // A shard's ledger does not carry its Parquet scans.
             parquet: None,
-            paths: e.paths.as_ref().map(|ps| {
-                ps.iter()
-                    .map(|p| PathCounts {
-                        filters: p.filters.clone(),
-                        rows_filtered_out: p.rows_filtered_out,
-                        rows_kept: p.rows_kept,
-                    })
-                    .collect()
-            }),
+            paths: e.paths.clone(),
             reader: Some(e.reader.clone()),
             rows_filtered_out: e.rows_filtered_out,
             rows_kept: e.rows_kept,

@@ -34,6 +34,7 @@ use serde::{Deserialize, Serialize};
 
 use super::ShardError;
 use crate::aggregators::{AggSnapshot, AggState};
+use crate::monitor::report::PathCounts;
 
 /// Version of the partial's layout and metadata.
 pub(crate) const PARTIAL_FORMAT: &str = "sweep-shard-partial/1";
@@ -57,14 +58,6 @@ pub(crate) mod key {
 /// How the snapshot column is encoded.
 const ENCODING: &str = "postcard:AggSnapshot";
 
-/// Kept and filtered-out rows along one chain of filters, for a reader that feeds several.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct PathLedger {
-    pub filters: Vec<String>,
-    pub rows_filtered_out: u64,
-    pub rows_kept: u64,
-}
-
 /// One input file's accounting, as the shard's run report gave it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LedgerEntry {
@@ -73,7 +66,8 @@ pub struct LedgerEntry {
     pub file: String,
     pub file_bytes: u64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub paths: Option<Vec<PathLedger>>,
+    /// Kept and filtered-out rows per chain of filters, for a reader that feeds several.
+    pub paths: Option<Vec<PathCounts>>,
     pub reader: String,
     pub rows_filtered_out: u64,
     pub rows_kept: u64,

@@ -8,13 +8,12 @@ use std::time::Instant;
 
 use super::extracts::{commit_rejects, commit_rows, rejects_folder, rows_folder};
 use super::partial::{
-    self, Committed, Header, LedgerEntry, PathLedger, create_temp, final_name, remove_stale_temps,
-    stage_dir,
+    self, Committed, Header, LedgerEntry, create_temp, final_name, remove_stale_temps, stage_dir,
 };
 use super::{ShardError, ShardPlan, sweeps, sweeps_stages};
 use crate::aggregators::AggState;
 use crate::batch::JobId;
-use crate::config::{Pipeline, Stage, StageKind};
+use crate::config::{Pipeline, StageKind};
 use crate::daemon::watch::fingerprint;
 use crate::readers::HandedRejects;
 use crate::runtime::{self, RunOptions};
@@ -63,40 +62,21 @@ pub struct ShardOutcome {
 /// the report path would collide), its sweep analyses cutting their rows into the plan's
 /// partitions. Its rows sinks stay: in a shard they hand their rows over (`shard::extracts`).
 fn shard_pipeline(p: &Pipeline, plan: &ShardPlan) -> Pipeline {
-    let mut index = HashMap::new();
-    let mut stages = Vec::new();
-    for (i, s) in p.stages.iter().enumerate() {
-        if matches!(s.kind, StageKind::TableSink(_) | StageKind::ReportSink(_)) {
-            continue;
-        }
-        index.insert(i, stages.len());
+    p.part(|_, s| {
         let mut kind = s.kind.clone();
-        if let StageKind::Sweeps(spec) = &mut kind {
-            spec.partitions = plan
-                .sweeps
-                .iter()
-                .find(|w| w.name == s.name)
-                .map(|w| w.partitions);
+        match &mut kind {
+            StageKind::TableSink(_) | StageKind::ReportSink(_) => return None,
+            StageKind::Sweeps(spec) => {
+                spec.partitions = plan
+                    .sweeps
+                    .iter()
+                    .find(|w| w.name == s.name)
+                    .map(|w| w.partitions);
+            }
+            _ => {}
         }
-        stages.push(Stage {
-            name: s.name.clone(),
-            inputs: s
-                .inputs
-                .iter()
-                .filter_map(|j| index.get(j).copied())
-                .collect(),
-            kind,
-        });
-    }
-    let mut monitor = p.monitor.clone();
-    monitor.report = None;
-    Pipeline {
-        name: p.name.clone(),
-        runtime: p.runtime.clone(),
-        stages,
-        monitor,
-        daemon: None,
-    }
+        Some(kind)
+    })
 }
 
 /// Runs shard `index` of `plan` over `p`, committing its partials under the shared folder.
@@ -409,15 +389,7 @@ fn run_units(p: &Pipeline, plan: &ShardPlan, index: usize) -> Result<Ran, ShardE
             duration_sec: j.duration_sec,
             file: j.file.clone(),
             file_bytes: j.file_bytes,
-            paths: j.paths.as_ref().map(|ps| {
-                ps.iter()
-                    .map(|p| PathLedger {
-                        filters: p.filters.clone(),
-                        rows_filtered_out: p.rows_filtered_out,
-                        rows_kept: p.rows_kept,
-                    })
-                    .collect()
-            }),
+            paths: j.paths.clone(),
             reader,
             rows_filtered_out: j.rows_filtered_out,
             rows_kept: j.rows_kept,
