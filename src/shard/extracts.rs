@@ -28,17 +28,17 @@ use std::sync::Arc;
 use arrow_array::{Array, ArrayRef, RecordBatch, StringArray, UInt64Array};
 use arrow_schema::{DataType, Field, Schema, SchemaRef};
 
-use super::partial::{self, Committed, Header, commit_with};
+use super::partial::{self, Committed, Header};
 use super::{ShardError, ShardPlan};
 use crate::batch::JobId;
 use crate::config::{Pipeline, StageKind};
 use crate::monitor::report::SinkSummary;
 use crate::readers::{HandedRejects, REJECTS_HEADER, Rejects};
 use crate::sinks::rows::{Extract, HandedRows};
-use crate::table::{RunWriter, read_run};
+use crate::table::read_run;
 
 /// How a rows partial's batches hold its state (`sweep.snapshot_encoding`).
-const ROWS_ENCODING: &str = "arrow:rows";
+pub(crate) const ROWS_ENCODING: &str = "arrow:rows";
 /// The footer key listing the unit of each batch.
 const BATCH_UNITS: &str = "sweep.batch_units";
 
@@ -68,37 +68,24 @@ pub(crate) fn commit_rows(
             .ok_or_else(|| failed(target, format!("internal error: job {job} was not planned")))?;
         units.push(unit.to_string());
     }
-    let mut footer =
-        partial::header_metadata(header, ROWS_ENCODING).map_err(|why| failed(target, why))?;
-    footer.push((BATCH_UNITS.to_string(), units.join(",")));
-    let footer: Vec<(&str, String)> = footer
-        .iter()
-        .map(|(k, v)| (k.as_str(), v.clone()))
-        .collect();
-    commit_with(temp, target, &mut |file, path| {
-        let file = file.try_clone().map_err(|e| ShardError::io(path, e))?;
-        let source = handed.and_then(|h| h.file.as_deref());
-        let schema = match source {
-            Some(src) => read_run(src)
-                .map_err(|e| failed(src, e.to_string()))?
-                .schema(),
-            None => std::sync::Arc::new(Schema::empty()),
-        };
-        let mut w =
-            RunWriter::from_file(file, path, &schema).map_err(|e| failed(path, e.to_string()))?;
+    let units = units.join(",");
+    let source = handed.and_then(|h| h.file.as_deref());
+    let schema = match source {
+        Some(src) => read_run(src)
+            .map_err(|e| failed(src, e.to_string()))?
+            .schema(),
+        None => Arc::new(Schema::empty()),
+    };
+    partial::commit_run(temp, target, &schema, header, ROWS_ENCODING, &mut |w| {
         if let Some(src) = source {
-            for batch in read_run(src).map_err(|e| failed(src, e.to_string()))? {
-                let batch = batch.map_err(|e| failed(src, e.to_string()))?;
-                w.write(&batch).map_err(|e| failed(path, e.to_string()))?;
+            let text = |e: &dyn std::fmt::Display| format!("{}: {e}", src.display());
+            for batch in read_run(src).map_err(|e| text(&e))? {
+                w.write(&batch.map_err(|e| text(&e))?)
+                    .map_err(|e| e.to_string())?;
             }
         }
-        w.finish(&footer).map_err(|e| failed(path, e.to_string()))
+        Ok(vec![(BATCH_UNITS, units.clone())])
     })
-}
-
-/// The header a rows partial says of itself.
-pub(crate) fn read_rows_header(path: &Path) -> Result<Header, ShardError> {
-    Ok(partial::read_footer(path, ROWS_ENCODING)?.0)
 }
 
 /// Writes every rows sink's extract from its checked partials (`partials[sink]`, in shard
@@ -141,7 +128,7 @@ pub(crate) fn rejects_folder(reader: &str) -> String {
 }
 
 /// How a rejects partial's batches hold its state.
-const REJECTS_ENCODING: &str = "arrow:rejects";
+pub(crate) const REJECTS_ENCODING: &str = "arrow:rejects";
 /// Rejected rows per batch of a rejects partial.
 const REJECTS_BATCH: usize = 8192;
 
@@ -246,27 +233,20 @@ pub(crate) fn commit_rejects(
             units.push(chunk[0].0.to_string());
         }
     }
-    let mut footer =
-        partial::header_metadata(header, REJECTS_ENCODING).map_err(|why| failed(target, why))?;
-    footer.push((BATCH_UNITS.to_string(), units.join(",")));
-    let footer: Vec<(&str, String)> = footer
-        .iter()
-        .map(|(k, v)| (k.as_str(), v.clone()))
-        .collect();
-    commit_with(temp, target, &mut |file, path| {
-        let file = file.try_clone().map_err(|e| ShardError::io(path, e))?;
-        let mut w = RunWriter::from_file(file, path, &rejects_schema())
-            .map_err(|e| failed(path, e.to_string()))?;
-        for b in &batches {
-            w.write(b).map_err(|e| failed(path, e.to_string()))?;
-        }
-        w.finish(&footer).map_err(|e| failed(path, e.to_string()))
-    })
-}
-
-/// The header a rejects partial says of itself.
-pub(crate) fn read_rejects_header(path: &Path) -> Result<Header, ShardError> {
-    Ok(partial::read_footer(path, REJECTS_ENCODING)?.0)
+    let units = units.join(",");
+    partial::commit_run(
+        temp,
+        target,
+        &rejects_schema(),
+        header,
+        REJECTS_ENCODING,
+        &mut |w| {
+            for b in &batches {
+                w.write(b).map_err(|e| e.to_string())?;
+            }
+            Ok(vec![(BATCH_UNITS, units.clone())])
+        },
+    )
 }
 
 /// Writes each reader's rejects file from its checked partials (`partials[reader]`, in shard

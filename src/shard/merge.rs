@@ -13,8 +13,7 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use super::extracts::{
-    read_rejects_header, read_rows_header, rejects_folder, rows_folder, write_extracts,
-    write_rejects,
+    REJECTS_ENCODING, ROWS_ENCODING, rejects_folder, rows_folder, write_extracts, write_rejects,
 };
 use super::partial::{self, Header, LedgerEntry, is_temp_name, parse_final_name, stage_dir};
 use super::{ShardError, ShardPlan, Stage, sweeps};
@@ -119,9 +118,9 @@ fn collect(
         for (trades, folder) in [false, true].into_iter().zip(sweeps::map_folders(&w.name)) {
             let mut parts = Vec::new();
             for (i, path) in listed(plan, &folder, &mut problems, leftovers) {
-                match sweeps::read_map_header(&path, trades) {
+                match partial::read_footer(&path, sweeps::map_encoding(trades)) {
                     Err(e) => problems.push(e.to_string()),
-                    Ok(h) => match check_header(plan, &folder, i, &h, files(i)) {
+                    Ok((h, _)) => match check_header(plan, &folder, i, &h, files(i)) {
                         Err(why) => problems.push(format!("{}: {why}", path.display())),
                         Ok(()) => parts.push((h, path)),
                     },
@@ -145,22 +144,21 @@ fn collect(
         }
         out.reduced.insert(w.name.clone(), reduced);
     }
-    type ReadHeader = fn(&Path) -> Result<Header, ShardError>;
     let handed = plan
         .extracts
         .iter()
-        .map(|s| (rows_folder(s), read_rows_header as ReadHeader))
+        .map(|s| (rows_folder(s), ROWS_ENCODING))
         .chain(
             plan.rejects
                 .iter()
-                .map(|r| (rejects_folder(r), read_rejects_header as ReadHeader)),
+                .map(|r| (rejects_folder(r), REJECTS_ENCODING)),
         );
-    for (folder, read_header) in handed {
+    for (folder, encoding) in handed {
         let mut parts = Vec::new();
         for (i, path) in listed(plan, &folder, &mut problems, leftovers) {
-            match read_header(&path) {
+            match partial::read_footer(&path, encoding) {
                 Err(e) => problems.push(e.to_string()),
-                Ok(h) => match check_header(plan, &folder, i, &h, files(i)) {
+                Ok((h, _)) => match check_header(plan, &folder, i, &h, files(i)) {
                     Err(why) => problems.push(format!("{}: {why}", path.display())),
                     Ok(()) => parts.push((h, path)),
                 },

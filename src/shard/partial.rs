@@ -35,6 +35,7 @@ use serde::{Deserialize, Serialize};
 use super::ShardError;
 use crate::aggregators::{AggSnapshot, AggState};
 use crate::monitor::report::PathCounts;
+use crate::table::RunWriter;
 
 /// Version of the partial's layout and metadata.
 pub(crate) const PARTIAL_FORMAT: &str = "sweep-shard-partial/1";
@@ -294,6 +295,41 @@ pub(crate) fn commit(
 ) -> Result<Committed, ShardError> {
     commit_with(temp, target, &mut |file, path| {
         file.write_all(bytes).map_err(|e| ShardError::io(path, e))
+    })
+}
+
+/// Footer entries a partial's batches call for (which partition or unit each batch is).
+pub(crate) type Footer = Vec<(&'static str, String)>;
+
+/// Commits a partial written as a run (`table::RunWriter`: LZ4 Arrow IPC of `schema`) through
+/// `temp` to `target`: a sweep analysis's rows or reduced tables, a rows sink's batches, a
+/// reader's rejects. `write` gives the file its batches and returns the footer entries they
+/// call for (it is called again if the temporary must be started over); the footer also holds
+/// `header` under `encoding`.
+pub(crate) fn commit_run(
+    temp: tempfile::NamedTempFile,
+    target: &Path,
+    schema: &arrow_schema::SchemaRef,
+    header: &Header,
+    encoding: &str,
+    write: &mut dyn FnMut(&mut RunWriter) -> Result<Footer, String>,
+) -> Result<Committed, ShardError> {
+    let failed = |path: &Path, e: String| ShardError::Job {
+        index: header.shard_index,
+        reasons: vec![format!("{}: {e}", path.display())],
+    };
+    let meta = header_metadata(header, encoding).map_err(|why| failed(target, why))?;
+    commit_with(temp, target, &mut |file, path| {
+        let file = file.try_clone().map_err(|e| ShardError::io(path, e))?;
+        let mut w =
+            RunWriter::from_file(file, path, schema).map_err(|e| failed(path, e.to_string()))?;
+        let extra = write(&mut w).map_err(|e| failed(path, e))?;
+        let footer: Vec<(&str, String)> = meta
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.clone()))
+            .chain(extra)
+            .collect();
+        w.finish(&footer).map_err(|e| failed(path, e.to_string()))
     })
 }
 

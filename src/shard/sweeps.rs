@@ -28,7 +28,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use super::partial::{
-    self, Committed, Header, commit_with, create_temp, final_name, remove_stale_temps, stage_dir,
+    self, Committed, Header, create_temp, final_name, remove_stale_temps, stage_dir,
 };
 use super::run::ShardOutcome;
 use super::{ShardError, ShardPlan, Stage, SweepsPlan};
@@ -36,7 +36,7 @@ use crate::config::Pipeline;
 use crate::sweeps::{
     Finished, Partitioned, SpillDir, Sums, SweepsSpec, export_footer, kept_schema,
 };
-use crate::table::{RunWriter, Runs};
+use crate::table::Runs;
 
 /// Partitions a reduce shard reduces at once: the plan sizes partitions so that this many
 /// partitions' states fit half a sweep analysis's budget, whatever node runs the shard.
@@ -87,44 +87,28 @@ pub(crate) fn commit_map(
 ) -> Result<Committed, ShardError> {
     let (orders, trade_rows) = rows.rows();
     header.rows = if trades { trade_rows } else { orders };
-    let encoding = if trades {
-        TRADES_ENCODING
-    } else {
-        ORDERS_ENCODING
-    };
-    let meta = partial::header_metadata(&header, encoding).map_err(|why| ShardError::Partial {
-        path: target.to_path_buf(),
-        why,
-    })?;
-    let index = header.shard_index;
+    let encoding = map_encoding(trades);
     let count = rows.spilled().0;
-    commit_with(temp, target, &mut |file, path| {
-        let failed = |e: String| ShardError::Job {
-            index,
-            reasons: vec![format!("{}: {e}", path.display())],
-        };
-        let file = file.try_clone().map_err(|e| ShardError::io(path, e))?;
-        let mut w = RunWriter::from_file(file, path, &kept_schema(trades))
-            .map_err(|e| failed(e.to_string()))?;
-        let of = rows
-            .export(trades, &mut w)
-            .map_err(|e| failed(e.to_string()))?;
-        let mut footer: Vec<(&str, String)> =
-            meta.iter().map(|(k, v)| (k.as_str(), v.clone())).collect();
-        footer.extend(export_footer(trades, &of, count));
-        w.finish(&footer).map_err(|e| failed(e.to_string()))
-    })
+    partial::commit_run(
+        temp,
+        target,
+        &kept_schema(trades),
+        &header,
+        encoding,
+        &mut |w| {
+            let of = rows.export(trades, w).map_err(|e| e.to_string())?;
+            Ok(export_footer(trades, &of, count).into())
+        },
+    )
 }
 
-/// The header a map partial says of itself.
-pub(crate) fn read_map_header(path: &Path, trades: bool) -> Result<Header, ShardError> {
-    let encoding = if trades {
+/// How a map partial of `trades` (else order events) holds its rows.
+pub(crate) fn map_encoding(trades: bool) -> &'static str {
+    if trades {
         TRADES_ENCODING
     } else {
         ORDERS_ENCODING
-    };
-    let (header, _) = partial::read_footer(path, encoding)?;
-    Ok(header)
+    }
 }
 
 /// The header and summary sums a reduce partial says of itself.
@@ -239,15 +223,20 @@ pub fn run_reduce(
             duration_sec: started.elapsed().as_secs_f64(),
             ledger: Vec::new(),
         };
-        let mut meta =
-            partial::header_metadata(&header, REDUCED_ENCODING).map_err(|why| bad(&target, why))?;
-        meta.push((SUMS.to_string(), sums));
-        let how = commit_with(temp, &target, &mut |file, path| {
-            write_runs(file, path, &runs, &meta).map_err(|e| ShardError::Job {
-                index,
-                reasons: vec![format!("{}: {e}", path.display())],
-            })
-        })?;
+        let how = partial::commit_run(
+            temp,
+            &target,
+            runs.schema(),
+            &header,
+            REDUCED_ENCODING,
+            &mut |w| {
+                for batch in runs.merged(REDUCED_BATCH).map_err(|e| e.to_string())? {
+                    w.write(&batch.map_err(|e| e.to_string())?)
+                        .map_err(|e| e.to_string())?;
+                }
+                Ok(vec![(SUMS, sums.clone())])
+            },
+        )?;
         partials.push((target, how));
     }
     Ok(ShardOutcome {
@@ -258,27 +247,6 @@ pub fn run_reduce(
         rows_read: written,
         temps_removed,
     })
-}
-
-/// The runs merged into one sorted run in `file`, with `meta` in its footer.
-fn write_runs(
-    file: &mut std::fs::File,
-    path: &Path,
-    runs: &Runs,
-    meta: &[(String, String)],
-) -> Result<(), crate::table::RunError> {
-    let file = file
-        .try_clone()
-        .map_err(|source| crate::table::RunError::Io {
-            path: path.to_path_buf(),
-            source,
-        })?;
-    let mut w = RunWriter::from_file(file, path, runs.schema())?;
-    for batch in runs.merged(REDUCED_BATCH)? {
-        w.write(&batch?)?;
-    }
-    let footer: Vec<(&str, String)> = meta.iter().map(|(k, v)| (k.as_str(), v.clone())).collect();
-    w.finish(&footer)
 }
 
 /// One sweep analysis's four tables from its checked reduce partials (in shard order): the
