@@ -152,17 +152,7 @@ pub fn ingest(
     };
     if !outcome.ok {
         discard(&parts);
-        // The run's own errors say why; sinks then only report that they wrote nothing.
-        let mut reasons: Vec<String> = outcome.errors.iter().map(|e| e.to_string()).collect();
-        if reasons.is_empty() {
-            reasons.extend(
-                outcome
-                    .sinks
-                    .iter()
-                    .filter_map(|s| s.result.as_ref().err().map(|e| format!("{}: {e}", s.sink))),
-            );
-        }
-        return Err(reasons.join("; "));
+        return Err(outcome.failure_reasons().join("; "));
     }
     let mut states = Vec::new();
     while let Ok((i, st)) = rx.try_recv() {

@@ -50,6 +50,21 @@ pub struct RunOutcome {
     pub interrupted: bool,
 }
 
+impl RunOutcome {
+    /// Why a failed run failed, for a caller that runs a part of a run (a daemon's file, a
+    /// shard): the run's own errors, or when it has none, the sinks that wrote nothing and why.
+    pub(crate) fn failure_reasons(&self) -> Vec<String> {
+        let reasons: Vec<String> = self.errors.iter().map(|e| e.to_string()).collect();
+        if !reasons.is_empty() {
+            return reasons;
+        }
+        self.sinks
+            .iter()
+            .filter_map(|s| s.result.as_ref().err().map(|e| format!("{}: {e}", s.sink)))
+            .collect()
+    }
+}
+
 /// Worker threads for CPU stages: the configured count or one per core.
 pub fn workers(p: &Pipeline) -> usize {
     p.runtime

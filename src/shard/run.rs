@@ -324,17 +324,10 @@ fn run_units(p: &Pipeline, plan: &ShardPlan, index: usize) -> Result<Ran, ShardE
         return Err(ShardError::Interrupted(index));
     }
     if !outcome.ok {
-        // The run's own errors say why; sinks then only report that they wrote nothing.
-        let mut reasons: Vec<String> = outcome.errors.iter().map(|e| e.to_string()).collect();
-        if reasons.is_empty() {
-            reasons.extend(
-                outcome
-                    .sinks
-                    .iter()
-                    .filter_map(|s| s.result.as_ref().err().map(|e| format!("{}: {e}", s.sink))),
-            );
-        }
-        return Err(ShardError::Job { index, reasons });
+        return Err(ShardError::Job {
+            index,
+            reasons: outcome.failure_reasons(),
+        });
     }
     let mut states = HashMap::new();
     let mut rows = HashMap::new();
